@@ -1,0 +1,126 @@
+"""The tidy table: one row per trial, the schema every analysis reads.
+
+``infpop aggregate`` builds it from result files; ``infpop import-published`` builds it from the
+study's CSV. Columns not known for a source are left missing (NaN/None), never invented.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+
+from infpop.errors import InputError
+from infpop.results import CorruptResult, TrialResult, iter_results
+
+#: Column order of every tidy table, with pandas dtypes.
+COLUMNS: dict[str, str] = {
+    "study": "string",
+    "hardware": "string",
+    "engine": "string",
+    "model": "string",
+    "n_gpus": "Int64",
+    "batch_size": "Int64",
+    "max_new_tokens": "Int64",
+    "repetition": "Int64",
+    "workload": "string",
+    "status": "string",
+    "throughput": "float64",
+    "generated_tokens": "Int64",
+    "prompt_tokens": "Int64",
+    "n_prompts": "Int64",
+    "wall_s": "float64",
+    "load_s": "float64",
+    "dtype": "string",
+    "params_b": "float64",
+    "humaneval_pass1": "float64",
+    "error": "string",
+    "host": "string",
+    "gpu_names": "string",
+    "started_at": "string",
+    "finished_at": "string",
+    "trial_id": "string",
+    "source": "string",
+}
+
+KEY = ["study", "hardware", "engine", "model", "n_gpus", "batch_size", "max_new_tokens", "repetition", "workload"]
+
+
+def conform(df: pd.DataFrame) -> pd.DataFrame:
+    """Add missing columns, order and type them: the one shape every producer hands on."""
+    out = df.copy()
+    for col, dtype in COLUMNS.items():
+        if col not in out:
+            out[col] = pd.Series(pd.NA, index=out.index, dtype=dtype)
+    extra = [c for c in out.columns if c not in COLUMNS]
+    out = out[list(COLUMNS) + extra]
+    return out.astype(COLUMNS).reset_index(drop=True)
+
+
+def row(result: TrialResult) -> dict:
+    t = result.trial
+    return {
+        "study": t.study,
+        "hardware": t.hardware,
+        "engine": t.engine,
+        "model": t.model.name,
+        "n_gpus": t.n_gpus,
+        "batch_size": t.batch_size,
+        "max_new_tokens": t.max_new_tokens,
+        "repetition": t.repetition,
+        "workload": t.workload.name,
+        "status": result.status,
+        "throughput": result.throughput,
+        "generated_tokens": result.generated_tokens,
+        "prompt_tokens": result.prompt_tokens,
+        "n_prompts": result.n_prompts,
+        "wall_s": result.wall_s,
+        "load_s": result.load_s,
+        "dtype": t.dtype,
+        "params_b": t.model.params_b,
+        "humaneval_pass1": t.model.humaneval_pass1,
+        "error": (result.error or "").strip().splitlines()[-1] if result.error else None,
+        "host": result.provenance.host,
+        "gpu_names": ";".join(result.provenance.gpus),
+        "started_at": result.provenance.started_at,
+        "finished_at": result.provenance.finished_at,
+        "trial_id": t.trial_id,
+        "source": "sweep",
+    }
+
+
+def aggregate(root: str | Path) -> tuple[pd.DataFrame, list[str]]:
+    """Tidy table of every result under ``root``, and the corrupt files that were left out."""
+    rows, corrupt = [], []
+    for item in iter_results(root):
+        if isinstance(item, CorruptResult):
+            corrupt.append(str(item))
+        else:
+            rows.append(row(item))
+    df = conform(pd.DataFrame(rows, columns=list(COLUMNS)))
+    return df.sort_values(KEY, ignore_index=True), corrupt
+
+
+def write_table(df: pd.DataFrame, out: str | Path) -> list[Path]:
+    """Write ``out`` (.parquet) and its .csv twin, each atomically."""
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    written = []
+    for path, writer in ((out.with_suffix(".parquet"), df.to_parquet), (out.with_suffix(".csv"), df.to_csv)):
+        tmp = path.with_name(f".{path.name}.tmp")
+        writer(tmp, index=False)
+        tmp.replace(path)
+        written.append(path)
+    return written
+
+
+def read_table(path: str | Path) -> pd.DataFrame:
+    path = Path(path)
+    try:
+        df = pd.read_parquet(path) if path.suffix == ".parquet" else pd.read_csv(path)
+    except (OSError, ValueError) as exc:
+        raise InputError(f"{path}: cannot read table: {exc}") from None
+    missing = [c for c in ("hardware", "engine", "model", "n_gpus", "batch_size", "throughput") if c not in df]
+    if missing:
+        raise InputError(f"{path}: not an infpop table: column {missing[0]!r} is missing")
+    return conform(df)

@@ -1,0 +1,3 @@
+from infpop.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,63 @@
+"""The interface every engine adapter implements.
+
+A trial runner owns timing and bookkeeping; an engine only loads a model and turns one batch
+of prompts into generated tokens. Keeping the interface this small is what lets vLLM, HF and
+test doubles slot in side by side.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+from infpop.manifest import ModelSpec
+
+
+@dataclass(frozen=True)
+class BatchOutput:
+    """Token counts of one batch, taken from the engine's token ids (never by re-tokenising)."""
+
+    prompt_tokens: int
+    generated_tokens: int
+
+
+class Engine(ABC):
+    """Loads a model once per trial group, then generates batch after batch."""
+
+    name: ClassVar[str]
+
+    def __init__(self, model: ModelSpec, *, model_path: str, n_gpus: int, dtype: str, options: dict[str, Any]):
+        self.model = model
+        self.model_path = model_path
+        self.n_gpus = n_gpus
+        self.dtype = dtype
+        self.options = options
+
+    @abstractmethod
+    def load(self) -> None:
+        """Load weights and allocate the engine; timed separately from inference."""
+
+    @abstractmethod
+    def generate(self, prompts: Sequence[str], batch_size: int, max_new_tokens: int) -> BatchOutput:
+        """Generate exactly ``max_new_tokens`` per prompt for one batch (greedy)."""
+
+    def recover(self) -> None:
+        """Release what a failed batch left behind (e.g. the CUDA cache after an OOM)."""
+
+    def close(self) -> None:
+        """Free the model so the next group in the same process starts clean."""
+
+    @staticmethod
+    def is_oom(exc: BaseException) -> bool:
+        """Out-of-memory is an outcome to record, not a crash."""
+        if isinstance(exc, MemoryError):
+            return True
+        if type(exc).__name__ == "OutOfMemoryError":  # torch.cuda.OutOfMemoryError, without importing torch
+            return True
+        return isinstance(exc, RuntimeError) and "out of memory" in str(exc).lower()
+
+    def devices(self) -> list[str]:
+        """Names of the accelerators the engine runs on, for provenance."""
+        return ["cpu"]

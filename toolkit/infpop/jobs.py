@@ -1,0 +1,60 @@
+"""Jobs: a trial group as something an executor can run, and its files on shared storage.
+
+Each group is written as a JSON file under ``<root>/<study>/.infpop/groups/``; a job carries
+only that path. The same file drives ``infpop trial GROUP_FILE``, so a bare run, a local job,
+a SLURM array task and a container all execute the identical group.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from collections import Counter
+from pathlib import Path
+
+import submitit
+
+from infpop.plan import GroupSpec
+from infpop.results import write_atomic
+
+
+def study_dir(root: str | Path, study: str) -> Path:
+    """Bookkeeping of a study (group files, submitit logs, submissions): hidden from result scans."""
+    return Path(root) / study / ".infpop"
+
+
+def group_file(group: GroupSpec) -> Path:
+    name = group.group_id.split("/", 1)[1].replace("/", "__") + ".json"
+    return study_dir(group.output_root, group.first.study) / "groups" / name
+
+
+def write_group(group: GroupSpec) -> Path:
+    path = group_file(group)
+    write_atomic(path, group.model_dump_json(indent=1))
+    return path
+
+
+def read_group(path: str | Path) -> GroupSpec:
+    return GroupSpec.model_validate_json(Path(path).read_text())
+
+
+class GroupJob(submitit.helpers.Checkpointable):
+    """Runs one group file. On timeout or preemption submitit requeues it (``checkpoint``),
+    and the rerun skips trials whose results are already on disk."""
+
+    def __init__(self, group_path: str, launcher: list[str] | None = None, cpu_threads: int | None = None):
+        self.group_path = group_path
+        #: argv prefix that starts ``python -m infpop`` elsewhere (a container); in-process when None.
+        self.launcher = launcher
+        self.cpu_threads = cpu_threads
+
+    def __call__(self) -> dict[str, int]:
+        if self.cpu_threads:
+            os.environ["OMP_NUM_THREADS"] = str(self.cpu_threads)
+        if self.launcher:
+            subprocess.run([*self.launcher, "trial", self.group_path], check=True)
+            return {}
+        from infpop.trial import run_group
+
+        return dict(Counter(r.status for r in run_group(read_group(self.group_path))))
+

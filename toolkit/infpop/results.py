@@ -1,0 +1,132 @@
+"""The result record: one JSON file per trial, written atomically to shared storage.
+
+A file exists only once its trial has finished (temp file in the same directory, fsync,
+rename), so a crash, OOM kill, timeout or preemption never leaves a half-written result, and
+"does the file exist" is the whole resume protocol.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from collections.abc import Iterator
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from infpop.plan import TrialSpec
+
+SCHEMA_VERSION = 1
+
+Status = Literal["ok", "oom", "error", "timeout", "skipped_oom"]
+#: Statuses a rerun keeps; an ``error`` is retried, since it may have been transient.
+DONE = frozenset({"ok", "oom", "timeout", "skipped_oom"})
+
+
+def utcnow() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="milliseconds")
+
+
+class Provenance(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    host: str
+    gpus: list[str]
+    versions: dict[str, str]
+    manifest_sha256: str
+    slurm: dict[str, str] = Field(default_factory=dict)
+    container_image: str | None = None
+    container_sha256: str | None = None
+    started_at: str
+    finished_at: str
+
+
+class TrialResult(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    schema_version: int = SCHEMA_VERSION
+    trial: TrialSpec
+    status: Status
+    error: str | None = None
+    n_prompts: int = 0
+    prompt_tokens: int = 0
+    generated_tokens: int = 0
+    #: Wall seconds of the inference loop only; model loading is ``load_s``.
+    wall_s: float = 0.0
+    load_s: float | None = None
+    #: Generated tokens per second of ``wall_s``; partial for an OOM or timeout, as the study kept it.
+    throughput: float | None = None
+    batch_latencies_s: list[float] = Field(default_factory=list)
+    provenance: Provenance
+
+
+class CorruptResult(Exception):
+    """A result file that cannot be parsed: reported by path, never silently dropped."""
+
+
+def write_atomic(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w") as fh:
+            fh.write(text)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+    dir_fd = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)
+
+
+class ResultStore:
+    """The result tree under an output root: ``<root>/<trial_id>.json``."""
+
+    def __init__(self, root: str | Path):
+        self.root = Path(root)
+
+    def path(self, trial: TrialSpec) -> Path:
+        return self.root / trial.relpath
+
+    def write(self, result: TrialResult) -> Path:
+        path = self.path(result.trial)
+        write_atomic(path, result.model_dump_json(indent=1))
+        return path
+
+    def read(self, trial: TrialSpec) -> TrialResult | None:
+        path = self.path(trial)
+        return read_result(path) if path.exists() else None
+
+    def done(self, trial: TrialSpec) -> TrialResult | None:
+        """The trial's result if it needs no rerun; a corrupt file counts as missing."""
+        try:
+            result = self.read(trial)
+        except CorruptResult:
+            return None
+        return result if result is not None and result.status in DONE else None
+
+
+def read_result(path: Path) -> TrialResult:
+    try:
+        return TrialResult.model_validate(json.loads(path.read_text()))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError, ValidationError) as exc:
+        raise CorruptResult(f"{path}: {type(exc).__name__}: {str(exc).splitlines()[0]}") from None
+
+
+def iter_results(root: str | Path) -> Iterator[TrialResult | CorruptResult]:
+    """Every result file below ``root``; unreadable ones come back as :class:`CorruptResult`."""
+    for path in sorted(Path(root).rglob("*.json")):
+        if path.name.startswith(".") or any(part.startswith(".") for part in path.relative_to(root).parts[:-1]):
+            continue
+        try:
+            yield read_result(path)
+        except CorruptResult as exc:
+            yield exc

@@ -1,0 +1,103 @@
+"""Submitting a plan: the groups with missing trials become submitit jobs.
+
+The local executor (the embedded default) runs jobs as real subprocesses on this machine, a
+bounded number at a time, and shows progress over trials. SLURM submission lives in
+:mod:`infpop.slurm`; both share the group files and the resume rule (a trial with a result
+on disk is never run again).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import submitit
+from tqdm import tqdm
+
+from infpop.jobs import GroupJob, study_dir, write_group
+from infpop.plan import GroupSpec
+from infpop.profile import PartitionProfile
+from infpop.results import ResultStore, utcnow
+
+
+@dataclass
+class SweepReport:
+    submitted: list[str] = field(default_factory=list)
+    job_ids: list[str] = field(default_factory=list)
+    failed: dict[str, str] = field(default_factory=dict)
+    trials_to_run: int = 0
+
+
+def pending_groups(groups: Sequence[GroupSpec]) -> list[tuple[GroupSpec, int]]:
+    """Groups with at least one trial lacking a finished result, with how many are missing."""
+    out = []
+    for g in groups:
+        store = ResultStore(g.output_root)
+        missing = sum(store.done(t) is None for t in g.trials)
+        if missing:
+            out.append((g, missing))
+    return out
+
+
+def count_done(groups: Sequence[GroupSpec]) -> int:
+    return sum(ResultStore(g.output_root).done(t) is not None for g in groups for t in g.trials)
+
+
+def log_submission(group: GroupSpec, job_id: str, partition: str) -> None:
+    """Append to the study's submission log, which ``infpop status`` reads."""
+    path = study_dir(group.output_root, group.first.study) / "submissions.jsonl"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    entry = {"job_id": job_id, "group": group.group_id, "partition": partition, "submitted_at": utcnow()}
+    with open(path, "a") as fh:
+        fh.write(json.dumps(entry) + "\n")
+
+
+def run_local(groups: Sequence[GroupSpec], partition: str, part: PartitionProfile) -> SweepReport:
+    """Run groups through submitit's local executor, ``array_parallelism`` at a time."""
+    report = SweepReport()
+    todo = pending_groups(groups)
+    report.trials_to_run = sum(n for _, n in todo)
+    if not todo:
+        return report
+    folder = study_dir(todo[0][0].output_root, todo[0][0].first.study) / "logs" / "%j"
+    executor = submitit.LocalExecutor(folder=folder)
+    all_groups = [g for g, _ in todo]
+    base = count_done(all_groups)
+    queue = list(todo)
+    running: list[tuple[GroupSpec, submitit.Job]] = []
+    with tqdm(total=report.trials_to_run, unit="trial", desc=f"{partition}", disable=None) as bar:
+        while queue or running:
+            while queue and len(running) < part.array_parallelism:
+                group, _ = queue.pop(0)
+                executor.update_parameters(timeout_min=part.time_min, gpus_per_node=_local_gpus(part, group))
+                job = executor.submit(GroupJob(str(write_group(group)), cpu_threads=part.cpus_per_gpu))
+                log_submission(group, job.job_id, partition)
+                report.submitted.append(group.group_id)
+                report.job_ids.append(job.job_id)
+                running.append((group, job))
+            time.sleep(0.5)
+            for group, job in [r for r in running if r[1].done()]:
+                running.remove((group, job))
+                try:
+                    job.result()
+                except Exception as exc:  # a crashed job: its finished trials are on disk already
+                    report.failed[group.group_id] = f"{type(exc).__name__}: see {job.paths.stderr}"
+            bar.n = count_done(all_groups) - base
+            bar.refresh()
+    return report
+
+
+def _local_gpus(part: PartitionProfile, group: GroupSpec) -> int:
+    """GPUs submitit's local executor exposes through CUDA_VISIBLE_DEVICES (none on a CPU machine)."""
+    return group.n_gpus if part.resolved_gpus_per_node() is not None else 0
+
+
+def submit(groups: Sequence[GroupSpec], partition: str, part: PartitionProfile) -> SweepReport:
+    if part.executor == "local":
+        return run_local(groups, partition, part)
+    from infpop.slurm import submit_arrays
+
+    return submit_arrays(groups, partition, part)
+
