@@ -1,0 +1,82 @@
+"""Shared fixtures: a tiny offline model, the HumanEval prompts, and manifests on disk.
+
+Tests read ``../shared/data`` when it is there and fall back to generated data of the same
+shape when it is not, so the suite runs on any clone.
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED = REPO.parent / "shared"
+HUMANEVAL = SHARED / "data" / "humaneval-infilling" / "HumanEval-SingleLineInfilling.jsonl.gz"
+PUBLISHED = SHARED / "data" / "infpop-appendix"
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+
+
+def write_humaneval_like(path: Path, n: int = 60) -> Path:
+    """A gzip JSONL shaped like HumanEval single-line infilling (prompt, suffix, canonical_solution)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with gzip.open(path, "wt") as fh:
+        for i in range(n):
+            body = "\n".join(f"    x{j} = x{j - 1} + {i}" for j in range(1, 2 + i % 9))
+            rec = {
+                "task_id": f"SingleLineInfilling/HumanEval/{i}/L0",
+                "entry_point": f"f{i}",
+                "prompt": f"def f{i}(x0):\n    \"\"\"Add {i}.\"\"\"\n{body}\n",
+                "suffix": "    return x0\n",
+                "canonical_solution": f"    x0 += {i}\n",
+                "test": "def check(f):\n    pass\n",
+            }
+            fh.write(json.dumps(rec) + "\n")
+    return path
+
+
+@pytest.fixture(scope="session")
+def humaneval_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The real prompts when ../shared is present, else a generated file of the same shape."""
+    if HUMANEVAL.exists():
+        return HUMANEVAL
+    return write_humaneval_like(tmp_path_factory.mktemp("data") / "humaneval.jsonl.gz")
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny Llama built offline once per test session."""
+    from infpop.tinymodel import build_tiny_model
+
+    return build_tiny_model(tmp_path_factory.mktemp("model") / "tiny")
+
+
+@pytest.fixture
+def write_manifest(tmp_path: Path, tiny_model: Path, humaneval_path: Path):
+    """Write a manifest for the tiny model into tmp_path; keyword arguments override fields."""
+    import yaml
+
+    def _write(name: str = "study.yaml", **fields) -> Path:
+        data = {
+            "study": "t",
+            "output_root": str(tmp_path / "runs"),
+            "models": [{"name": "tiny", "source": str(tiny_model)}],
+            "engines": ["hf"],
+            "gpu_counts": [1],
+            "batch_sizes": [1, 4],
+            "max_new_tokens": [3],
+            "dtype": "float32",
+            "workload": {"path": str(humaneval_path), "limit": 12},
+        }
+        data.update(fields)
+        path = tmp_path / name
+        path.write_text(yaml.safe_dump(data, sort_keys=False))
+        return path
+
+    return _write
