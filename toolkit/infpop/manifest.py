@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
 
 from infpop.engines import known_engines
 from infpop.errors import InputError
@@ -116,12 +116,14 @@ class Manifest(_Strict):
             raise ValueError(f"model names must be unique, {dupes[0]!r} repeats")
         return models
 
-    @model_validator(mode="after")
-    def _options_for_listed_engines(self) -> Manifest:
-        extra = sorted(set(self.engine_options) - set(self.engines))
+    @field_validator("engine_options")
+    @classmethod
+    def _options_for_listed_engines(cls, options: dict[str, dict[str, Any]], info: ValidationInfo) -> dict:
+        engines = info.data.get("engines", [])
+        extra = sorted(set(options) - set(engines))
         if extra:
-            raise ValueError(f"engine_options for {extra[0]!r}, which is not in engines {self.engines}")
-        return self
+            raise ValueError(f"options for {extra[0]!r}, which is not in engines {engines}")
+        return options
 
 
 class LoadedManifest(BaseModel):
@@ -149,11 +151,16 @@ def _field_path(loc: tuple[Any, ...]) -> str:
     return out or "(top level)"
 
 
+def _short(value: Any, limit: int = 160) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
 def format_validation_error(source: str, err: ValidationError) -> str:
     lines = [f"{source}: invalid manifest ({err.error_count()} error{'s' if err.error_count() > 1 else ''})"]
     for e in err.errors():
         msg = e["msg"].removeprefix("Value error, ")
-        got = "" if e["type"] == "missing" else f" (got {e['input']!r})"
+        got = "" if e["type"] == "missing" else f" (got {_short(e['input'])})"
         lines.append(f"  {_field_path(e['loc'])}: {msg}{got}")
     return "\n".join(lines)
 
