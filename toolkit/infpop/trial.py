@@ -4,7 +4,9 @@ It loads the engine once for a group, runs the group's trials in order (batch si
 within each series), and writes one result per trial as soon as it finishes. Trials that
 already have a result are skipped, so a requeued or rerun job resumes where it stopped. An
 out-of-memory error ends a trial with status ``oom`` and, with pruning on, larger batches of
-the same series are recorded ``skipped_oom`` without running.
+the same series are recorded ``skipped_oom`` without running. A trial runs through its
+scenario's runner: :func:`run_trial` here (offline, the study's protocol), or
+:func:`infpop.scenarios.online.run_online`.
 
 Only light imports here: the engine module brings torch when the group actually runs.
 """
@@ -21,7 +23,8 @@ from infpop.engines import engine_class
 from infpop.engines.base import Engine
 from infpop.plan import GroupSpec, TrialSpec
 from infpop.results import Provenance, ResultStore, TrialResult, utcnow
-from infpop.workloads import Prompt, load_prompts
+from infpop.scenarios.metrics import validity
+from infpop.workloads import Prompt, load_prompts, new_tokens, with_reference_tokens
 
 EngineFactory = Callable[[GroupSpec], Engine]
 
@@ -76,7 +79,8 @@ def run_trial(engine: Engine, trial: TrialSpec, prompts: list[Prompt], run: _Run
     for i in range(0, len(texts), b):
         t0 = time.perf_counter()
         try:
-            out = engine.generate(texts[i : i + b], b, trial.max_new_tokens)
+            asked = new_tokens(prompts[i : i + b], trial.output_length, trial.max_new_tokens)
+            out = engine.generate(texts[i : i + b], b, asked)
         except Exception as exc:  # an engine failure is an outcome to record, not a crash
             status = "oom" if engine.is_oom(exc) else "error"
             error = _error_text(exc)
@@ -88,7 +92,9 @@ def run_trial(engine: Engine, trial: TrialSpec, prompts: list[Prompt], run: _Run
         if timeout_s is not None and time.perf_counter() - loop_start > timeout_s and i + b < len(texts):
             status, error = "timeout", f"trial_timeout_s={timeout_s} reached after {i + b} of {len(texts)} prompts"
             break
-    wall = sum(latencies)
+    # The whole loop, bookkeeping between batches included: what a user of the engine would see.
+    wall = time.perf_counter() - loop_start
+    valid, why = validity(trial.scenario, status, wall, len(texts))
     return run.result(
         trial,
         started_at,
@@ -100,7 +106,18 @@ def run_trial(engine: Engine, trial: TrialSpec, prompts: list[Prompt], run: _Run
         wall_s=wall,
         throughput=generated / wall if wall > 0 else None,
         batch_latencies_s=latencies,
+        valid=valid,
+        invalid_reason=why,
     )
+
+
+def _runner(trial: TrialSpec) -> Callable[[Engine, TrialSpec, list[Prompt], _Run, float | None], TrialResult]:
+    """The trial's scenario runner; the online one is imported only when a trial needs it."""
+    if trial.scenario.kind == "online":
+        from infpop.scenarios.online import run_online
+
+        return run_online
+    return run_trial
 
 
 def _oom_batches(store: ResultStore, trials: list[TrialSpec]) -> dict[tuple[int, int], int]:
@@ -134,6 +151,8 @@ def run_group(group: GroupSpec, engine_factory: EngineFactory = default_engine) 
             group.first.workload, Path(group.workload_path) if group.workload_path else None, group.first.workload.url
         )
         engine.load()
+        if any(t.output_length == "reference" for t in pending):
+            prompts = with_reference_tokens(prompts, engine.count_tokens)
     except Exception as exc:
         # The model could not start: every pending trial gets the reason (OOM at load included).
         run = _Run(group, ["unknown"], None)
@@ -150,7 +169,7 @@ def run_group(group: GroupSpec, engine_factory: EngineFactory = default_engine) 
                     run.result(trial, utcnow(), status="skipped_oom", error=f"OOM at batch {limit} in this series")
                 )
                 continue
-            result = run_trial(engine, trial, prompts, run, group.trial_timeout_s)
+            result = _runner(trial)(engine, trial, prompts, run, group.trial_timeout_s)
             record(result)
             if result.status == "oom" and group.prune_oom:
                 oom_at[trial.series] = min(oom_at.get(trial.series, trial.batch_size), trial.batch_size)

@@ -1,0 +1,129 @@
+"""Toolkit overhead: a toolkit trial against a bare loop over the same engine call.
+
+Both sides send the same prompts in the same batches through the same loaded HF pipeline; the
+bare side calls the pipeline in a plain ``for`` loop and times it, the toolkit side runs the
+trial runner (token counting, per-batch timing, result record). Rounds interleave the two and
+alternate which goes first, so drift and a busy neighbour hit both alike. Prints the median
+of the per-pair throughput ratios toolkit/bare (target >= 0.97).
+
+    python benchmarks/overhead.py [--rounds 7] [--prompts 96] [--batch-sizes 1 4 16]
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+import yaml
+
+from infpop.engines.hf import HFPipelineEngine
+from infpop.manifest import load_manifest
+from infpop.plan import GroupSpec, plan
+from infpop.profile import EMBEDDED_DEFAULT
+from infpop.tinymodel import build_tiny_model
+from infpop.trial import run_group
+from infpop.workloads import load_prompts
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED_PROMPTS = REPO.parent / "shared/data/humaneval-infilling/HumanEval-SingleLineInfilling.jsonl.gz"
+
+
+class Preloaded(HFPipelineEngine):
+    """The engine loaded once for the whole benchmark; the toolkit's load/close become no-ops."""
+
+    def load(self) -> None:
+        if not hasattr(self, "pipe") or self.pipe is None:
+            super().load()
+
+    def close(self) -> None:
+        pass
+
+
+def bare_loop(engine: HFPipelineEngine, texts: list[str], batch: int, tokens: int) -> float:
+    """What a user would write by hand: the pipeline over chunks of ``batch``; tokens/s."""
+    model = engine.pipe.model
+    counting = model.__dict__.pop("generate")  # the bare loop runs without the toolkit's token counter
+    try:
+        start = time.perf_counter()
+        for i in range(0, len(texts), batch):
+            engine.pipe(
+                texts[i : i + batch],
+                batch_size=batch,
+                max_new_tokens=tokens,
+                min_new_tokens=tokens,
+                do_sample=False,
+                return_full_text=False,
+            )
+        elapsed = time.perf_counter() - start
+    finally:
+        model.generate = counting
+    return len(texts) * tokens / elapsed
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--rounds", type=int, default=7)
+    ap.add_argument("--prompts", type=int, default=96)
+    ap.add_argument("--batch-sizes", type=int, nargs="+", default=[1, 4, 16])
+    ap.add_argument("--tokens", type=int, default=5)
+    args = ap.parse_args()
+
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        model_dir = build_tiny_model(tmp / "model")
+        prompts_path = SHARED_PROMPTS if SHARED_PROMPTS.exists() else None
+        if prompts_path is None:
+            import sys
+
+            sys.path.insert(0, str(REPO / "tests"))
+            from conftest import write_humaneval_like
+
+            prompts_path = write_humaneval_like(tmp / "prompts.jsonl.gz", n=args.prompts)
+        manifest = tmp / "bench.yaml"
+        manifest.write_text(
+            yaml.safe_dump(
+                {
+                    "study": "overhead",
+                    "output_root": str(tmp / "runs"),
+                    "models": [{"name": "tiny", "source": str(model_dir)}],
+                    "engines": ["hf"],
+                    "gpu_counts": [1],
+                    "batch_sizes": args.batch_sizes,
+                    "max_new_tokens": [args.tokens],
+                    "dtype": "float32",
+                    "workload": {"path": str(prompts_path), "limit": args.prompts},
+                    "engine_options": {"hf": {"cpu_threads": 1}},
+                }
+            )
+        )
+        (group,) = plan(load_manifest(manifest), "local", EMBEDDED_DEFAULT.partitions["local"])
+        texts = [p.text for p in load_prompts(group.first.workload, Path(group.workload_path))]
+        engine = Preloaded(group.first.model, model_path=str(model_dir), n_gpus=1, dtype="float32", options={"cpu_threads": 1})
+        engine.load()
+        bare_loop(engine, texts, 4, args.tokens)  # warm-up
+
+        ratios: dict[int, list[float]] = {b: [] for b in args.batch_sizes}
+        for rnd in range(args.rounds):
+            for trial in group.trials:
+                b = trial.batch_size
+                one = GroupSpec(**{**group.model_dump(), "trials": [trial], "output_root": str(tmp / f"runs{rnd}_{b}")})
+                toolkit_first = (rnd + b) % 2 == 0
+                if toolkit_first:
+                    (res,) = run_group(one, lambda g: engine)
+                bare = bare_loop(engine, texts, b, args.tokens)
+                if not toolkit_first:
+                    (res,) = run_group(one, lambda g: engine)
+                assert res.status == "ok", res.error
+                ratios[b].append(res.throughput / bare)
+
+    for b, rs in ratios.items():
+        print(f"batch {b:>3}: median toolkit/bare throughput ratio {statistics.median(rs):.3f} over {len(rs)} pairs")
+    overall = statistics.median(r for rs in ratios.values() for r in rs)
+    print(f"overall median toolkit/bare throughput ratio: {overall:.3f} (target >= 0.97)")
+
+
+if __name__ == "__main__":
+    main()
