@@ -14,6 +14,10 @@ OUT ?= runs
 STUDY := $(shell sed -n 's/^study: *//p' $(MANIFEST) | head -n1)
 TABLE ?= $(OUT)/$(STUDY)/table.parquet
 FIGURES ?= $(OUT)/$(STUDY)/figures
+STATS ?= $(OUT)/$(STUDY)/stats
+# The published study: `make paper` regenerates its appendix into $(PAPER_OUT).
+PUBLISHED ?= ../shared/data/infpop-appendix/allData.csv
+PAPER_OUT ?= $(OUT)/paper
 
 # torch comes from the container images on clusters; here, the CPU wheel (set TORCH_PIP_ARGS to
 # e.g. "--index-url https://download.pytorch.org/whl/cpu" where no local CPU wheel is provided).
@@ -24,7 +28,7 @@ PROFILE_ARG := $(if $(PROFILE),--profile $(PROFILE),)
 SHARED_DATA := ../shared/data/humaneval-infilling/HumanEval-SingleLineInfilling.jsonl.gz
 DATA := data/HumanEval-SingleLineInfilling.jsonl.gz
 
-.PHONY: help install demo sweep plan aggregate figures data test clean
+.PHONY: help install demo sweep plan status aggregate figures data test clean containers models stats paper hpo
 
 help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -49,17 +53,40 @@ $(DATA): | $(VENV)/.installed
 
 data: $(DATA) ## get the HumanEval infilling prompts (sha256-checked)
 
+containers: install ## build the trial images (apptainer) at the paths PROFILE names, else into build/containers
+	containers/build.sh $(BIN)/python "$(PROFILE)" build/containers
+
+models: install ## download MANIFEST's hub models into PROFILE's model_cache (login node; compute nodes are offline)
+	$(INFPOP) models $(MANIFEST) $(PROFILE_ARG)
+
 plan: install ## count trials and jobs of MANIFEST on PARTITION; runs nothing
 	$(INFPOP) plan $(MANIFEST) --partition $(PARTITION) --output-root $(OUT) $(PROFILE_ARG)
 
 sweep: install ## run (local) or submit (SLURM) the trials of MANIFEST on PARTITION that have no result
 	$(INFPOP) sweep $(MANIFEST) --partition $(PARTITION) --output-root $(OUT) $(PROFILE_ARG)
 
+status: install ## trials done/ok/oom/error/pending/running of the study, SLURM arrays, failed tasks' logs
+	$(INFPOP) status $(OUT)/$(STUDY)
+
 aggregate: install ## collect results of the study into $(TABLE)
 	$(INFPOP) aggregate $(OUT)/$(STUDY) -o $(TABLE)
 
 figures: aggregate ## draw the figures of $(TABLE) into $(FIGURES)
 	$(INFPOP) figures $(TABLE) -o $(FIGURES)
+
+stats: aggregate ## statistical tests, tables and report.md of $(TABLE) into $(STATS)
+	$(INFPOP) stats $(TABLE) -o $(STATS)
+
+paper: install ## the paper's appendix from its published data: table, stats, figures (+ HPO replay) in $(PAPER_OUT)
+	$(INFPOP) import-published $(PUBLISHED) -o $(PAPER_OUT)/table.parquet --catalog manifests/paper.yaml
+	$(INFPOP) stats $(PAPER_OUT)/table.parquet -o $(PAPER_OUT)/stats
+	$(INFPOP) figures $(PAPER_OUT)/table.parquet -o $(PAPER_OUT)/figures
+	$(INFPOP) hpo replay $(PAPER_OUT)/table.parquet -o $(PAPER_OUT)/hpo
+	@echo "appendix: $(PAPER_OUT)/stats/report.md  tables: $(PAPER_OUT)/stats/tables  figures: $(PAPER_OUT)/figures"
+
+hpo: install ## RQ5 HPO replay (10 reps, ~5 min) and the optimizer benchmark on the published data, in $(PAPER_OUT)/hpo
+	$(INFPOP) hpo replay $(PUBLISHED) -o $(PAPER_OUT)/hpo
+	$(INFPOP) hpo benchmark $(PUBLISHED) -o $(PAPER_OUT)/hpo
 
 demo: install build/tiny-model/config.json $(DATA) ## the whole path on CPU: tiny model, local jobs, table, figure
 	$(INFPOP) sweep manifests/demo.yaml --partition local --output-root $(OUT)

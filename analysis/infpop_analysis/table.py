@@ -41,9 +41,21 @@ COLUMNS: dict[str, str] = {
     "finished_at": "string",
     "trial_id": "string",
     "source": "string",
+    # Workload-study axes and the online scenario's measures (missing for the paper's data).
+    "scenario": "string",
+    "output_length": "string",
+    "request_rate": "float64",
+    "gpu_memory_utilization": "float64",
+    "valid": "boolean",
+    "n_requests": "Int64",
+    "request_throughput": "float64",
+    "goodput": "float64",
+    **{f"{measure}_{p}_s": "float64" for measure in ("latency", "ttft", "latency_per_token") for p in ("p50", "p90", "p99")},
 }
 
 KEY = ["study", "hardware", "engine", "model", "n_gpus", "batch_size", "max_new_tokens", "repetition", "workload"]
+#: What tells apart trials of one KEY in a workload study; missing (NA) for the paper's data.
+SCENARIO_KEY = ["scenario", "output_length", "request_rate", "gpu_memory_utilization"]
 
 
 def conform(df: pd.DataFrame) -> pd.DataFrame:
@@ -51,7 +63,7 @@ def conform(df: pd.DataFrame) -> pd.DataFrame:
     out = df.copy()
     for col, dtype in COLUMNS.items():
         if col not in out:
-            out[col] = pd.Series(pd.NA, index=out.index, dtype=dtype)
+            out[col] = pd.Series(float("nan") if dtype == "float64" else pd.NA, index=out.index, dtype=dtype)
     extra = [c for c in out.columns if c not in COLUMNS]
     out = out[list(COLUMNS) + extra]
     return out.astype(COLUMNS).reset_index(drop=True)
@@ -68,7 +80,7 @@ def row(result: TrialResult) -> dict:
         "batch_size": t.batch_size,
         "max_new_tokens": t.max_new_tokens,
         "repetition": t.repetition,
-        "workload": t.workload.name,
+        "workload": t.workload.id,
         "status": result.status,
         "throughput": result.throughput,
         "generated_tokens": result.generated_tokens,
@@ -86,7 +98,27 @@ def row(result: TrialResult) -> dict:
         "finished_at": result.provenance.finished_at,
         "trial_id": t.trial_id,
         "source": "sweep",
+        **_scenario_columns(result),
     }
+
+
+def _scenario_columns(result: TrialResult) -> dict:
+    t, online = result.trial, result.online
+    out = {
+        "scenario": t.scenario.kind,
+        "output_length": t.output_length,
+        "request_rate": t.request_rate,
+        # From the engine's options, so a fixed setting is recorded as well as a swept one.
+        "gpu_memory_utilization": t.engine_options.get("gpu_memory_utilization"),
+        "valid": result.valid,
+    }
+    if online is not None:
+        out.update(n_requests=online.n_requests, request_throughput=online.request_throughput, goodput=online.goodput)
+        for measure in ("latency", "ttft", "latency_per_token"):
+            pct = getattr(online, f"{measure}_s")
+            for p in ("p50", "p90", "p99"):
+                out[f"{measure}_{p}_s"] = getattr(pct, p) if pct is not None else None
+    return out
 
 
 def aggregate(root: str | Path) -> tuple[pd.DataFrame, list[str]]:
@@ -98,7 +130,7 @@ def aggregate(root: str | Path) -> tuple[pd.DataFrame, list[str]]:
         else:
             rows.append(row(item))
     df = conform(pd.DataFrame(rows, columns=list(COLUMNS)))
-    return df.sort_values(KEY, ignore_index=True), corrupt
+    return df.sort_values(KEY + SCENARIO_KEY, ignore_index=True), corrupt
 
 
 def write_table(df: pd.DataFrame, out: str | Path) -> list[Path]:

@@ -24,6 +24,7 @@ def _add_plan_args(p: argparse.ArgumentParser) -> None:
 
 
 def _planned(args: argparse.Namespace):
+    from infpop.container import Runtime
     from infpop.manifest import load_manifest
     from infpop.plan import plan
     from infpop.profile import load_profile
@@ -32,7 +33,12 @@ def _planned(args: argparse.Namespace):
     profile = load_profile(args.profile)
     partition = args.partition or loaded.manifest.partitions[0]
     part = profile.partition(partition)
-    groups = plan(loaded, partition, part, output_root=args.output_root, prune_oom=False if args.no_prune else None)
+    # A real submission also refuses what its jobs would fail on: an unbuilt image, an unstaged model.
+    submitting = args.func is cmd_sweep and not args.dry_run
+    runtime = Runtime.from_profile(profile, containers=not getattr(args, "no_container", False), strict=submitting)
+    groups = plan(
+        loaded, partition, part, output_root=args.output_root, prune_oom=False if args.no_prune else None, runtime=runtime
+    )
     return loaded, partition, part, groups
 
 
@@ -66,8 +72,11 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         return 0
     report = submit(groups, partition, part)
     root = Path(groups[0].output_root) / loaded.manifest.study
-    if not report.submitted:
-        print(f"{loaded.manifest.study}: nothing to run; every trial has a result under {root}")
+    for group, job_id in report.queued.items():
+        print(f"job {group}: still queued as SLURM job {job_id}; not submitted again")
+    if not report.submitted and not report.failed:
+        if not report.queued:
+            print(f"{loaded.manifest.study}: nothing to run; every trial has a result under {root}")
         return 0
     verb = "ran" if part.executor == "local" else "submitted"
     print(f"{loaded.manifest.study}: {verb} {report.trials_to_run} trials in {len(report.submitted)} jobs; results under {root}")
@@ -85,6 +94,27 @@ def cmd_trial(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_status(args: argparse.Namespace) -> int:
+    from infpop.status import status_report
+
+    print(status_report(args.study, args.output_root))
+    return 0
+
+
+def cmd_models(args: argparse.Namespace) -> int:
+    from infpop.manifest import load_manifest
+    from infpop.models import stage_models
+    from infpop.profile import load_profile
+
+    loaded = load_manifest(args.manifest)
+    cache = args.cache or load_profile(args.profile).model_cache
+    if cache is None:
+        raise InputError("no model cache: set model_cache in the profile (--profile) or pass --cache DIR")
+    for s in stage_models(loaded, cache):
+        print(f"{s.model}: {s.note} ({s.source}{'@' + s.revision if s.revision else ''}) -> {s.path}")
+    return 0
+
+
 def cmd_make_tiny_model(args: argparse.Namespace) -> int:
     from infpop.tinymodel import build_tiny_model
 
@@ -97,8 +127,9 @@ def cmd_fetch_data(args: argparse.Namespace) -> int:
     from infpop.workloads.fetch import ensure_local
 
     loaded = load_manifest(args.manifest)
-    w = loaded.manifest.workload
-    print(ensure_local(loaded.resolve(w.path) if w.path else None, w.url, w.sha256))
+    for w in loaded.manifest.all_workloads:
+        if w.synthetic is None:  # a synthetic workload is generated, there is nothing to fetch
+            print(ensure_local(loaded.resolve(w.path) if w.path else None, w.url, w.sha256))
     return 0
 
 
@@ -114,7 +145,14 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("sweep", help="run or submit the trials that have no result yet")
     _add_plan_args(p)
     p.add_argument("--dry-run", action="store_true", help="print the sbatch script of each array; submit nothing")
+    p.add_argument("--no-container", action="store_true", help="run trials bare, not in the partition's images")
     p.set_defaults(func=cmd_sweep)
+
+    p = sub.add_parser("models", help="download the manifest's hub models into the shared model cache (login node)")
+    p.add_argument("manifest", type=Path)
+    p.add_argument("--profile", default=None, help="cluster profile whose model_cache to fill (default: $INFPOP_PROFILE)")
+    p.add_argument("--cache", default=None, help="model cache folder (default: the profile's model_cache)")
+    p.set_defaults(func=cmd_models)
 
     p = sub.add_parser("trial", help="run one trial group file (what a job executes)")
     p.add_argument("group_file", type=Path)
@@ -125,9 +163,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(func=cmd_make_tiny_model)
 
-    p = sub.add_parser("fetch-data", help="download the manifest's workload once and check its sha256")
+    p = sub.add_parser("fetch-data", help="download the manifest's workloads once and check their sha256")
     p.add_argument("manifest", type=Path)
     p.set_defaults(func=cmd_fetch_data)
+
+    p = sub.add_parser("status", help="trials by outcome, SLURM arrays and states, logs of failed tasks")
+    p.add_argument("study", nargs="*", type=Path, help="study directories (<output_root>/<study>); default: all")
+    p.add_argument("--output-root", type=Path, default=Path("runs"), help="where to look for studies (default: runs)")
+    p.set_defaults(func=cmd_status)
 
     try:
         from infpop_analysis.cli import register

@@ -58,3 +58,13 @@ class GroupJob(submitit.helpers.Checkpointable):
 
         return dict(Counter(r.status for r in run_group(read_group(self.group_path))))
 
+
+def group_job(group: GroupSpec, cpu_threads: int | None = None) -> GroupJob:
+    """The one place a group becomes a job (group file written), so every executor runs it alike."""
+    return GroupJob(str(write_group(group)), launcher=group.launcher, cpu_threads=cpu_threads)
+
+
+def job_argv(group: GroupSpec) -> list[str]:
+    """The command a job of ``group`` runs (``--dry-run`` shows it): its launcher, then ``trial``."""
+    return [*(group.launcher or ["python", "-m", "infpop"]), "trial", str(group_file(group))]
+

@@ -9,19 +9,29 @@ from __future__ import annotations
 
 import hashlib
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
 
 from infpop.engines import known_engines
 from infpop.errors import InputError
+from infpop.workloads import SYNTHETIC, known_workloads
 
 #: Names that become directory names in the result tree.
 SAFE_NAME = r"^[A-Za-z0-9][A-Za-z0-9._+-]*$"
 
 Dtype = Literal["float16", "bfloat16", "float32", "auto"]
 InputOrder = Literal["natural", "random", "length-ascending"]
+#: ``fixed``: every prompt generates exactly ``max_new_tokens`` (the InfPop study);
+#: ``reference``: each prompt generates its dataset reference's length in tokens, capped at
+#: ``max_new_tokens`` (the workload study).
+OutputLength = Literal["fixed", "reference"]
+
+#: The study's workload; trial ids name the workload only when it is another one.
+DEFAULT_WORKLOAD = "humaneval-infilling"
+#: Engines whose KV-cache size ``gpu_memory_utilization`` sets (a load-time option of vLLM).
+MEMORY_ENGINES = frozenset({"vllm"})
 
 
 class _Strict(BaseModel):
@@ -44,23 +54,162 @@ class ModelSpec(_Strict):
         return self.source.startswith(("/", "./", "../", "~"))
 
 
+class FixedLength(_Strict):
+    kind: Literal["fixed"]
+    tokens: int = Field(gt=0)
+
+
+class UniformLength(_Strict):
+    """Integers drawn uniformly from ``[min, max]``."""
+
+    kind: Literal["uniform"]
+    min: int = Field(gt=0)
+    max: int = Field(gt=0)
+
+    @model_validator(mode="after")
+    def _ordered(self) -> UniformLength:
+        if self.max < self.min:
+            raise ValueError(f"max {self.max} is below min {self.min}")
+        return self
+
+
+class NormalLength(_Strict):
+    """Normal around ``mean``, rounded and clipped to ``[min, max]``."""
+
+    kind: Literal["normal"]
+    mean: float = Field(gt=0)
+    std: float = Field(ge=0)
+    min: int = Field(default=1, gt=0)
+    max: int | None = Field(default=None, gt=0)
+
+
+class LognormalLength(_Strict):
+    """Log-normal with the given ``median`` and log-space ``sigma`` (long-tailed, like chat
+    answers), rounded and clipped to ``[min, max]``."""
+
+    kind: Literal["lognormal"]
+    median: float = Field(gt=0)
+    sigma: float = Field(ge=0)
+    min: int = Field(default=1, gt=0)
+    max: int | None = Field(default=None, gt=0)
+
+
+#: A token-length distribution of the synthetic workload.
+LengthSpec = Annotated[FixedLength | UniformLength | NormalLength | LognormalLength, Field(discriminator="kind")]
+
+
+class SyntheticSpec(_Strict):
+    """Prompts generated from length distributions, seeded by the workload's ``seed``."""
+
+    n_prompts: int = Field(gt=0)
+    input_tokens: LengthSpec
+    output_tokens: LengthSpec
+
+
 class WorkloadSpec(_Strict):
     """The prompts a trial sends. ``limit`` keeps the first N records in file order, before
-    ordering, so a small demo still sees the dataset's spread of prompt lengths."""
+    ordering, so a small demo still sees the dataset's spread of prompt lengths.
 
-    name: str = "humaneval-infilling"
+    A dataset workload reads ``path`` (fetched from ``url`` once, sha256-checked); the
+    ``synthetic`` workload is generated from its ``synthetic`` section and reads no file.
+    ``label`` tells two workloads of one manifest apart (e.g. two synthetic shapes)."""
+
+    name: str = Field(default=DEFAULT_WORKLOAD, pattern=SAFE_NAME)
+    label: str | None = Field(default=None, pattern=SAFE_NAME)
     path: str | None = None
     url: str | None = None
     sha256: str | None = Field(default=None, pattern=r"^[0-9a-f]{64}$")
     limit: int | None = Field(default=None, gt=0)
     order: InputOrder = "length-ascending"
     seed: int = 0
+    synthetic: SyntheticSpec | None = None
+
+    @field_validator("name")
+    @classmethod
+    def _known_workload(cls, name: str) -> str:
+        if name not in known_workloads():
+            raise ValueError(f"unknown workload {name!r}; known: {', '.join(sorted(known_workloads()))}")
+        return name
 
     @model_validator(mode="after")
     def _needs_a_source(self) -> WorkloadSpec:
-        if self.path is None and self.url is None:
+        if self.name == SYNTHETIC:
+            if self.synthetic is None:
+                raise ValueError("the synthetic workload needs a 'synthetic' section (n_prompts, input_tokens, output_tokens)")
+            if self.path is not None or self.url is not None:
+                raise ValueError("the synthetic workload reads no file: drop 'path' and 'url'")
+        elif self.synthetic is not None:
+            raise ValueError(f"a 'synthetic' section belongs to name {SYNTHETIC!r}, not {self.name!r}")
+        elif self.path is None and self.url is None:
             raise ValueError("give a 'path' or a 'url' (or both: the url fills the path once)")
         return self
+
+    @property
+    def id(self) -> str:
+        """What trial ids and tables call this workload: the label, else the name."""
+        return self.label or self.name
+
+
+class _Validity(_Strict):
+    """MLPerf LoadGen's rule: a run shorter than this, or with fewer requests, is marked invalid."""
+
+    min_duration_s: float = Field(default=0.0, ge=0)
+    min_requests: int = Field(default=0, ge=0)
+
+
+class OfflineScenario(_Validity):
+    """All prompts, sent in batches of the trial's batch size (the study's protocol)."""
+
+    kind: Literal["offline"] = "offline"
+
+
+class GoodputTargets(_Strict):
+    """Latency targets a request must all meet to count towards goodput."""
+
+    latency_s: float | None = Field(default=None, gt=0, description="end-to-end, from arrival")
+    ttft_s: float | None = Field(default=None, gt=0, description="time to first token, from arrival")
+    latency_per_token_s: float | None = Field(default=None, gt=0, description="end-to-end over output tokens")
+
+    @model_validator(mode="after")
+    def _some_target(self) -> GoodputTargets:
+        if self.latency_s is None and self.ttft_s is None and self.latency_per_token_s is None:
+            raise ValueError("give at least one of latency_s, ttft_s, latency_per_token_s")
+        return self
+
+
+class OnlineScenario(_Validity):
+    """Requests arrive as a seeded Poisson process at each rate for ``duration_s``, and the
+    engine serves them as they come. Each rate is one trial; the arrival times depend only on
+    (rate, duration_s, seed), so a rerun replays the same load."""
+
+    kind: Literal["online"]
+    request_rates: list[float] = Field(min_length=1, description="requests per second, one trial each")
+    duration_s: float = Field(gt=0, description="requests arrive during this window; every one is served")
+    seed: int = 0
+    goodput: GoodputTargets | None = None
+    min_duration_s: float = Field(default=60.0, ge=0)
+    min_requests: int = Field(default=100, ge=0)
+
+    @field_validator("request_rates")
+    @classmethod
+    def _positive_rates(cls, values: list[float]) -> list[float]:
+        bad = [v for v in values if v <= 0]
+        if bad:
+            raise ValueError(f"must be positive, got {bad}")
+        if len({f"{v:g}" for v in values}) != len(values):
+            raise ValueError(f"has duplicates: {values}")
+        return sorted(values)
+
+    @field_validator("duration_s")
+    @classmethod
+    def _can_be_valid(cls, value: float, info: ValidationInfo) -> float:
+        minimum = info.data.get("min_duration_s")
+        if minimum is not None and value < minimum:
+            raise ValueError(f"is below min_duration_s {minimum:g}: every run would be invalid")
+        return value
+
+
+Scenario = Annotated[OfflineScenario | OnlineScenario, Field(discriminator="kind")]
 
 
 def _unique_positive(values: list[int]) -> list[int]:
@@ -81,12 +230,18 @@ class Manifest(_Strict):
     gpu_counts: list[int] = Field(min_length=1)
     batch_sizes: list[int] = Field(min_length=1)
     max_new_tokens: list[int] = Field(min_length=1)
+    output_length: OutputLength = "fixed"
     dtype: Dtype = "float16"
-    workload: WorkloadSpec
+    #: Several workloads are an axis (each gets its own jobs and a suffix in trial ids).
+    workloads: list[WorkloadSpec] | None = Field(default=None, min_length=1)
+    workload: WorkloadSpec | None = Field(default=None, validate_default=True)
+    scenario: Scenario = OfflineScenario()
     repetitions: int = Field(default=1, ge=1)
     prune_oom: bool = Field(default=True, description="after an OOM at batch b, skip larger batches")
     trial_timeout_s: float | None = Field(default=None, gt=0)
     engine_options: dict[str, dict[str, Any]] = Field(default_factory=dict)
+    #: vLLM's share of GPU memory (and so its KV-cache size), swept like batch size.
+    gpu_memory_utilization: list[float] | None = None
 
     @field_validator("gpu_counts", "batch_sizes", "max_new_tokens")
     @classmethod
@@ -124,6 +279,50 @@ class Manifest(_Strict):
         if extra:
             raise ValueError(f"options for {extra[0]!r}, which is not in engines {engines}")
         return options
+
+    @field_validator("workloads")
+    @classmethod
+    def _unique_workloads(cls, workloads: list[WorkloadSpec] | None) -> list[WorkloadSpec] | None:
+        ids = [w.id for w in workloads or []]
+        dupes = sorted({i for i in ids if ids.count(i) > 1})
+        if dupes:
+            raise ValueError(f"workloads must differ by name or label, {dupes[0]!r} repeats")
+        return workloads
+
+    @field_validator("workload")
+    @classmethod
+    def _one_or_several(cls, workload: WorkloadSpec | None, info: ValidationInfo) -> WorkloadSpec | None:
+        if "workloads" not in info.data:  # 'workloads' itself failed and is reported
+            return workload
+        several = info.data["workloads"]
+        if workload is None and several is None:
+            raise ValueError("give 'workload' (one) or 'workloads' (several)")
+        if workload is not None and several is not None:
+            raise ValueError("give 'workload' or 'workloads', not both")
+        return workload
+
+    @field_validator("gpu_memory_utilization")
+    @classmethod
+    def _memory_fractions(cls, values: list[float] | None, info: ValidationInfo) -> list[float] | None:
+        if values is None:
+            return None
+        bad = [v for v in values if not 0 < v <= 1]
+        if bad or not values:
+            raise ValueError(f"must be fractions in (0, 1], got {bad or values}")
+        if len({f"{v:g}" for v in values}) != len(values):
+            raise ValueError(f"has duplicates: {values}")
+        engines = set(info.data.get("engines", []))
+        if not MEMORY_ENGINES & engines:
+            raise ValueError(f"applies to {sorted(MEMORY_ENGINES)}, none of which is in engines")
+        for engine in sorted(MEMORY_ENGINES & set(info.data.get("engine_options", {}))):
+            if "gpu_memory_utilization" in info.data["engine_options"][engine]:
+                raise ValueError(f"engine_options.{engine} sets it too; keep one")
+        return sorted(values)
+
+    @property
+    def all_workloads(self) -> list[WorkloadSpec]:
+        """The workload axis: the one ``workload`` or every entry of ``workloads``."""
+        return self.workloads if self.workloads is not None else [self.workload]
 
 
 class LoadedManifest(BaseModel):

@@ -2,8 +2,10 @@
 
 Everything here is pure: the same manifest and profile give the same trials, ids and groups,
 which is what lets a rerun find what is already done. A *trial* is one (model, engine,
-hardware, GPU count, batch size, max_new_tokens, repetition) measurement; a *group* is the
-trials that share a loaded model (model, engine, hardware, GPU count) and so form one job.
+hardware, GPU count, batch size, max_new_tokens, repetition) measurement, plus the axes of a
+workload study where the manifest has them (workload, request rate, GPU memory share); a
+*group* is the trials that share a loaded model (model, engine, hardware, GPU count, GPU
+memory share) and a workload, and so form one job.
 """
 
 from __future__ import annotations
@@ -14,8 +16,19 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict
 
+from infpop.container import Runtime, check_runnable
 from infpop.errors import InputError
-from infpop.manifest import Dtype, LoadedManifest, ModelSpec, WorkloadSpec
+from infpop.manifest import (
+    DEFAULT_WORKLOAD,
+    MEMORY_ENGINES,
+    Dtype,
+    LoadedManifest,
+    ModelSpec,
+    OfflineScenario,
+    OutputLength,
+    Scenario,
+    WorkloadSpec,
+)
 from infpop.profile import PartitionProfile
 
 
@@ -36,17 +49,44 @@ class TrialSpec(BaseModel):
     dtype: Dtype
     workload: WorkloadSpec
     engine_options: dict[str, Any] = {}
+    output_length: OutputLength = "fixed"
+    scenario: Scenario = OfflineScenario()
+    #: Requests per second of an online trial; ``None`` offline.
+    request_rate: float | None = None
+    #: The value of the manifest's ``gpu_memory_utilization`` axis (also in ``engine_options``,
+    #: which is what the engine reads); ``None`` where the axis is not swept.
+    gpu_memory_utilization: float | None = None
 
     @property
-    def group_key(self) -> tuple[str, str, str, int]:
-        return (self.hardware, self.engine, self.model.name, self.n_gpus)
+    def group_key(self) -> tuple[str, str, str, int, str, float]:
+        return (
+            self.hardware,
+            self.engine,
+            self.model.name,
+            self.n_gpus,
+            self.workload.id,
+            self.gpu_memory_utilization or 0.0,
+        )
+
+    @property
+    def group_suffix(self) -> str:
+        """The job-splitting axes a study of the paper never had, named only where they are set:
+        ``_w-<workload>`` (not the study's workload) and ``_mem<gpu_memory_utilization>``."""
+        workload = f"_w-{self.workload.id}" if self.workload.id != DEFAULT_WORKLOAD else ""
+        memory = f"_mem{self.gpu_memory_utilization:g}" if self.gpu_memory_utilization is not None else ""
+        return workload + memory
 
     @property
     def trial_id(self) -> str:
-        """Readable and unique within an output root: ``<study>/<hw>/<engine>/<model>/g_b_t_r``."""
+        """Readable and unique within an output root: ``<study>/<hw>/<engine>/<model>/g_b_t_r``,
+        then the group suffix, ``_ref`` (reference output lengths capped at t) and
+        ``_rate<req/s>`` (online) where they apply, so the study's own ids never change."""
+        ref = "_ref" if self.output_length == "reference" else ""
+        rate = f"_rate{self.request_rate:g}" if self.request_rate is not None else ""
         return (
             f"{self.study}/{self.hardware}/{self.engine}/{self.model.name}/"
             f"g{self.n_gpus}_b{self.batch_size}_t{self.max_new_tokens}_r{self.repetition}"
+            f"{self.group_suffix}{ref}{rate}"
         )
 
     @property
@@ -55,7 +95,9 @@ class TrialSpec(BaseModel):
 
     @property
     def series(self) -> tuple[int, int]:
-        """Trials of one series share everything but the batch size: OOM pruning runs along it."""
+        """Trials of one series share everything but the batch size: OOM pruning runs along it.
+        Online trials of every request rate share a series: a batch size that ran out of memory
+        at one rate is the server's limit at the others too."""
         return (self.repetition, self.max_new_tokens)
 
 
@@ -72,6 +114,9 @@ class GroupSpec(BaseModel):
     manifest_sha256: str
     prune_oom: bool = True
     trial_timeout_s: float | None = None
+    #: argv prefix that starts ``python -m infpop`` in the partition's image (see
+    #: :mod:`infpop.container`); None runs the job in-process.
+    launcher: list[str] | None = None
 
     @property
     def first(self) -> TrialSpec:
@@ -80,7 +125,7 @@ class GroupSpec(BaseModel):
     @property
     def group_id(self) -> str:
         t = self.first
-        return f"{t.study}/{t.hardware}/{t.engine}/{t.model.name}/g{t.n_gpus}"
+        return f"{t.study}/{t.hardware}/{t.engine}/{t.model.name}/g{t.n_gpus}{t.group_suffix}"
 
     @property
     def n_gpus(self) -> int:
@@ -89,7 +134,7 @@ class GroupSpec(BaseModel):
     @property
     def job_name(self) -> str:
         t = self.first
-        return f"infpop-{t.study}-{t.hardware}-{t.engine}-{t.model.name}-g{t.n_gpus}"
+        return f"infpop-{t.study}-{t.hardware}-{t.engine}-{t.model.name}-g{t.n_gpus}{t.group_suffix}"
 
 
 def _run_order(trial: TrialSpec) -> tuple[int, int, int]:
@@ -106,6 +151,15 @@ def expand_trials(loaded: LoadedManifest, partition: str, part: PartitionProfile
                 f"{loaded.path}: gpu_counts: {too_many[0]} GPUs requested, but a node of partition "
                 f"{partition!r} has {per_node}"
             )
+    rates = m.scenario.request_rates if m.scenario.kind == "online" else [None]
+
+    def memory_axis(engine: str) -> list[float | None]:
+        return m.gpu_memory_utilization if m.gpu_memory_utilization and engine in MEMORY_ENGINES else [None]
+
+    def options(engine: str, memory: float | None) -> dict[str, Any]:
+        base = m.engine_options.get(engine, {})
+        return base if memory is None else {**base, "gpu_memory_utilization": memory}
+
     return [
         TrialSpec(
             study=m.study,
@@ -118,15 +172,22 @@ def expand_trials(loaded: LoadedManifest, partition: str, part: PartitionProfile
             max_new_tokens=t,
             repetition=r,
             dtype=m.dtype,
-            workload=m.workload,
-            engine_options=m.engine_options.get(engine, {}),
+            workload=workload,
+            engine_options=options(engine, memory),
+            output_length=m.output_length,
+            scenario=m.scenario,
+            request_rate=rate,
+            gpu_memory_utilization=memory,
         )
         for model in m.models
         for engine in m.engines
+        for memory in memory_axis(engine)
+        for workload in m.all_workloads
         for n in m.gpu_counts
         for r in range(m.repetitions)
         for t in m.max_new_tokens
         for b in m.batch_sizes
+        for rate in rates
     ]
 
 
@@ -143,22 +204,26 @@ def plan(
     *,
     output_root: Path | None = None,
     prune_oom: bool | None = None,
+    runtime: Runtime | None = None,
 ) -> list[GroupSpec]:
     """Expand a manifest on one partition into jobs. Raises :class:`InputError` on what can't run."""
     m = loaded.manifest
+    runtime = runtime or Runtime()
+    check_runnable(loaded, partition, part, runtime)
     hardware = part.resolved_hardware()
     root = str((output_root or loaded.output_root).resolve())
-    workload_path = str(loaded.resolve(m.workload.path)) if m.workload.path else None
+    workload_paths = {w.id: str(loaded.resolve(w.path)) if w.path else None for w in m.all_workloads}
     model_paths = {mod.name: str(loaded.resolve(mod.source)) if mod.is_local else mod.source for mod in m.models}
     return [
         GroupSpec(
             trials=trials,
             output_root=root,
             model_path=model_paths[trials[0].model.name],
-            workload_path=workload_path,
+            workload_path=workload_paths[trials[0].workload.id],
             manifest_sha256=loaded.sha256,
             prune_oom=m.prune_oom if prune_oom is None else prune_oom,
             trial_timeout_s=m.trial_timeout_s,
+            launcher=runtime.launcher(part, trials[0].engine),
         )
         for trials in group_trials(expand_trials(loaded, partition, part, hardware))
     ]

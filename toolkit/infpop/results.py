@@ -18,6 +18,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from infpop.plan import TrialSpec
+from infpop.scenarios.metrics import OnlineMetrics
 
 SCHEMA_VERSION = 1
 
@@ -60,6 +61,12 @@ class TrialResult(BaseModel):
     #: Generated tokens per second of ``wall_s``; partial for an OOM or timeout, as the study kept it.
     throughput: float | None = None
     batch_latencies_s: list[float] = Field(default_factory=list)
+    #: Whether the run counts (MLPerf LoadGen's rule: finished, long and large enough); never
+    #: report an invalid run as if it were valid. ``None`` in records from before the rule.
+    valid: bool | None = None
+    invalid_reason: str | None = None
+    #: Latency percentiles, goodput and per-request timings of an online trial.
+    online: OnlineMetrics | None = None
     provenance: Provenance
 
 

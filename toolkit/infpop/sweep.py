@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 import submitit
 from tqdm import tqdm
 
-from infpop.jobs import GroupJob, study_dir, write_group
+from infpop.jobs import group_job, study_dir
 from infpop.plan import GroupSpec
 from infpop.profile import PartitionProfile
 from infpop.results import ResultStore, utcnow
@@ -28,6 +28,8 @@ class SweepReport:
     job_ids: list[str] = field(default_factory=list)
     failed: dict[str, str] = field(default_factory=dict)
     trials_to_run: int = 0
+    #: group id -> job id of groups not submitted again because their last job is still queued.
+    queued: dict[str, str] = field(default_factory=dict)
 
 
 def pending_groups(groups: Sequence[GroupSpec]) -> list[tuple[GroupSpec, int]]:
@@ -45,11 +47,11 @@ def count_done(groups: Sequence[GroupSpec]) -> int:
     return sum(ResultStore(g.output_root).done(t) is not None for g in groups for t in g.trials)
 
 
-def log_submission(group: GroupSpec, job_id: str, partition: str) -> None:
-    """Append to the study's submission log, which ``infpop status`` reads."""
+def log_submission(group: GroupSpec, job_id: str, partition: str, **extra: str) -> None:
+    """Append to the study's submission log, which ``infpop status`` reads (``extra``: executor, log path)."""
     path = study_dir(group.output_root, group.first.study) / "submissions.jsonl"
     path.parent.mkdir(parents=True, exist_ok=True)
-    entry = {"job_id": job_id, "group": group.group_id, "partition": partition, "submitted_at": utcnow()}
+    entry = {"job_id": job_id, "group": group.group_id, "partition": partition, "submitted_at": utcnow(), **extra}
     with open(path, "a") as fh:
         fh.write(json.dumps(entry) + "\n")
 
@@ -72,8 +74,8 @@ def run_local(groups: Sequence[GroupSpec], partition: str, part: PartitionProfil
             while queue and len(running) < part.array_parallelism:
                 group, _ = queue.pop(0)
                 executor.update_parameters(timeout_min=part.time_min, gpus_per_node=_local_gpus(part, group))
-                job = executor.submit(GroupJob(str(write_group(group)), cpu_threads=part.cpus_per_gpu))
-                log_submission(group, job.job_id, partition)
+                job = executor.submit(group_job(group, cpu_threads=part.cpus_per_gpu))
+                log_submission(group, job.job_id, partition, executor="local", log=str(job.paths.stderr))
                 report.submitted.append(group.group_id)
                 report.job_ids.append(job.job_id)
                 running.append((group, job))

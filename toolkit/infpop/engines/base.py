@@ -21,6 +21,10 @@ class BatchOutput:
 
     prompt_tokens: int
     generated_tokens: int
+    #: Generated tokens of each prompt, in order, where the engine reports them.
+    per_prompt: tuple[int, ...] | None = None
+    #: ``time.perf_counter()`` when the batch's first token appeared (``generate_timed`` only).
+    first_token_at: float | None = None
 
 
 class Engine(ABC):
@@ -40,8 +44,22 @@ class Engine(ABC):
         """Load weights and allocate the engine; timed separately from inference."""
 
     @abstractmethod
-    def generate(self, prompts: Sequence[str], batch_size: int, max_new_tokens: int) -> BatchOutput:
-        """Generate exactly ``max_new_tokens`` per prompt for one batch (greedy)."""
+    def generate(self, prompts: Sequence[str], batch_size: int, max_new_tokens: int | Sequence[int]) -> BatchOutput:
+        """Generate exactly ``max_new_tokens`` per prompt for one batch (greedy); a sequence
+        gives each prompt its own length (``output_length: reference``)."""
+
+    def generate_timed(
+        self, prompts: Sequence[str], batch_size: int, max_new_tokens: int | Sequence[int]
+    ) -> BatchOutput:
+        """``generate``, also noting when the first token appeared, for time to first token.
+        Separate because the hook costs a callback per decoding step, which the offline
+        scenario (the study's protocol) must not pay; engines that cannot tell leave
+        ``first_token_at`` unset."""
+        return self.generate(prompts, batch_size, max_new_tokens)
+
+    def count_tokens(self, texts: Sequence[str]) -> list[int]:
+        """Tokens of each text with the model's tokenizer (reference output lengths)."""
+        raise NotImplementedError(f"engine {self.name!r} cannot count tokens, which output_length: reference needs")
 
     def recover(self) -> None:
         """Release what a failed batch left behind (e.g. the CUDA cache after an OOM)."""

@@ -4,11 +4,17 @@
 ``return_full_text=False``, left padding with EOS as the pad token when the tokenizer has
 none. ``min_new_tokens == max_new_tokens`` makes every prompt produce exactly the requested
 tokens, and the count is read from the ids ``generate`` returns.
+
+Per-prompt lengths (``output_length: reference``) run the batch to its longest request, as a
+static batch does, and credit each prompt only the tokens it asked for: the rest is padding
+work that serves no request, so it costs time but adds no throughput.
 """
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
+from dataclasses import replace
 from functools import wraps
 from typing import Any
 
@@ -21,7 +27,9 @@ class _TokenCounter:
 
     def __init__(self, generate: Any, eos_ids: set[int]):
         self.prompt_tokens = 0
-        self.generated_tokens = 0
+        self.per_prompt: list[int] = []
+        #: Tokens each prompt of the current call asked for, in order; ``None``: all it made.
+        self.caps: list[int] | None = None
         self._eos = eos_ids
         self._generate = generate
 
@@ -38,13 +46,32 @@ class _TokenCounter:
         for row in sequences[:, in_len:].tolist():
             # Tokens after the first EOS are padding of a sequence that finished early.
             stop = next((i + 1 for i, tok in enumerate(row) if tok in self._eos), len(row))
-            self.generated_tokens += stop
+            if self.caps is not None:
+                stop = min(stop, self.caps[len(self.per_prompt)])
+            self.per_prompt.append(stop)
         return out
 
     def take(self) -> BatchOutput:
-        counts = BatchOutput(self.prompt_tokens, self.generated_tokens)
-        self.prompt_tokens = self.generated_tokens = 0
+        counts = BatchOutput(self.prompt_tokens, sum(self.per_prompt), tuple(self.per_prompt))
+        self.prompt_tokens, self.per_prompt, self.caps = 0, [], None
         return counts
+
+
+class _FirstToken:
+    """A ``generate`` streamer that notes when the first new tokens appear. Its first ``put``
+    is the prompt, its second the first decoding step of the whole batch."""
+
+    def __init__(self) -> None:
+        self.puts = 0
+        self.at: float | None = None
+
+    def put(self, value: Any) -> None:
+        self.puts += 1
+        if self.puts == 2:
+            self.at = time.perf_counter()
+
+    def end(self) -> None:
+        """Nothing to flush: only the time is kept."""
 
 
 class HFPipelineEngine(Engine):
@@ -77,16 +104,37 @@ class HFPipelineEngine(Engine):
         self._counter = _TokenCounter(model.generate, eos_ids)
         model.generate = wraps(model.generate)(self._counter)
 
-    def generate(self, prompts: Sequence[str], batch_size: int, max_new_tokens: int) -> BatchOutput:
+    def generate(self, prompts: Sequence[str], batch_size: int, max_new_tokens: int | Sequence[int]) -> BatchOutput:
+        return self._run(prompts, batch_size, max_new_tokens, {})
+
+    def generate_timed(
+        self, prompts: Sequence[str], batch_size: int, max_new_tokens: int | Sequence[int]
+    ) -> BatchOutput:
+        first = _FirstToken()
+        out = self._run(prompts, batch_size, max_new_tokens, {"streamer": first})
+        return replace(out, first_token_at=first.at)
+
+    def _run(
+        self, prompts: Sequence[str], batch_size: int, max_new_tokens: int | Sequence[int], extra: dict[str, Any]
+    ) -> BatchOutput:
+        if isinstance(max_new_tokens, int):
+            longest = max_new_tokens
+        else:
+            self._counter.caps = list(max_new_tokens)
+            longest = max(self._counter.caps)
         self.pipe(
             list(prompts),
             batch_size=batch_size,
-            max_new_tokens=max_new_tokens,
-            min_new_tokens=max_new_tokens,
+            max_new_tokens=longest,
+            min_new_tokens=longest,
             do_sample=False,
             return_full_text=False,
+            **extra,
         )
         return self._counter.take()
+
+    def count_tokens(self, texts: Sequence[str]) -> list[int]:
+        return [len(ids) for ids in self.pipe.tokenizer(list(texts), add_special_tokens=False)["input_ids"]]
 
     def recover(self) -> None:
         self._counter.take()

@@ -1,4 +1,4 @@
-"""What a workload yields: a prompt and, where the dataset has one, its reference output length."""
+"""What a workload yields: a prompt and, where the dataset has one, its reference output."""
 
 from __future__ import annotations
 
@@ -8,5 +8,8 @@ from dataclasses import dataclass
 @dataclass(frozen=True)
 class Prompt:
     text: str
-    #: Output length of the dataset's reference answer in tokens, where the workload has one.
+    #: Output length of the reference answer in tokens: given by the synthetic workload, and
+    #: counted from ``reference_text`` with the engine's tokenizer for datasets.
     reference_tokens: int | None = None
+    #: The dataset's reference answer (Alpaca's output, CNN/DailyMail's highlights, ...).
+    reference_text: str | None = None

@@ -1,0 +1,112 @@
+"""``infpop hpo replay|benchmark|search``. Registering imports nothing heavy; handlers do."""
+
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+
+
+def _landscapes(table: Path, max_new_tokens: int):
+    """Landscapes of a tidy table, or of the published allData.csv (recognised by its columns)."""
+    import pandas as pd
+
+    from infpop_analysis.hpo.landscape import landscapes
+    from infpop_analysis.table import read_table
+
+    if table.suffix == ".csv" and "errors_l" in pd.read_csv(table, nrows=0).columns:
+        from infpop_analysis.published import import_published
+
+        return landscapes(import_published(table), max_new_tokens)
+    return landscapes(read_table(table), max_new_tokens)
+
+
+def cmd_replay(args: argparse.Namespace) -> int:
+    from infpop_analysis.hpo import replay as rp
+
+    start = time.monotonic()
+    rows = rp.replay(
+        _landscapes(args.table, args.max_new_tokens),
+        engines=args.engine, models=args.model, repetitions=args.repetitions, base_seed=args.seed,
+        space=args.space, failures=args.failures, evaluations=args.evaluations,
+    )
+    summary = rp.summarize(rows)
+    settings = {
+        "table": str(args.table), "space": args.space, "failures": args.failures, "evaluations": args.evaluations,
+        "repetitions": args.repetitions, "seeds": [args.seed + r for r in range(args.repetitions)],
+        "max_new_tokens": args.max_new_tokens,
+    }
+    paths = rp.write(rows, summary, args.out, settings)
+    print(rp.format_summary(summary))
+    print(f"{len(rows)} searches in {time.monotonic() - start:.0f} s -> {', '.join(map(str, paths))}")
+    return 0
+
+
+def cmd_benchmark(args: argparse.Namespace) -> int:
+    from infpop_analysis.hpo import benchmark as bm
+
+    start = time.monotonic()
+    runs = bm.benchmark(_landscapes(args.table, args.max_new_tokens), args.methods, range(args.seeds))
+    summary = bm.summarize(runs)
+    summary["ratios"] = bm.ratios(summary)
+    path = bm.write(summary, runs, args.out)
+    print(bm.format_table(summary))
+    print(f"{len(runs)} searches in {time.monotonic() - start:.0f} s -> {path}")
+    return 0
+
+
+def cmd_search(args: argparse.Namespace) -> int:
+    from infpop.manifest import load_manifest
+    from infpop.profile import load_profile
+    from infpop_analysis.hpo.search import search
+
+    loaded = load_manifest(args.manifest)
+    partition = args.partition or loaded.manifest.partitions[0]
+    part = load_profile(args.profile).partition(partition)
+    best = search(loaded, partition, part, args.budget, method=args.method, seed=args.seed, output_root=args.output_root)
+    for target, found in best.items():
+        print(f"{target}: best {found[0]} {found[1]:.1f} tok/s" if found else f"{target}: no successful trial")
+    return 0 if all(best.values()) else 1
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    from infpop_analysis.hpo.landscape import FAILURE_POLICIES
+    from infpop_analysis.hpo.optimizers import METHODS
+    from infpop_analysis.hpo.replay import EVALUATIONS, REPETITIONS, SPACES
+
+    hpo = sub.add_parser("hpo", help="hyperparameter optimisation: replay the study, benchmark optimizers, live search")
+    cmds = hpo.add_subparsers(dest="hpo_command", required=True, metavar="SUBCOMMAND")
+
+    def table_args(p: argparse.ArgumentParser) -> None:
+        p.add_argument("table", type=Path, help="tidy table (.parquet/.csv) or the published allData.csv")
+        p.add_argument("-o", "--out", type=Path, required=True, help="output folder")
+        p.add_argument("--max-new-tokens", type=int, default=5, help="landscape slice (default 5, as the study)")
+
+    p = cmds.add_parser("replay", help="the study's RQ5: TPE after a GPU upgrade/downgrade vs the carried-over best")
+    table_args(p)
+    p.add_argument("--repetitions", type=int, default=REPETITIONS)
+    p.add_argument("--evaluations", type=int, default=EVALUATIONS, help="TPE evaluations per search")
+    p.add_argument("--seed", type=int, default=0, help="repetition r uses seed SEED + r")
+    p.add_argument("--space", choices=SPACES, default="measured",
+                   help="measured: the grid in the data; study: the study's lists (batch 1024, never measured)")
+    p.add_argument("--failures", choices=FAILURE_POLICIES, default="partial",
+                   help="partial: an OOM's partial throughput counts, as in the study; strict: any non-ok trial fails")
+    p.add_argument("--engine", action="append", help="only this engine (repeatable)")
+    p.add_argument("--model", action="append", help="only this model (repeatable)")
+    p.set_defaults(func=cmd_replay)
+
+    p = cmds.add_parser("benchmark", help="evaluations and GPU-seconds each optimizer needs to reach each landscape's optimum")
+    table_args(p)
+    p.add_argument("--seeds", type=int, default=10)
+    p.add_argument("--methods", nargs="+", choices=METHODS, default=list(METHODS))
+    p.set_defaults(func=cmd_benchmark)
+
+    p = cmds.add_parser("search", help="live search: each proposed configuration runs as a trial job; resumes from results")
+    p.add_argument("manifest", type=Path)
+    p.add_argument("--partition", default=None, help="partition name from the profile (default: the manifest's first)")
+    p.add_argument("--profile", default=None, help="cluster profile YAML (default: $INFPOP_PROFILE, else local only)")
+    p.add_argument("--output-root", type=Path, default=None, help="override the manifest's output_root")
+    p.add_argument("--budget", type=int, required=True, help="trials per (model, engine), counting those already done")
+    p.add_argument("--method", choices=METHODS, default="ours")
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(func=cmd_search)

@@ -1,0 +1,120 @@
+"""A landscape: the measured throughput of one (engine, model, hardware) over (GPU count, batch size).
+
+The replay and the benchmark treat a landscape as the objective an optimizer queries: asking for
+a configuration returns what the study measured there. Only points that were measured are in the
+search space; a failure is a point too (an optimizer that proposes it pays for it).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Literal, NamedTuple
+
+from infpop.errors import InputError
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+#: How a failed trial scores. ``partial``: an OOM row's partial throughput counts, as in the study's
+#: script and tables (only a missing throughput is a failure); ``strict``: every non-ok trial fails.
+FailurePolicy = Literal["partial", "strict"]
+FAILURE_POLICIES: tuple[str, ...] = ("partial", "strict")
+
+
+class Config(NamedTuple):
+    """One point of the search space."""
+
+    n_gpus: int
+    batch_size: int
+
+    def __str__(self) -> str:
+        return f"g{self.n_gpus}_b{self.batch_size}"
+
+
+class Point(NamedTuple):
+    status: str
+    #: Tokens per second; for an OOM the partial-run value the study recorded, or NaN.
+    throughput: float
+
+
+@dataclass(frozen=True)
+class Landscape:
+    engine: str
+    model: str
+    hardware: str
+    points: dict[Config, Point] = field(repr=False)
+    #: Prompts and generated tokens per prompt of every trial: what a trial's GPU-seconds scale with.
+    n_prompts: int = 1033
+    max_new_tokens: int = 5
+
+    @property
+    def key(self) -> tuple[str, str, str]:
+        return (self.engine, self.model, self.hardware)
+
+    @property
+    def space(self) -> list[Config]:
+        return sorted(self.points)
+
+    def score(self, config: Config, failures: FailurePolicy = "strict") -> float | None:
+        """The objective at ``config``: its throughput, or None for a failure (or an unmeasured point)."""
+        point = self.points.get(config)
+        if point is None or math.isnan(point.throughput):
+            return None
+        if failures == "strict" and point.status != "ok":
+            return None
+        return point.throughput
+
+    def optimum(self, failures: FailurePolicy = "strict") -> float | None:
+        values = [v for c in self.points if (v := self.score(c, failures)) is not None]
+        return max(values) if values else None
+
+    def gpu_seconds(self, config: Config) -> float:
+        """GPU-seconds a trial at ``config`` occupies, model loading excluded (as in throughput).
+
+        A successful trial generates ``n_prompts * max_new_tokens`` tokens at its throughput. A
+        failed trial is estimated: with a recorded partial throughput, the whole workload at that
+        rate (an upper bound: prompts run shortest first, so an OOM strikes late, near the longest
+        prompts); without one, a single batch at the best successful rate of that GPU count (the
+        study's runs died at their first batch), or at the landscape's best rate when the GPU
+        count has no success at all.
+        """
+        point = self.points[config]
+        tokens = self.n_prompts * self.max_new_tokens
+        if not math.isnan(point.throughput) and point.throughput > 0:
+            return config.n_gpus * tokens / point.throughput
+        same_g = [p.throughput for c, p in self.points.items() if c.n_gpus == config.n_gpus and p.status == "ok"]
+        rate = max(same_g) if same_g else self.optimum("strict") or 1.0
+        first_batch = min(config.batch_size, self.n_prompts) * self.max_new_tokens
+        return config.n_gpus * first_batch / rate
+
+
+def landscapes(table: pd.DataFrame, max_new_tokens: int = 5) -> list[Landscape]:
+    """One landscape per (engine, model, hardware) of a tidy table, at ``max_new_tokens``.
+
+    Repetitions of a point are averaged (a sweep may hold several; the published data holds one).
+    """
+    df = table[table["max_new_tokens"] == max_new_tokens]
+    if df.empty:
+        raise InputError(f"table: max_new_tokens: no trials with value {max_new_tokens}")
+    out = []
+    for (engine, model, hardware), grid in df.groupby(["engine", "model", "hardware"], sort=True):
+        points = {}
+        for (g, b), reps in grid.groupby(["n_gpus", "batch_size"]):
+            ok = reps[reps["status"] == "ok"]
+            chosen = ok if len(ok) else reps
+            status = "ok" if len(ok) else str(reps["status"].iloc[0])
+            points[Config(int(g), int(b))] = Point(status, float(chosen["throughput"].astype(float).mean()))
+        n_prompts = grid["n_prompts"].dropna()
+        out.append(
+            Landscape(
+                str(engine), str(model), str(hardware), points,
+                n_prompts=int(n_prompts.iloc[0]) if len(n_prompts) else 1033,
+                max_new_tokens=max_new_tokens,
+            )
+        )
+    return out
+
+
+def by_key(items: list[Landscape]) -> dict[tuple[str, str, str], Landscape]:
+    return {land.key: land for land in items}

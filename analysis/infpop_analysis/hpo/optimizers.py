@@ -1,0 +1,269 @@
+"""Optimizers over (GPU count, batch size), all behind one interface.
+
+An optimizer proposes the next configuration from the space and the observations so far
+(``propose(space, history)``); it keeps no other state. That is what lets a live search resume
+from the results on disk, and what lets the benchmark replay every method the same way. A
+repeated proposal costs nothing (its result is already known), so methods are compared on the
+distinct configurations they evaluate: each one is a GPU job.
+
+- ``grid``: every configuration, GPU count then batch size ascending (how a sweep runs).
+- ``random``: a seeded random order without repetition.
+- ``tpe``: hyperopt's TPE, the study's optimizer, over the study's encoding (two ``hp.choice``).
+- ``ours`` (:class:`Structured`): climbs batch size in log2 steps on one GPU count, compares GPU
+  counts at the best batch, and treats a failure at batch b as a sign that larger batches at that
+  GPU count fail too; it then falls back to the untried points nearest the best ones, so it
+  still reaches every point on irregular landscapes.
+"""
+
+from __future__ import annotations
+
+import random as _random
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import NamedTuple, Protocol
+
+from infpop.errors import InputError
+from infpop_analysis.hpo.landscape import Config
+
+#: Hyperopt's loss for a failure: the study's script scored a failure 99999999 ("worst").
+FAILURE_LOSS = 99999999.0
+
+
+class Observation(NamedTuple):
+    config: Config
+    #: Throughput, or None for a failed trial.
+    value: float | None
+
+
+class Optimizer(Protocol):
+    name: str
+
+    def propose(self, space: Sequence[Config], history: Sequence[Observation]) -> Config | None:
+        """The next configuration to evaluate, or None when nothing is left to try."""
+
+
+def _untried(space: Sequence[Config], history: Sequence[Observation]) -> list[Config]:
+    seen = {o.config for o in history}
+    return [c for c in sorted(space) if c not in seen]
+
+
+@dataclass(frozen=True)
+class Grid:
+    name: str = "grid"
+
+    def propose(self, space: Sequence[Config], history: Sequence[Observation]) -> Config | None:
+        todo = _untried(space, history)
+        return todo[0] if todo else None
+
+
+@dataclass(frozen=True)
+class RandomSearch:
+    seed: int = 0
+    name: str = "random"
+
+    def propose(self, space: Sequence[Config], history: Sequence[Observation]) -> Config | None:
+        order = sorted(space)
+        _random.Random(self.seed).shuffle(order)
+        seen = {o.config for o in history}
+        return next((c for c in order if c not in seen), None)
+
+
+class _Proposed(Exception):
+    """Raised by the replayed objective when TPE asks for a configuration not yet measured."""
+
+    def __init__(self, config: Config):
+        self.config = config
+
+
+@dataclass(frozen=True)
+class TPE:
+    """hyperopt TPE with the study's encoding: ``hp.choice`` over the batch and GPU lists.
+
+    ``batch_sizes``/``gpu_counts`` are the lists TPE searches; a combination that is not in the
+    measured space scores as a failure, as in the study (whose list held 1024 where the data
+    holds 1028). ``max_repeats`` bounds how many already-measured proposals ``propose`` replays
+    while looking for a new one.
+    """
+
+    batch_sizes: tuple[int, ...]
+    gpu_counts: tuple[int, ...]
+    seed: int = 0
+    max_repeats: int = 500
+    name: str = "tpe"
+
+    def _space(self) -> dict:
+        from hyperopt import hp
+
+        return {"batchSize": hp.choice("batchSize", list(self.batch_sizes)), "nrGPUs": hp.choice("nrGPUs", list(self.gpu_counts))}
+
+    def minimize(
+        self,
+        loss: Callable[[Config], float],
+        max_evals: int,
+        *,
+        points: Sequence[Config] = (),
+        stop: Callable[[], bool] | None = None,
+    ) -> Config:
+        """Run hyperopt's fmin on ``loss``; return the configuration of the best trial.
+
+        ``points`` are evaluated first (in order), as hyperopt's ``points_to_evaluate``.
+        """
+        import numpy as np
+        from hyperopt import fmin, tpe
+
+        def objective(args: dict) -> float:
+            return loss(Config(int(args["nrGPUs"]), int(args["batchSize"])))
+
+        start = [{"batchSize": self.batch_sizes.index(c.batch_size), "nrGPUs": self.gpu_counts.index(c.n_gpus)} for c in points]
+        best = fmin(
+            objective,
+            self._space(),
+            algo=tpe.suggest,
+            max_evals=max_evals,
+            rstate=np.random.default_rng(self.seed),
+            points_to_evaluate=start or None,
+            early_stop_fn=(lambda *_: (stop(), [])) if stop else None,
+            show_progressbar=False,
+            verbose=False,
+        )
+        return Config(self.gpu_counts[best["nrGPUs"]], self.batch_sizes[best["batchSize"]])
+
+    def propose(self, space: Sequence[Config], history: Sequence[Observation]) -> Config | None:
+        """Replay ``history`` into TPE (same seed, same order) and return its first new proposal."""
+        todo = set(_untried(space, history))
+        if not todo:
+            return None
+        known = {o.config: o.value for o in history}
+        replayable = [o.config for o in history if o.config.batch_size in self.batch_sizes and o.config.n_gpus in self.gpu_counts]
+
+        def loss(config: Config) -> float:
+            if config in known:
+                value = known[config]
+                return FAILURE_LOSS if value is None else -value
+            if config in todo:
+                raise _Proposed(config)
+            return FAILURE_LOSS  # a combination outside the measured space
+
+        try:
+            self.minimize(loss, len(replayable) + self.max_repeats, points=replayable)
+        except _Proposed as proposal:
+            return proposal.config
+        return None
+
+
+@dataclass(frozen=True)
+class Structured:
+    """The structured search ("ours"): a pure function of the observations, whatever their order.
+
+    1. Start at the centre of the grid (the upper-middle GPU count, the middle batch size): a
+       model that needs several GPUs fails or crawls (CPU offload) on one, the most GPUs cost
+       the most, and a middle batch runs quickly and rarely fails.
+    2. Climb batch size on the GPU count of the best result so far, two log2 levels at a time
+       (up, then down). A failure at batch b prunes larger batches at that GPU count.
+    3. Compare the adjacent GPU counts (fewer first, as they cost less) at that batch size; when
+       one wins, steps 2-3 continue from it, so GPU count is climbed like batch size.
+    4. Refine: one level up and down around the best.
+    5. Fall back to every remaining point, those next to the best results first, pruned points
+       last: the search stays complete when a landscape breaks the assumptions.
+    """
+
+    name: str = "ours"
+
+    def propose(self, space: Sequence[Config], history: Sequence[Observation]) -> Config | None:
+        todo = _untried(space, history)
+        if not todo:
+            return None
+        seen = {o.config: o.value for o in history}
+        levels = {g: sorted(c.batch_size for c in space if c.n_gpus == g) for g in {c.n_gpus for c in space}}
+        gpus = sorted(levels)
+        todo_set = set(todo)
+
+        def pruned(c: Config) -> bool:
+            return any(v is None and f.n_gpus == c.n_gpus and f.batch_size < c.batch_size for f, v in seen.items())
+
+        def open_(c: Config) -> bool:
+            return c in todo_set and not pruned(c)
+
+        def at(g: int, level: int) -> Config | None:
+            sizes = levels[g]
+            return Config(g, sizes[level]) if 0 <= level < len(sizes) else None
+
+        ok = {c: v for c, v in seen.items() if v is not None}
+        if not ok:
+            return self._first_success(gpus, levels, seen, open_) or self._fallback(todo, seen, pruned, levels)
+        best = max(ok, key=lambda c: (ok[c], -c.n_gpus, -c.batch_size))
+        level = levels[best.n_gpus].index(best.batch_size)
+        for step in (2, -2):
+            cand = at(best.n_gpus, level + step)
+            if cand is not None and open_(cand):
+                return cand
+        gi = gpus.index(best.n_gpus)
+        for g in [gpus[j] for j in (gi - 1, gi + 1) if 0 <= j < len(gpus)]:
+            cand = self._nearest(g, best.batch_size, levels, open_)
+            if cand is not None:
+                return cand
+        for step in (1, -1):
+            cand = at(best.n_gpus, level + step)
+            if cand is not None and open_(cand):
+                return cand
+        return self._fallback(todo, seen, pruned, levels)
+
+    @staticmethod
+    def _nearest(g: int, batch: int, levels: dict[int, list[int]], open_: Callable[[Config], bool]) -> Config | None:
+        """GPU count ``g`` at ``batch``, or the largest smaller batch there, if not yet tried and not pruned."""
+        sizes = [b for b in levels[g] if b <= batch] or levels[g][:1]
+        cand = Config(g, sizes[-1])
+        return cand if open_(cand) else None
+
+    @staticmethod
+    def _first_success(
+        gpus: list[int], levels: dict[int, list[int]], seen: dict[Config, float | None], open_: Callable[[Config], bool]
+    ) -> Config | None:
+        """Before any success: the centre of the grid, then two levels below the smallest failure;
+        GPU counts from the centre up (more memory), then down."""
+        centre = len(gpus) // 2
+        for g in gpus[centre:] + gpus[:centre][::-1]:
+            sizes = levels[g]
+            failed = [sizes.index(c.batch_size) for c in seen if c.n_gpus == g]
+            target = max(min(failed) - 2, 0) if failed else len(sizes) // 2
+            below = range(min(failed) if failed else len(sizes))
+            for level in sorted(below, key=lambda i: (abs(i - target), i)):
+                if open_(Config(g, sizes[level])):
+                    return Config(g, sizes[level])
+        return None
+
+    @staticmethod
+    def _fallback(
+        todo: list[Config], seen: dict[Config, float | None], pruned: Callable[[Config], bool], levels: dict[int, list[int]]
+    ) -> Config:
+        """The untried point with the best measured neighbour (same GPU count one level away, or
+        an adjacent GPU count at the same batch); pruned points last."""
+        gpus = sorted(levels)
+
+        def neighbours(c: Config) -> list[Config]:
+            sizes, gi = levels[c.n_gpus], gpus.index(c.n_gpus)
+            li = sizes.index(c.batch_size)
+            out = [Config(c.n_gpus, sizes[j]) for j in (li - 1, li + 1) if 0 <= j < len(sizes)]
+            return out + [Config(gpus[j], c.batch_size) for j in (gi - 1, gi + 1) if 0 <= j < len(gpus)]
+
+        def priority(c: Config) -> tuple:
+            near = [v for n in neighbours(c) if (v := seen.get(n)) is not None]
+            return (not pruned(c), max(near, default=-1.0), -c.n_gpus, -c.batch_size)
+
+        return max(todo, key=priority)
+
+
+METHODS: tuple[str, ...] = ("tpe", "random", "grid", "ours")
+
+
+def make(method: str, seed: int, batch_sizes: Sequence[int], gpu_counts: Sequence[int]) -> Optimizer:
+    """The optimizer named ``method``; ``batch_sizes``/``gpu_counts`` are TPE's lists."""
+    if method == "tpe":
+        return TPE(tuple(batch_sizes), tuple(gpu_counts), seed=seed)
+    if method == "random":
+        return RandomSearch(seed)
+    if method == "grid":
+        return Grid()
+    if method == "ours":
+        return Structured()
+    raise InputError(f"optimizer: unknown method {method!r}; known: {', '.join(METHODS)}")

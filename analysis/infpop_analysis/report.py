@@ -1,0 +1,237 @@
+"""``infpop stats``: write the tables, tests.csv and report.md of an :class:`~infpop_analysis.stats.Analysis`.
+
+The report is generated text over the computed tables: every number in it comes from the
+data. For the published study it ends with the paper's statements checked against the data
+(:mod:`infpop_analysis.claims`).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from infpop_analysis.stats import ALPHA, BASE, FAST, NEW_HW, OLD_HW, Analysis, analyse
+
+ENGINE_NAMES = {"hf": "HF pipelines", "vllm": "vLLM"}
+HW_NAMES = {"a100": "A100", "v100": "V100"}
+
+
+def fmt(x: float | None, digits: int = 3) -> str:
+    """A number for prose: fixed point, or 3 significant digits when smaller than its last digit; "n/a" when missing."""
+    if x is None or (isinstance(x, float) and np.isnan(x)) or x is pd.NA:
+        return "n/a"
+    x = float(x)
+    if x != 0 and abs(x) < 10 ** -digits:
+        return f"{x:.3g}"
+    return f"{x:.{digits}f}"
+
+
+def pct(x: float | None) -> str:
+    return "n/a" if x is None or pd.isna(x) else f"{100 * x:.1f}%"
+
+
+def markdown_table(df: pd.DataFrame, digits: int = 2) -> str:
+    """GitHub Markdown of ``df`` (index included when named); missing cells are "–"."""
+    if df.index.name is not None or not isinstance(df.index, pd.RangeIndex):
+        df = df.reset_index()
+
+    def cell(v: object) -> str:
+        if v is None or v is pd.NA or (isinstance(v, float) and np.isnan(v)):
+            return "–"
+        if isinstance(v, (float, np.floating)):
+            return fmt(float(v), digits)
+        return str(v)
+
+    head = [str(c) for c in df.columns]
+    lines = ["| " + " | ".join(head) + " |", "|" + "|".join("---" for _ in head) + "|"]
+    lines += ["| " + " | ".join(cell(v) for v in row) + " |" for row in df.itertuples(index=False)]
+    return "\n".join(lines) + "\n"
+
+
+def _tests(a: Analysis, **where) -> pd.DataFrame:
+    t = a.tests
+    for k, v in where.items():
+        t = t[t[k].isna()] if v is None else t[t[k] == v]
+    return t
+
+
+def _anova_sentence(row: pd.Series | None, groups: str) -> str:
+    if row is None:
+        return f"ANOVA across {groups}: not enough data."
+    verdict = "rejects" if row["reject"] else "does not reject"
+    return (
+        f"ANOVA across {groups} ({row['group1']}): F = {fmt(row['statistic'], 4)}, p = {fmt(row['p_value'], 4)}, "
+        f"n = {row['n']}; it {verdict} H0 at α = {ALPHA}."
+    )
+
+
+def section_gpu_scaling(a: Analysis) -> list[str]:
+    out = ["## GPU scaling at batch size 1 (online inference)\n"]
+    keys = sorted(k for k in a.tables if k.startswith("gpu_scaling_"))
+    if not keys:
+        return out + ["No batch-size-1 measurements.\n"]
+    for key in keys:
+        hw, engine = key.removeprefix("gpu_scaling_").split("_", 1)
+        t = a.tables[key]
+        out.append(f"### {ENGINE_NAMES.get(engine, engine)} on {HW_NAMES.get(hw, hw)}\n")
+        best = t.idxmax(axis=1, skipna=True).dropna() if t.notna().any().any() else pd.Series(dtype=float)
+        counts = best.astype(int).value_counts().sort_index()
+        col1 = t[t.columns[0]].dropna()
+        if len(col1):
+            out.append(
+                f"With {t.columns[0]} GPU(s), throughput ranges from {fmt(col1.min(), 1)} to {fmt(col1.max(), 1)} t/s "
+                f"over {len(col1)} models. "
+            )
+        out.append(
+            "Models by the GPU count that maximises their throughput: "
+            + ", ".join(f"{g} GPU(s): {n}" for g, n in counts.items())
+            + ".\n"
+        )
+        rows = _tests(a, analysis="gpu_scaling", hardware=hw, engine=engine, test="anova")
+        for _, row in rows.iterrows():
+            out.append("- " + _anova_sentence(row, "GPU counts"))
+        tk = _tests(a, analysis="gpu_scaling", hardware=hw, engine=engine, test="tukey")
+        if len(tk):
+            sig = tk[tk["reject"].astype(bool)]
+            pairs = ", ".join(f"{r.group1} vs {r.group2} (p = {fmt(r.p_value, 4)})" for r in sig.itertuples())
+            out.append(f"- Tukey HSD: {len(sig)} of {len(tk)} pairs differ significantly" + (f": {pairs}." if pairs else "."))
+        out.append("\n" + markdown_table(t.rename_axis(index="model", columns=None), 1))
+    return out
+
+
+def section_table_ii(a: Analysis) -> list[str]:
+    out = []
+    for key in sorted(k for k in a.tables if k.startswith("table2_") and not k.endswith("_summary")):
+        hw = key.removeprefix("table2_")
+        t2, summary = a.tables[key], a.tables[f"{key}_summary"].set_index("comparison")
+        out.append(f"## {ENGINE_NAMES[FAST]} vs {ENGINE_NAMES[BASE]} at batch size 1 on {HW_NAMES.get(hw, hw)} (Table II)\n")
+        differ = t2[t2[f"{FAST}_best_gpus"] != t2[f"{BASE}_gpus"]]
+        more = int((differ[f"{FAST}_best_gpus"] > differ[f"{BASE}_gpus"]).sum())
+        out.append(
+            f"At the GPU count that maximises {ENGINE_NAMES[BASE]} throughput, {ENGINE_NAMES[FAST]} is faster by "
+            f"{fmt(summary.loc['same_gpus', 'mean'], 2)}X on average (median {fmt(summary.loc['same_gpus', 'median'], 2)}X). "
+            f"For {len(differ)} of {len(t2)} models {ENGINE_NAMES[FAST]} peaks at another GPU count "
+            f"({more} with more GPUs, {len(differ) - more} with fewer); at its own best it is faster by "
+            f"{fmt(summary.loc['best_gpus', 'mean'], 2)}X on average (median {fmt(summary.loc['best_gpus', 'median'], 2)}X).\n"
+        )
+        out.append(markdown_table(t2, 2))
+    return out
+
+
+def section_batch_size(a: Analysis) -> list[str]:
+    out = ["## Batch size\n"]
+    anovas = _tests(a, analysis="batch_size", test="anova")
+    if not len(anovas):
+        return out + ["Not enough data for an ANOVA across batch sizes (it needs several models per batch size).\n"]
+    for (hw, engine), part in anovas.groupby(["hardware", "engine"]):
+        rej = [str(g) for g in part.loc[part["reject"].astype(bool), "n_gpus"]]
+        keep = [str(g) for g in part.loc[~part["reject"].astype(bool), "n_gpus"]]
+        out.append(
+            f"- {ENGINE_NAMES.get(engine, engine)} on {HW_NAMES.get(hw, hw)}: the ANOVA across batch sizes rejects H0 "
+            f"with {', '.join(rej) or 'no'} GPU(s)" + (f" and not with {', '.join(keep)}" if keep else "") + "; "
+            + "; ".join(f"{r.n_gpus} GPU(s): F = {fmt(r.statistic, 2)}, p = {fmt(r.p_value, 4)}" for r in part.itertuples())
+            + "."
+        )
+    out.append("\nThe model x batch size tables are in `tables/batch_size_*.md`; Tukey HSD pairs are in tests.csv.\n")
+    eng = _tests(a, analysis="engines")
+    if len(eng):
+        out.append(f"### {ENGINE_NAMES[FAST]} vs {ENGINE_NAMES[BASE]}, paired by (model, batch size)\n")
+        deltas = eng[eng["test"] == "cliffs_delta"]
+        rows = []
+        for (hw, g), part in eng.groupby(["hardware", "n_gpus"]):
+            w = part[part["test"] == "wilcoxon"]
+            c = part[part["test"] == "cliffs_delta"].iloc[0]
+            rows.append(
+                {
+                    "hardware": hw, "GPUs": g, "pairs": c["n"],
+                    "Wilcoxon p": w["p_value"].iloc[0] if len(w) else np.nan,
+                    "Cliff's delta": c["effect"], "95% CI": f"[{fmt(c['ci_low'], 3)}, {fmt(c['ci_high'], 3)}]",
+                }  # fmt: skip
+            )
+        w = eng[eng["test"] == "wilcoxon"]
+        out.append(
+            f"The Wilcoxon signed-rank test rejects H0 for {int(w['reject'].astype(bool).sum())} of {len(w)} "
+            f"(hardware, GPU count) configurations; the mean Cliff's delta over the {len(deltas)} configurations is "
+            f"{fmt(deltas['effect'].mean(), 4)} ({ENGINE_NAMES[FAST]} higher when positive).\n"
+        )
+        out.append(markdown_table(pd.DataFrame(rows), 4))
+    return out
+
+
+def section_hardware(a: Analysis) -> list[str]:
+    out = [f"## {HW_NAMES[NEW_HW]} vs {HW_NAMES[OLD_HW]}\n"]
+    if "hardware_improvement" not in a.tables:
+        return out + [f"No (model, GPU count, batch size) cell was measured on both {NEW_HW} and {OLD_HW}.\n"]
+    s = a.tables["hardware_improvement"]
+    for _, r in s[s["model"] == "all"].iterrows():
+        top = s[(s["engine"] == r["engine"]) & (s["model"] != "all") & (s["mean_improvement"] >= 1)]
+        out.append(
+            f"- {ENGINE_NAMES.get(r['engine'], r['engine'])}: over {r['n']} paired cells the throughput on "
+            f"{HW_NAMES[NEW_HW]} is higher by {pct(r['mean_improvement'])} on average (median {pct(r['median_improvement'])}); "
+            f"Wilcoxon p = {fmt(r['wilcoxon_p'], 4)} ({'significant' if r['significant'] else 'not significant'}), "
+            f"Cliff's delta = {fmt(r['cliffs_delta'], 4)}. Models with a mean improvement of 100% or more: "
+            f"{', '.join(top['model']) or 'none'}."
+        )
+    table = s.assign(
+        mean_improvement=s["mean_improvement"].map(pct), median_improvement=s["median_improvement"].map(pct)
+    )
+    return out + ["", markdown_table(table, 4)]
+
+
+def section_correlations(a: Analysis) -> list[str]:
+    out = ["## Correlations with model size and HumanEval pass@1\n"]
+    c = _tests(a, analysis="correlation")
+    if not len(c):
+        return out + ["The table carries no parameter counts or HumanEval scores (import with `--catalog`).\n"]
+    rows = c[["hardware", "engine", "group1", "group2", "statistic", "p_value", "ci_low", "ci_high", "n"]]
+    rows = rows.rename(columns={"statistic": "Pearson r", "p_value": "p"})
+    return out + [
+        "Throughput columns are those of Table II (`hf_thp` = HF at its best GPU count; `vllm_same_thp`, "
+        "`vllm_best_thp`).\n",
+        markdown_table(rows.reset_index(drop=True), 4),
+    ]
+
+
+def render(a: Analysis, study: str) -> str:
+    """report.md of an analysis."""
+    from infpop_analysis.claims import claims_section
+
+    hws = ", ".join(HW_NAMES.get(h, h) for h in sorted(a.cells["hardware"].unique()))
+    lines = [
+        f"# Results: {study}\n",
+        f"Generated by `infpop stats` from the tidy table: max_new_tokens = {a.max_new_tokens}; one throughput per "
+        f"(hardware, engine, model, GPU count, batch size) cell, the median of its non-missing throughputs (an OOM run's "
+        f"partial throughput counts, a cell with none is missing). {len(a.cells)} cells on {hws or 'no hardware'}; "
+        f"{len(a.tests)} tests in tests.csv; α = {ALPHA}.\n",
+    ]
+    for section in (section_gpu_scaling, section_table_ii, section_batch_size, section_hardware, section_correlations):
+        lines += section(a)
+    lines += claims_section(a, study)
+    return "\n".join(lines).rstrip() + "\n"
+
+
+def write_stats(df: pd.DataFrame, out_dir: str | Path, max_new_tokens: int | None = None) -> list[Path]:
+    """Run :func:`analyse` and write tests.csv, tables/*.csv|.md and report.md into ``out_dir``."""
+    out_dir = Path(out_dir)
+    (out_dir / "tables").mkdir(parents=True, exist_ok=True)
+    a = analyse(df, max_new_tokens)
+    written = []
+    path = out_dir / "tests.csv"
+    a.tests.to_csv(path, index=False)
+    written.append(path)
+    for name, table in a.tables.items():
+        csv, md = out_dir / "tables" / f"{name}.csv", out_dir / "tables" / f"{name}.md"
+        table.to_csv(csv)
+        md.write_text(markdown_table(table, 4))
+        written += [csv, md]
+    if a.hardware_pairs is not None and len(a.hardware_pairs):
+        path = out_dir / "tables" / "hardware_pairs.csv"
+        a.hardware_pairs.to_csv(path, index=False)
+        written.append(path)
+    studies = sorted(df["study"].dropna().unique())
+    path = out_dir / "report.md"
+    path.write_text(render(a, ", ".join(studies) or "unnamed study"))
+    written.append(path)
+    return written

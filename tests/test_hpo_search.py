@@ -1,0 +1,58 @@
+"""Live search with the tiny model: trials run through the executors, and a rerun resumes from the
+results on disk without running any finished trial again."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+import yaml
+
+from infpop.cli import main
+from infpop.results import iter_results
+
+pytestmark = pytest.mark.slow
+
+
+def _results(root: Path) -> dict[str, float]:
+    """trial id -> file mtime of every result under ``root``."""
+    return {r.trial.trial_id: os.path.getmtime(root / r.trial.relpath) for r in iter_results(root)}
+
+
+def test_local_search_runs_proposed_trials_and_resumes_without_rerunning(write_manifest, tmp_path: Path, capsys) -> None:
+    manifest = write_manifest(gpu_counts=[1, 2], batch_sizes=[1, 2, 4, 8])
+    root = tmp_path / "runs"
+    assert main(["hpo", "search", str(manifest), "--partition", "local", "--budget", "1"]) == 0
+    first = _results(root)
+    assert len(first) == 1
+    out = capsys.readouterr().out
+    assert "best so far" in out and "best g" in out
+
+    assert main(["hpo", "search", str(manifest), "--partition", "local", "--budget", "2"]) == 0
+    second = _results(root)
+    assert len(second) == 2
+    assert {k: second[k] for k in first} == first  # finished trials were not run again
+
+    state = json.loads(next((root / "t" / ".infpop" / "hpo").glob("*.json")).read_text())
+    assert len(state["trials"]) == 2 and state["best"]["throughput"] > 0
+
+
+def test_search_on_the_slurm_test_cluster(write_manifest, tmp_path: Path) -> None:
+    """Needs a running test cluster: ``$INFPOP_TEST_SLURM_CONF`` (what .ci/run exports)."""
+    conf = os.environ.get("INFPOP_TEST_SLURM_CONF")
+    if not conf:
+        pytest.skip("no SLURM test cluster: set INFPOP_TEST_SLURM_CONF (slurm/testcluster/up.sh prints it)")
+    repo = Path(__file__).resolve().parents[1]
+    profile = yaml.safe_load((repo / "slurm" / "profiles" / "testcluster.yaml").read_text())
+    profile_path = tmp_path / "profile.yaml"
+    profile_path.write_text(yaml.safe_dump(profile))
+    manifest = write_manifest(gpu_counts=[1, 2], batch_sizes=[1, 4], partitions=["a100"])
+    os.environ["SLURM_CONF"] = conf
+    argv = ["hpo", "search", str(manifest), "--partition", "a100", "--profile", str(profile_path), "--budget", "2"]
+    assert main(argv) == 0
+    first = _results(tmp_path / "runs")
+    assert len(first) == 2 and all("/a100/" in k for k in first)
+    assert main(argv) == 0
+    assert _results(tmp_path / "runs") == first

@@ -1,0 +1,121 @@
+"""What a scenario measures beyond throughput, and whether a run counts.
+
+Pure functions over per-request timings, so the statistics are testable without an engine.
+Latency is timed from a request's *arrival*, not from when the server picked it up: queueing
+is what a user waits through, and what rises with the request rate.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+from pydantic import BaseModel, ConfigDict
+
+from infpop.manifest import GoodputTargets, OfflineScenario, OnlineScenario
+
+
+class _Record(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class RequestTiming(_Record):
+    """One online request, in seconds from the start of the trial's arrival clock."""
+
+    prompt_index: int
+    arrival_s: float
+    start_s: float
+    #: When its first token appeared; ``None`` where the engine does not expose it.
+    first_token_s: float | None
+    finish_s: float
+    output_tokens: int
+
+    @property
+    def latency_s(self) -> float:
+        return self.finish_s - self.arrival_s
+
+    @property
+    def ttft_s(self) -> float | None:
+        return None if self.first_token_s is None else self.first_token_s - self.arrival_s
+
+    @property
+    def latency_per_token_s(self) -> float:
+        """End-to-end latency over output tokens: the workload study's normalised latency."""
+        return self.latency_s / max(self.output_tokens, 1)
+
+
+class Percentiles(_Record):
+    p50: float
+    p90: float
+    p99: float
+
+
+class OnlineMetrics(_Record):
+    """The online scenario's part of a result record."""
+
+    #: Requests that arrived during the trial's window (all are served unless it stops early).
+    n_requests: int
+    completed: int
+    #: Completed requests per second of the trial's wall time.
+    request_throughput: float | None
+    latency_s: Percentiles | None
+    ttft_s: Percentiles | None
+    latency_per_token_s: Percentiles | None
+    #: Completed requests per second that met every goodput target; ``None`` without targets,
+    #: or when a target needs a measure the engine does not expose (TTFT).
+    goodput: float | None
+    requests: list[RequestTiming]
+
+
+def percentile(values: Sequence[float], q: float) -> float:
+    """Linear interpolation between closest ranks (numpy's default), ``q`` in [0, 100]."""
+    ordered = sorted(values)
+    pos = (len(ordered) - 1) * q / 100
+    lo, hi = math.floor(pos), math.ceil(pos)
+    return ordered[lo] + (ordered[hi] - ordered[lo]) * (pos - lo)
+
+
+def percentiles(values: Sequence[float | None]) -> Percentiles | None:
+    """p50/p90/p99, or ``None`` when any value is missing or there are none."""
+    if not values or any(v is None for v in values):
+        return None
+    return Percentiles(p50=percentile(values, 50), p90=percentile(values, 90), p99=percentile(values, 99))
+
+
+def _meets(r: RequestTiming, targets: GoodputTargets) -> bool:
+    return (
+        (targets.latency_s is None or r.latency_s <= targets.latency_s)
+        and (targets.ttft_s is None or r.ttft_s <= targets.ttft_s)
+        and (targets.latency_per_token_s is None or r.latency_per_token_s <= targets.latency_per_token_s)
+    )
+
+
+def summarise(requests: list[RequestTiming], n_requests: int, wall_s: float, targets: GoodputTargets | None) -> OnlineMetrics:
+    ttft_missing = any(r.first_token_s is None for r in requests)
+    goodput = None
+    if targets is not None and wall_s > 0 and not (targets.ttft_s is not None and ttft_missing):
+        goodput = sum(_meets(r, targets) for r in requests) / wall_s
+    return OnlineMetrics(
+        n_requests=n_requests,
+        completed=len(requests),
+        request_throughput=len(requests) / wall_s if wall_s > 0 else None,
+        latency_s=percentiles([r.latency_s for r in requests]),
+        ttft_s=percentiles([r.ttft_s for r in requests]),
+        latency_per_token_s=percentiles([r.latency_per_token_s for r in requests]),
+        goodput=goodput,
+        requests=requests,
+    )
+
+
+def validity(
+    scenario: OfflineScenario | OnlineScenario, status: str, wall_s: float, completed: int
+) -> tuple[bool, str | None]:
+    """MLPerf LoadGen's rule: a run counts only if it finished and was long and large enough.
+    Returns (valid, why not)."""
+    if status != "ok":
+        return False, f"status {status}: the run did not finish"
+    if wall_s < scenario.min_duration_s:
+        return False, f"ran {wall_s:.3g} s, below min_duration_s {scenario.min_duration_s:g}"
+    if completed < scenario.min_requests:
+        return False, f"completed {completed} requests, below min_requests {scenario.min_requests}"
+    return True, None

@@ -1,0 +1,230 @@
+"""SLURM submission through submitit: one job array per GPU count, one array task per group.
+
+Groups with different GPU counts need different GRES requests, so a plan becomes one array per
+distinct ``n_gpus``; every task of an array asks for exactly ``gpu:<type>:<n>`` on the
+partition's node. What to request is decided by pure functions (:func:`split_arrays`,
+:func:`sbatch_parameters`) and rendered by submitit's own sbatch writer, so ``--dry-run``, the
+golden files and the real submission are the same text. Submission, state queries and
+cancellation are thin wrappers around ``sbatch``/``sacct``/``squeue``.
+
+A task that reaches its time limit or is preempted gets USR2, checkpoints (``GroupJob`` is
+``Checkpointable``) and is requeued; the rerun skips every trial with a result on disk.
+"""
+
+from __future__ import annotations
+
+import json
+import shlex
+import subprocess
+import sys
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+import submitit
+from submitit.slurm import slurm as submitit_slurm
+
+from infpop.jobs import group_job, job_argv, study_dir
+from infpop.plan import GroupSpec
+from infpop.profile import PartitionProfile
+from infpop.sweep import SweepReport, log_submission, pending_groups
+
+#: SLURM states in which a job still holds (or waits for) its resources: never submit twice.
+ACTIVE_STATES = frozenset(
+    {"PENDING", "RUNNING", "REQUEUED", "REQUEUE_HOLD", "REQUEUE_FED", "CONFIGURING", "COMPLETING",
+     "RESIZING", "SUSPENDED", "STAGE_OUT", "SIGNALING"}
+)
+#: Final states that did not finish the job's work: their logs are worth reading.
+FAILED_STATES = frozenset(
+    {"FAILED", "CANCELLED", "TIMEOUT", "OUT_OF_MEMORY", "NODE_FAIL", "PREEMPTED", "BOOT_FAIL", "DEADLINE"}
+)
+
+
+def log_folder(group: GroupSpec) -> Path:
+    """submitit's folder: per-task logs land in ``<root>/<study>/.infpop/logs/<array>_<task>/``."""
+    return study_dir(group.output_root, group.first.study) / "logs" / "%j"
+
+
+def split_arrays(groups: Sequence[GroupSpec]) -> list[list[GroupSpec]]:
+    """One array per GPU count (a GRES request is per array), fewest GPUs first, plan order kept."""
+    by_n: dict[int, list[GroupSpec]] = {}
+    for g in groups:
+        by_n.setdefault(g.n_gpus, []).append(g)
+    return [by_n[n] for n in sorted(by_n)]
+
+
+def signal_delay_s(time_min: int) -> int:
+    """Seconds before the limit at which USR2 (checkpoint and requeue) is asked for.
+
+    submitit's 90 s, except for short limits: slurmctld checks limits every 30 s and sends the
+    signal once ``delay + 30 s`` covers what is left, so a 1-minute job with the default would be
+    stopped at its first check; this keeps the first half of a short job for work.
+    """
+    return max(1, min(90, time_min * 30 - 30))
+
+
+def array_job_name(groups: Sequence[GroupSpec], partition: str) -> str:
+    """Says what runs: the group's own name when the array is one (engine, model), else the
+    study, partition and GPU count."""
+    first = groups[0].first
+    if len({(g.first.engine, g.first.model.name) for g in groups}) == 1:
+        return groups[0].job_name
+    return f"infpop-{first.study}-{partition}-g{first.n_gpus}"
+
+
+def sbatch_parameters(groups: Sequence[GroupSpec], partition: str, part: PartitionProfile) -> dict[str, Any]:
+    """submitit SlurmExecutor parameters for one array: exactly the GPUs its groups need."""
+    counts = {g.n_gpus for g in groups}
+    if len(counts) != 1:
+        raise ValueError(f"an array needs one GPU count, got {sorted(counts)}")
+    n = counts.pop()
+    params: dict[str, Any] = {
+        "job_name": array_job_name(groups, partition),
+        "partition": part.slurm_partition,
+        "time": part.time_min,
+        "nodes": 1,
+        "cpus_per_task": part.cpus_per_gpu * n,
+        "array_parallelism": part.array_parallelism,
+        "signal_delay_s": signal_delay_s(part.time_min),
+    }
+    if part.gpu_type:
+        params["gres"] = f"gpu:{part.gpu_type}:{n}"
+    else:
+        params["gpus_per_node"] = n
+    if part.mem_per_gpu_gb is not None:
+        params["mem"] = f"{part.mem_per_gpu_gb * n}GB"
+    for key in ("account", "qos", "constraint"):
+        value = getattr(part, key)
+        if value is not None:
+            params[key] = value
+    return params
+
+
+def _python() -> str:
+    return shlex.quote(sys.executable)
+
+
+def render_sbatch(groups: Sequence[GroupSpec], partition: str, part: PartitionProfile, python: str | None = None) -> str:
+    """The sbatch script submitit writes for this array, rendered by submitit itself."""
+    folder = log_folder(groups[0])
+    # submitit's own command line for the executor (its property, evaluated without an executor,
+    # which would need srun on PATH).
+    command = submitit.SlurmExecutor._submitit_command_str.fget(SimpleNamespace(python=python or _python(), folder=folder))
+    return submitit_slurm._make_sbatch_string(
+        command=command,
+        folder=folder,
+        map_count=len(groups) if len(groups) > 1 else None,
+        **sbatch_parameters(groups, partition, part),
+    )
+
+
+def dry_run(groups: Sequence[GroupSpec], partition: str, part: PartitionProfile, python: str | None = None) -> str:
+    """What ``infpop sweep`` would submit: each array's sbatch script and the groups of its tasks."""
+    if part.executor != "slurm":
+        return f"partition {partition!r} runs locally (executor {part.executor!r}): no sbatch script"
+    todo = [g for g, _ in pending_groups(groups)]
+    if not todo:
+        return "nothing to submit: every trial has a result"
+    out = []
+    arrays = split_arrays(todo)
+    for i, array in enumerate(arrays, 1):
+        out.append(f"# ---- array {i}/{len(arrays)}: {len(array)} task(s), {array[0].n_gpus} GPU(s) each, partition {partition!r}")
+        for k, g in enumerate(array):
+            out += [f"# task {k}: {g.group_id} ({len(g.trials)} trials)", f"#   runs: {shlex.join(job_argv(g))}"]
+        out.append(render_sbatch(array, partition, part, python))
+    return "\n".join(out)
+
+
+def submit_arrays(groups: Sequence[GroupSpec], partition: str, part: PartitionProfile) -> SweepReport:
+    """Submit the groups with missing trials, except those whose last job is still queued or running."""
+    report = SweepReport()
+    todo = pending_groups(groups)
+    if not todo:
+        return report
+    active = active_jobs([g for g, _ in todo])
+    for g, job_id in active.items():
+        report.queued[g] = job_id
+    todo = [(g, n) for g, n in todo if g.group_id not in active]
+    report.trials_to_run = sum(n for _, n in todo)
+    for array in split_arrays([g for g, _ in todo]):
+        executor = submitit.SlurmExecutor(folder=log_folder(array[0]))
+        params = sbatch_parameters(array, partition, part)
+        executor.update_parameters(**params)
+        try:
+            with executor.batch():
+                jobs = [executor.submit(group_job(g, cpu_threads=params["cpus_per_task"])) for g in array]
+        except Exception as exc:  # sbatch refused (bad partition, account, limits): name it, go on
+            for g in array:
+                report.failed[g.group_id] = f"sbatch refused the array: {str(exc).strip().splitlines()[-1]}"
+            continue
+        for g, job in zip(array, jobs):
+            log_submission(g, job.job_id, partition, executor="slurm", log=str(job.paths.stderr))
+            report.submitted.append(g.group_id)
+            report.job_ids.append(job.job_id)
+    return report
+
+
+def _sacct_states(job_ids: Iterable[str]) -> dict[str, str]:
+    """State of each job or array task; array ranges still pending come back task by task."""
+    ids = sorted({j.split("_")[0] for j in job_ids})
+    if not ids:
+        return {}
+    watcher = submitit_slurm.SlurmInfoWatcher()
+    try:
+        out = subprocess.run(
+            ["sacct", "-o", "JobID,State", "--parsable2", "-j", ",".join(ids)],
+            capture_output=True, text=True, timeout=60, check=True,
+        ).stdout
+    except (OSError, subprocess.SubprocessError):
+        out = _squeue_as_sacct(ids)
+    info = watcher.read_info(out)
+    # sacct prints "CANCELLED by 0"; keep the state word.
+    return {jid: fields.get("State", "UNKNOWN").split()[0] for jid, fields in info.items() if "." not in jid}
+
+
+def _squeue_as_sacct(ids: list[str]) -> str:
+    """squeue's view in sacct's format, for clusters without accounting (final states unknown)."""
+    try:
+        out = subprocess.run(
+            ["squeue", "-h", "-r", "-o", "%i|%T", "-j", ",".join(ids)], capture_output=True, text=True, timeout=60
+        ).stdout
+    except (OSError, subprocess.SubprocessError):
+        return "JobID|State\n"
+    return "JobID|State\n" + out
+
+
+def job_states(job_ids: Iterable[str]) -> dict[str, str]:
+    """SLURM state of each job id (``123`` or ``123_4``); ``UNKNOWN`` where SLURM has no record."""
+    job_ids = list(job_ids)
+    found = _sacct_states(job_ids)
+    return {j: found.get(j, "UNKNOWN") for j in job_ids}
+
+
+def read_submissions(bookkeeping: Path) -> list[dict[str, Any]]:
+    """Entries of a study's submission log (``sweep.log_submission``), oldest first."""
+    path = bookkeeping / "submissions.jsonl"
+    if not path.exists():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def latest_submissions(groups: Sequence[GroupSpec]) -> dict[str, dict[str, Any]]:
+    """The last SLURM submission of each group, from the study's submission log."""
+    wanted = {g.group_id for g in groups}
+    latest: dict[str, dict[str, Any]] = {}
+    roots = {(g.output_root, g.first.study) for g in groups}
+    for root, study in roots:
+        for entry in read_submissions(study_dir(root, study)):
+            if entry["group"] in wanted and entry.get("executor") == "slurm":
+                latest[entry["group"]] = entry
+    return latest
+
+
+def active_jobs(groups: Sequence[GroupSpec]) -> dict[str, str]:
+    """Group id -> job id, for groups whose last submitted job is still pending or running."""
+    latest = latest_submissions(groups)
+    if not latest:
+        return {}
+    states = job_states(e["job_id"] for e in latest.values())
+    return {g: e["job_id"] for g, e in latest.items() if states[e["job_id"]] in ACTIVE_STATES}

@@ -1,0 +1,172 @@
+"""Where a study stands: trials by outcome, the SLURM arrays that run them, logs of failed tasks.
+
+Everything comes from shared storage plus one ``sacct`` call: the group files (what was
+planned), the result files (what finished, and how), and the submission log (which job runs
+which group). A trial without a result counts as *running* while its group's last job runs,
+else *pending* (queued, cancelled or failed: a rerun of ``make sweep`` submits it again).
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from infpop.errors import InputError
+from infpop.jobs import read_group
+from infpop.results import DONE, CorruptResult, TrialResult, iter_results
+
+#: SLURM states in which a group's missing trials are being worked on.
+RUNNING_STATES = frozenset({"RUNNING", "COMPLETING", "CONFIGURING", "SIGNALING", "STAGE_OUT"})
+#: Order of the counts in the summary line.
+CATEGORIES = ("done", "ok", "oom", "timeout", "skipped_oom", "error", "running", "pending")
+
+
+@dataclass
+class Task:
+    """One submitted group: its job (``<array>_<task>`` or a plain id), state and log."""
+
+    job_id: str
+    group: str
+    partition: str
+    executor: str
+    state: str
+    log: str | None
+
+    @property
+    def array_id(self) -> str:
+        return self.job_id.split("_")[0]
+
+
+@dataclass
+class StudyStatus:
+    study: str
+    path: Path
+    counts: Counter[str]
+    trials: int
+    tasks: list[Task] = field(default_factory=list)
+    corrupt: list[str] = field(default_factory=list)
+
+    @property
+    def failed(self) -> list[Task]:
+        from infpop.slurm import FAILED_STATES
+
+        return [t for t in self.tasks if t.state in FAILED_STATES]
+
+
+def classify(
+    planned: Mapping[str, str], results: Mapping[str, str], group_states: Mapping[str, str]
+) -> Counter[str]:
+    """Count trials by outcome.
+
+    ``planned``: trial id -> group id; ``results``: trial id -> result status; ``group_states``:
+    group id -> state of its last job. Every trial lands in one of done (split by status), error,
+    running and pending; an ``error`` is retried, so while its group runs it counts as running.
+    """
+    counts: Counter[str] = Counter({c: 0 for c in CATEGORIES})
+    for trial_id in set(planned) | set(results):
+        status = results.get(trial_id)
+        if status in DONE:
+            counts["done"] += 1
+            counts[status] += 1
+        elif group_states.get(planned.get(trial_id, ""), "") in RUNNING_STATES:
+            counts["running"] += 1
+        else:
+            counts[status or "pending"] += 1
+    return counts
+
+
+def latest_entries(entries: Iterable[Mapping[str, Any]]) -> dict[str, Mapping[str, Any]]:
+    """The last submission of each group (a rerun supersedes earlier jobs)."""
+    latest: dict[str, Mapping[str, Any]] = {}
+    for e in entries:
+        latest[e["group"]] = e
+    return latest
+
+
+def study_status(path: str | Path) -> StudyStatus:
+    """Read a study directory (``<output_root>/<study>``) and ask SLURM about its jobs."""
+    from infpop.slurm import job_states, read_submissions
+
+    path = Path(path)
+    bookkeeping = path / ".infpop"
+    if not bookkeeping.is_dir():
+        raise InputError(f"STUDY {str(path)!r}: no study here (no .infpop folder; run `infpop sweep` first)")
+    planned: dict[str, str] = {}
+    for gf in sorted((bookkeeping / "groups").glob("*.json")):
+        g = read_group(gf)
+        planned.update({t.trial_id: g.group_id for t in g.trials})
+    results: dict[str, str] = {}
+    corrupt: list[str] = []
+    for r in iter_results(path):
+        if isinstance(r, CorruptResult):
+            corrupt.append(str(r))
+        elif isinstance(r, TrialResult):
+            results[r.trial.trial_id] = r.status
+    latest = latest_entries(read_submissions(bookkeeping))
+    slurm_ids = [e["job_id"] for e in latest.values() if e.get("executor") == "slurm"]
+    states = job_states(slurm_ids) if slurm_ids else {}
+    tasks = [
+        Task(
+            job_id=e["job_id"],
+            group=g,
+            partition=e.get("partition", "?"),
+            executor=e.get("executor", "local"),
+            state=states.get(e["job_id"], "LOCAL"),
+            log=e.get("log"),
+        )
+        for g, e in latest.items()
+    ]
+    counts = classify(planned, results, {t.group: t.state for t in tasks})
+    return StudyStatus(path.name, path, counts, len(set(planned) | set(results)), tasks, corrupt)
+
+
+def format_status(st: StudyStatus) -> str:
+    """The report ``infpop status`` prints: one summary line, then arrays, then what to read."""
+    c = st.counts
+    lines = [
+        f"{st.study}: {st.trials} trials: {c['done']} done ({c['ok']} ok, {c['oom']} oom, {c['timeout']} timeout, "
+        f"{c['skipped_oom']} skipped_oom), {c['error']} error, {c['running']} running, {c['pending']} pending"
+    ]
+    arrays: dict[str, list[Task]] = {}
+    for t in st.tasks:
+        if t.executor == "slurm":
+            arrays.setdefault(t.array_id, []).append(t)
+    for array_id, tasks in sorted(arrays.items()):
+        states = Counter(t.state for t in tasks)
+        summary = ", ".join(f"{n} {s}" for s, n in sorted(states.items()))
+        kind = "array" if "_" in tasks[0].job_id else "job"
+        lines.append(f"  {kind} {array_id} on {tasks[0].partition}: {len(tasks)} task(s): {summary}")
+        lines += [f"    {t.job_id:>12} {t.state:<11} {t.group}" for t in sorted(tasks, key=_task_order)]
+    if st.failed:
+        lines.append("  logs of failed tasks:")
+        lines += [f"    {t.job_id} {t.state}: {_log_text(t.log)}" for t in st.failed]
+    lines += [f"  unreadable result: {c}" for c in st.corrupt]
+    return "\n".join(lines)
+
+
+def _log_text(log: str | None) -> str:
+    if log and Path(log).exists():
+        return log
+    return f"{log} (none: the task never started)" if log else "no log recorded"
+
+
+def _task_order(t: Task) -> tuple[int, int]:
+    array, _, task = t.job_id.partition("_")
+    return (int(array) if array.isdigit() else 0, int(task) if task.isdigit() else 0)
+
+
+def find_studies(output_root: str | Path) -> list[Path]:
+    """Study directories under an output root: those with infpop bookkeeping."""
+    root = Path(output_root)
+    return sorted(p.parent for p in root.glob("*/.infpop") if p.is_dir())
+
+
+def status_report(studies: Sequence[str | Path], output_root: str | Path = "runs") -> str:
+    """``infpop status``: the given study directories, else every study under ``output_root``."""
+    paths = [Path(s) for s in studies] or find_studies(output_root)
+    if not paths:
+        raise InputError(f"--output-root {str(output_root)!r}: no studies found (nothing submitted yet?)")
+    return "\n".join(format_status(study_status(p)) for p in paths)
