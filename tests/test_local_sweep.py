@@ -28,7 +28,7 @@ def test_sweep_aggregate_figure_and_a_rerun_runs_nothing(write_manifest, tmp_pat
     manifest = write_manifest(gpu_counts=[1, 2], batch_sizes=[1, 4, 8])
     first = _run("sweep", str(manifest))
     assert first.returncode == 0, first.stderr
-    assert "ran 6 trials in 2 jobs" in first.stdout
+    assert "ran 2 jobs; trials now 6 ok" in first.stdout
     runs = tmp_path / "runs"
     results = [r for r in iter_results(runs) if isinstance(r, TrialResult)]
     assert len(results) == 6 and {r.status for r in results} == {"ok"}
@@ -61,7 +61,7 @@ def test_kill_9_mid_group_then_rerun_completes_only_the_missing(write_manifest, 
 
     rerun = _run("sweep", str(manifest))
     assert rerun.returncode == 0, rerun.stderr
-    assert f"ran {8 - len(before)} trials in 1 jobs" in rerun.stdout
+    assert "ran 1 jobs; trials now 8 ok" in rerun.stdout
     after = _results(runs)
     assert len(after) == 8
     assert {k: after[k] for k in before} == before, "completed results are untouched"

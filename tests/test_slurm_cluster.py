@@ -204,7 +204,8 @@ def test_time_limit_requeues_the_group_which_finishes_without_rerunning_trials(
             first_seen.setdefault(tid, r.model_dump_json())
         assert time.monotonic() < deadline, "requeued group did not finish in 7 minutes"
         time.sleep(1)
-    assert job_states([job_id])[job_id] == "COMPLETED"
+    log = Path(json.loads((Path(groups[0].output_root) / "t/.infpop/submissions.jsonl").read_text())["log"])
+    assert job_states([job_id])[job_id] == "COMPLETED", log.read_text()[-3000:]
     results = results_of(groups)
     assert len(results) == 6
     restarts = {tid: int(r.provenance.slurm.get("restart_count", "0")) for tid, r in results.items()}

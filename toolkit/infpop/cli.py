@@ -62,7 +62,7 @@ def cmd_plan(args: argparse.Namespace) -> int:
 
 
 def cmd_sweep(args: argparse.Namespace) -> int:
-    from infpop.sweep import submit
+    from infpop.sweep import status_counts, submit
 
     loaded, partition, part, groups = _planned(args)
     if args.dry_run:
@@ -78,8 +78,12 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         if not report.queued:
             print(f"{loaded.manifest.study}: nothing to run; every trial has a result under {root}")
         return 0
-    verb = "ran" if part.executor == "local" else "submitted"
-    print(f"{loaded.manifest.study}: {verb} {report.trials_to_run} trials in {len(report.submitted)} jobs; results under {root}")
+    if part.executor == "local":
+        counts = status_counts(groups)
+        outcome = ", ".join(f"{n} {s}" for s, n in sorted(counts.items()))
+        print(f"{loaded.manifest.study}: ran {len(report.submitted)} jobs; trials now {outcome}; results under {root}")
+    else:
+        print(f"{loaded.manifest.study}: submitted {report.trials_to_run} trials in {len(report.submitted)} jobs; results under {root}")
     for group, why in report.failed.items():
         print(f"job {group} failed: {why}", file=sys.stderr)
     return 1 if report.failed else 0

@@ -165,39 +165,34 @@ def submit_arrays(groups: Sequence[GroupSpec], partition: str, part: PartitionPr
     return report
 
 
-def _sacct_states(job_ids: Iterable[str]) -> dict[str, str]:
-    """State of each job or array task; array ranges still pending come back task by task."""
-    ids = sorted({j.split("_")[0] for j in job_ids})
-    if not ids:
-        return {}
-    watcher = submitit_slurm.SlurmInfoWatcher()
-    try:
-        out = subprocess.run(
-            ["sacct", "-o", "JobID,State", "--parsable2", "-j", ",".join(ids)],
-            capture_output=True, text=True, timeout=60, check=True,
-        ).stdout
-    except (OSError, subprocess.SubprocessError):
-        out = _squeue_as_sacct(ids)
-    info = watcher.read_info(out)
-    # sacct prints "CANCELLED by 0"; keep the state word.
+def _parse_states(sacct_like: str) -> dict[str, str]:
+    """``JobID|State`` lines (array ranges expanded by submitit's parser) -> state word per id."""
+    info = submitit_slurm.SlurmInfoWatcher().read_info(sacct_like)
+    # sacct prints "CANCELLED by 0"; keep the state word. Steps ("123.0", "123.batch") are skipped.
     return {jid: fields.get("State", "UNKNOWN").split()[0] for jid, fields in info.items() if "." not in jid}
 
 
-def _squeue_as_sacct(ids: list[str]) -> str:
-    """squeue's view in sacct's format, for clusters without accounting (final states unknown)."""
+def _query(argv: list[str]) -> str:
     try:
-        out = subprocess.run(
-            ["squeue", "-h", "-r", "-o", "%i|%T", "-j", ",".join(ids)], capture_output=True, text=True, timeout=60
-        ).stdout
+        return subprocess.run(argv, capture_output=True, text=True, timeout=60).stdout
     except (OSError, subprocess.SubprocessError):
-        return "JobID|State\n"
-    return "JobID|State\n" + out
+        return ""
 
 
 def job_states(job_ids: Iterable[str]) -> dict[str, str]:
-    """SLURM state of each job id (``123`` or ``123_4``); ``UNKNOWN`` where SLURM has no record."""
+    """SLURM state of each job id (``123`` or ``123_4``); ``UNKNOWN`` where SLURM has no record.
+
+    squeue (the controller's live view) wins over sacct: while a job is being requeued, its
+    accounting record can briefly show the ended run (FAILED) although the job is queued again.
+    sacct supplies final states; without accounting, jobs that left the queue are UNKNOWN.
+    """
     job_ids = list(job_ids)
-    found = _sacct_states(job_ids)
+    ids = ",".join(sorted({j.split("_")[0] for j in job_ids}))
+    if not ids:
+        return {}
+    found = _parse_states("JobID|State\n" + _query(["sacct", "-n", "-o", "JobID,State", "--parsable2", "-j", ids]))
+    live = _parse_states("JobID|State\n" + _query(["squeue", "-h", "-r", "-o", "%i|%T", "-j", ids]))
+    found.update({j: s for j, s in live.items() if s in ACTIVE_STATES})
     return {j: found.get(j, "UNKNOWN") for j in job_ids}
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -19,7 +20,7 @@ from tqdm import tqdm
 from infpop.jobs import group_job, study_dir
 from infpop.plan import GroupSpec
 from infpop.profile import PartitionProfile
-from infpop.results import ResultStore, utcnow
+from infpop.results import CorruptResult, ResultStore, utcnow
 
 
 @dataclass
@@ -45,6 +46,20 @@ def pending_groups(groups: Sequence[GroupSpec]) -> list[tuple[GroupSpec, int]]:
 
 def count_done(groups: Sequence[GroupSpec]) -> int:
     return sum(ResultStore(g.output_root).done(t) is not None for g in groups for t in g.trials)
+
+
+def status_counts(groups: Sequence[GroupSpec]) -> Counter[str]:
+    """Statuses of the groups' trials on disk; ``missing`` where no readable result exists."""
+    counts: Counter[str] = Counter()
+    for g in groups:
+        store = ResultStore(g.output_root)
+        for t in g.trials:
+            try:
+                result = store.read(t)
+            except CorruptResult:
+                result = None
+            counts[result.status if result else "missing"] += 1
+    return counts
 
 
 def log_submission(group: GroupSpec, job_id: str, partition: str, **extra: str) -> None:
