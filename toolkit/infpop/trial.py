@@ -104,7 +104,7 @@ def run_trial(engine: Engine, trial: TrialSpec, prompts: list[Prompt], run: _Run
         prompt_tokens=prompt_tokens,
         generated_tokens=generated,
         wall_s=wall,
-        throughput=generated / wall if wall > 0 else None,
+        throughput=generated / wall if generated else None,
         batch_latencies_s=latencies,
         valid=valid,
         invalid_reason=why,
@@ -145,11 +145,11 @@ def run_group(group: GroupSpec, engine_factory: EngineFactory = default_engine) 
 
     started_at = utcnow()
     engine = engine_factory(group)
-    t0 = time.perf_counter()
     try:
         prompts = load_prompts(
             group.first.workload, Path(group.workload_path) if group.workload_path else None, group.first.workload.url
         )
+        t0 = time.perf_counter()
         engine.load()
         if any(t.output_length == "reference" for t in pending):
             prompts = with_reference_tokens(prompts, engine.count_tokens)
