@@ -28,7 +28,7 @@ PROFILE_ARG := $(if $(PROFILE),--profile $(PROFILE),)
 SHARED_DATA := ../shared/data/humaneval-infilling/HumanEval-SingleLineInfilling.jsonl.gz
 DATA := data/HumanEval-SingleLineInfilling.jsonl.gz
 
-.PHONY: help install demo sweep plan status aggregate figures data test clean containers models stats paper hpo
+.PHONY: lint help install demo sweep plan status aggregate figures data test clean containers models stats paper hpo
 
 help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -94,8 +94,12 @@ demo: install build/tiny-model/config.json $(DATA) ## the whole path on CPU: tin
 	$(INFPOP) figures $(OUT)/demo/table.parquet -o $(OUT)/demo/figures
 	@echo "results: $(OUT)/demo/cpu  table: $(OUT)/demo/table.parquet (.csv)  figures: $(OUT)/demo/figures"
 
-test: install ## run the test suite
+test: install lint ## run the test suite (after the linter)
 	$(BIN)/python -m pytest -q
+
+lint: install ## ruff over the code, tests and benchmarks
+	$(BIN)/ruff check toolkit analysis benchmarks tests
+	$(BIN)/ruff format --check toolkit analysis benchmarks tests
 
 clean: ## remove runs, build and data (keeps .venv)
 	rm -rf $(OUT) build data

@@ -26,7 +26,6 @@ from datetime import datetime
 from pathlib import Path
 
 import yaml
-
 from infpop.manifest import load_manifest
 from infpop.plan import plan
 from infpop.profile import load_profile
@@ -99,7 +98,7 @@ def _ts(stamp: str) -> float:
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--seconds", type=float, default=5.0, help="inference seconds per trial (2 trials per group)")
+    ap.add_argument("--seconds", type=float, default=30.0, help="inference seconds per trial (2 trials per group)")
     ap.add_argument("--data", type=Path, default=REPO / "data" / "HumanEval-SingleLineInfilling.jsonl.gz")
     args = ap.parse_args()
     if not args.data.exists():

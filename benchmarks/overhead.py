@@ -18,7 +18,6 @@ import time
 from pathlib import Path
 
 import yaml
-
 from infpop.engines.hf import HFPipelineEngine
 from infpop.manifest import load_manifest
 from infpop.plan import GroupSpec, plan
@@ -101,7 +100,9 @@ def main() -> None:
         )
         (group,) = plan(load_manifest(manifest), "local", EMBEDDED_DEFAULT.partitions["local"])
         texts = [p.text for p in load_prompts(group.first.workload, Path(group.workload_path))]
-        engine = Preloaded(group.first.model, model_path=str(model_dir), n_gpus=1, dtype="float32", options={"cpu_threads": 1})
+        engine = Preloaded(
+            group.first.model, model_path=str(model_dir), n_gpus=1, dtype="float32", options={"cpu_threads": 1}
+        )
         engine.load()
         bare_loop(engine, texts, 4, args.tokens)  # warm-up
 

@@ -23,7 +23,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA)
     parser.add_argument("--out", type=Path, default=None, help="keep the outputs here (default: a temporary folder)")
-    parser.add_argument("-j", "--jobs", type=int, default=2, help="figure-drawing processes, as `infpop figures` (default 2)")
+    parser.add_argument(
+        "-j", "--jobs", type=int, default=2, help="figure-drawing processes, as `infpop figures` (default 2)"
+    )
     args = parser.parse_args()
     if not args.data.exists():
         raise SystemExit(f"published data not found: {args.data}")

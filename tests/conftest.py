@@ -9,6 +9,10 @@ from __future__ import annotations
 import gzip
 import json
 import os
+import shutil
+import subprocess
+import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -17,6 +21,7 @@ REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared"
 HUMANEVAL = SHARED / "data" / "humaneval-infilling" / "HumanEval-SingleLineInfilling.jsonl.gz"
 PUBLISHED = SHARED / "data" / "infpop-appendix"
+TESTCLUSTER = REPO / "slurm" / "testcluster"
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
@@ -32,7 +37,7 @@ def write_humaneval_like(path: Path, n: int = 60) -> Path:
             rec = {
                 "task_id": f"SingleLineInfilling/HumanEval/{i}/L0",
                 "entry_point": f"f{i}",
-                "prompt": f"def f{i}(x0):\n    \"\"\"Add {i}.\"\"\"\n{body}\n",
+                "prompt": f'def f{i}(x0):\n    """Add {i}."""\n{body}\n',
                 "suffix": "    return x0\n",
                 "canonical_solution": f"    x0 += {i}\n",
                 "test": "def check(f):\n    pass\n",
@@ -80,3 +85,41 @@ def write_manifest(tmp_path: Path, tiny_model: Path, humaneval_path: Path):
         return path
 
     return _write
+
+
+@pytest.fixture(scope="session")
+def slurm_conf() -> Iterator[str]:
+    """SLURM_CONF of a running test cluster, exported for submitit's sbatch/sacct calls."""
+    conf = os.environ.get("INFPOP_TEST_SLURM_CONF")
+    own_dir = None
+    if not conf:
+        missing = [
+            exe for exe in ("slurmctld", "slurmd", "slurmdbd", "munged", "mariadbd", "sbatch") if not shutil.which(exe)
+        ]
+        if missing:
+            pytest.skip(f"SLURM is not installed ({', '.join(missing)} missing); .ci/run installs it")
+        # /tmp, not pytest's 0700 tmp dir: munge needs every parent of its socket searchable.
+        own_dir = tempfile.mkdtemp(prefix="infpop-slurm-", dir="/tmp")
+        try:
+            conf = (
+                subprocess.run(
+                    [str(TESTCLUSTER / "up.sh"), own_dir], capture_output=True, text=True, check=True, timeout=180
+                )
+                .stdout.strip()
+                .splitlines()[-1]
+            )
+        except subprocess.CalledProcessError as exc:
+            subprocess.run([str(TESTCLUSTER / "down.sh"), own_dir], check=False)
+            raise RuntimeError(f"test cluster did not start:\n{exc.stdout}\n{exc.stderr}") from None
+    old = os.environ.get("SLURM_CONF")
+    os.environ["SLURM_CONF"] = conf
+    try:
+        yield conf
+    finally:
+        if old is None:
+            os.environ.pop("SLURM_CONF", None)
+        else:
+            os.environ["SLURM_CONF"] = old
+        if own_dir:
+            subprocess.run([str(TESTCLUSTER / "down.sh"), own_dir], check=False)
+            shutil.rmtree(own_dir, ignore_errors=True)

@@ -7,7 +7,6 @@ import sys
 from pathlib import Path
 
 import pandas as pd
-
 from infpop.cli import main
 from infpop_analysis.stats import TEST_COLUMNS
 
@@ -16,7 +15,9 @@ def test_stats_and_figures_on_an_aggregated_local_sweep(write_manifest, tiny_mod
     models = [{"name": n, "source": str(tiny_model), "params_b": p, "humaneval_pass1": h}
               for n, p, h in (("tiny-a", 0.002, 1.0), ("tiny-b", 0.004, 3.0), ("tiny-c", 0.003, 2.0))]  # fmt: skip
     manifest = write_manifest(models=models, gpu_counts=[1, 2], batch_sizes=[1, 4], max_new_tokens=[5])
-    sweep = subprocess.run([sys.executable, "-m", "infpop", "sweep", str(manifest)], capture_output=True, text=True, timeout=900)
+    sweep = subprocess.run(
+        [sys.executable, "-m", "infpop", "sweep", str(manifest)], capture_output=True, text=True, timeout=900
+    )
     assert sweep.returncode == 0, sweep.stderr
     table = tmp_path / "table.parquet"
     assert main(["aggregate", str(tmp_path / "runs" / "t"), "-o", str(table)]) == 0

@@ -10,13 +10,11 @@ from __future__ import annotations
 import hashlib
 import re
 import shlex
-import tomllib
 from pathlib import Path
 
 import pytest
+import tomllib
 import yaml
-from spython.main.parse.parsers import SingularityParser
-
 from infpop.container import (
     CONTAINERS_DIR,
     Runtime,
@@ -31,6 +29,7 @@ from infpop.errors import InputError
 from infpop.manifest import load_manifest
 from infpop.plan import plan
 from infpop.profile import PartitionProfile, load_profile
+from spython.main.parse.parsers import SingularityParser
 
 REPO = Path(__file__).resolve().parents[1]
 UNIVERSITY = REPO / "slurm" / "profiles" / "university.yaml"
@@ -202,8 +201,11 @@ def test_plan_refuses_bf16_on_v100_naming_the_field(tmp_path: Path) -> None:
 def test_plan_refuses_an_image_whose_cuda_lacks_the_gpu(tmp_path: Path) -> None:
     loaded = load_manifest(_manifest(tmp_path))
     thor = V100.model_copy(update={"compute_capability": "11.0", "hardware": "thor"})
-    with pytest.raises(InputError, match=r"images\.hf: /img/infpop-hf-sm70\.sif cannot run on this partition "
-                       r"\(compute_capability 11\.0\): its torch 2\.8\.0 \(CUDA 12\.8 build\) has no code"):
+    with pytest.raises(
+        InputError,
+        match=r"images\.hf: /img/infpop-hf-sm70\.sif cannot run on this partition "
+        r"\(compute_capability 11\.0\): its torch 2\.8\.0 \(CUDA 12\.8 build\) has no code",
+    ):
         plan(loaded, "thor", thor)
     kepler = V100.model_copy(update={"compute_capability": "3.7"})
     with pytest.raises(InputError, match=r"its CUDA 12\.8 does not support compute capability 3\.7"):

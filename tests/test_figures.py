@@ -5,7 +5,6 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
-
 from infpop.errors import InputError
 from infpop_analysis.figures import cell_table, draw_all, landscape_grid
 from infpop_analysis.table import conform
@@ -46,7 +45,7 @@ def test_every_kind_is_drawn(tmp_path) -> None:
             "gpu_scaling/a100_vllm.png", "batch_size/v100_hf_g2.png", "hardware/hf.png"} <= names  # fmt: skip
     assert all(p.stat().st_size > 5_000 for p in paths)
     html = (tmp_path / "interactive" / "a100_hf.html").read_text()
-    assert "<script src=\"http" not in html and "plotly" in html.lower(), "self-contained: plotly.js is inlined"
+    assert '<script src="http' not in html and "plotly" in html.lower(), "self-contained: plotly.js is inlined"
     assert '"m1"' in html and '"OOM"' in html
 
 

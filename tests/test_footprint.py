@@ -21,5 +21,7 @@ def test_compute_node_code_does_not_import_analysis_libraries(module: str) -> No
 
 
 def test_login_node_commands_do_not_import_torch() -> None:
-    loaded = _loaded_after("from infpop.cli import build_parser; import infpop.sweep, infpop.plan, infpop.manifest; build_parser()")
+    loaded = _loaded_after(
+        "from infpop.cli import build_parser; import infpop.sweep, infpop.plan, infpop.manifest; build_parser()"
+    )
     assert "torch" not in loaded and "transformers" not in loaded

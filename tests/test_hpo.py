@@ -9,7 +9,6 @@ import random
 
 import pandas as pd
 import pytest
-
 from conftest import PUBLISHED
 from infpop.cli import main
 from infpop_analysis.hpo import benchmark as bm
@@ -22,7 +21,9 @@ BATCHES = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1028)
 GPUS = (1, 2, 4, 8)
 
 
-def synthetic(peak: dict[int, tuple[int, float]], oom: dict[int, int], hardware: str = "a100", model: str = "m") -> Landscape:
+def synthetic(
+    peak: dict[int, tuple[int, float]], oom: dict[int, int], hardware: str = "a100", model: str = "m"
+) -> Landscape:
     """Throughput rising with batch to a peak per GPU count, declining after it, OOM from ``oom[g]``."""
     points = {}
     for g in GPUS:
@@ -52,10 +53,19 @@ def test_structured_search_finds_a_peaked_optimum_in_few_trials_and_prunes_above
     order = drive(Structured(), land)
     assert order.index(Config(2, 32)) < 8
     # Structured search never runs a batch above a known OOM before every unpruned point is tried.
-    first_pruned = next(i for i, c in enumerate(order) if land.points[c].status == "oom" and any(
-        land.points[o].status == "oom" and o.n_gpus == c.n_gpus and o.batch_size < c.batch_size for o in order[:i]))
-    assert all(land.points[c].status == "ok" or c.batch_size == min(
-        b for (g, b), p in land.points.items() if g == c.n_gpus and p.status == "oom") for c in order[:first_pruned])
+    first_pruned = next(
+        i
+        for i, c in enumerate(order)
+        if land.points[c].status == "oom"
+        and any(
+            land.points[o].status == "oom" and o.n_gpus == c.n_gpus and o.batch_size < c.batch_size for o in order[:i]
+        )
+    )
+    assert all(
+        land.points[c].status == "ok"
+        or c.batch_size == min(b for (g, b), p in land.points.items() if g == c.n_gpus and p.status == "oom")
+        for c in order[:first_pruned]
+    )
 
 
 def test_every_method_is_complete_so_an_irregular_optimum_is_still_found() -> None:
@@ -116,11 +126,23 @@ def test_cli_replay_and_benchmark_write_their_outputs(tmp_path, land: Landscape)
     rows = []
     for hw, scale in (("a100", 1.0), ("v100", 0.6)):
         for (g, b), p in land.points.items():
-            rows.append({"hardware": hw, "engine": "hf", "model": "m", "n_gpus": g, "batch_size": b,
-                         "max_new_tokens": 5, "status": p.status, "throughput": p.throughput * scale})
+            rows.append(
+                {
+                    "hardware": hw,
+                    "engine": "hf",
+                    "model": "m",
+                    "n_gpus": g,
+                    "batch_size": b,
+                    "max_new_tokens": 5,
+                    "status": p.status,
+                    "throughput": p.throughput * scale,
+                }
+            )
     table = tmp_path / "table.csv"
     pd.DataFrame(rows).to_csv(table, index=False)
-    assert main(["hpo", "replay", str(table), "-o", str(tmp_path / "r"), "--repetitions", "2", "--evaluations", "30"]) == 0
+    assert (
+        main(["hpo", "replay", str(table), "-o", str(tmp_path / "r"), "--repetitions", "2", "--evaluations", "30"]) == 0
+    )
     out = pd.read_csv(tmp_path / "r" / "hpo_replay.csv")
     assert list(out.columns) == rp.COLUMNS and len(out) == 4
     assert json.loads((tmp_path / "r" / "hpo_summary.json").read_text())["settings"]["seeds"] == [0, 1]
@@ -133,8 +155,20 @@ def test_cli_replay_and_benchmark_write_their_outputs(tmp_path, land: Landscape)
 
 def test_cli_rejects_a_table_without_the_max_new_tokens_asked_for(tmp_path, land: Landscape, capsys) -> None:
     table = tmp_path / "t.csv"
-    pd.DataFrame([{"hardware": "a100", "engine": "hf", "model": "m", "n_gpus": 1, "batch_size": 1,
-                   "max_new_tokens": 10, "status": "ok", "throughput": 1.0}]).to_csv(table, index=False)
+    pd.DataFrame(
+        [
+            {
+                "hardware": "a100",
+                "engine": "hf",
+                "model": "m",
+                "n_gpus": 1,
+                "batch_size": 1,
+                "max_new_tokens": 10,
+                "status": "ok",
+                "throughput": 1.0,
+            }
+        ]
+    ).to_csv(table, index=False)
     assert main(["hpo", "benchmark", str(table), "-o", str(tmp_path / "b")]) == 2
     assert "max_new_tokens" in capsys.readouterr().err
 

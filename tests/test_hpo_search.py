@@ -9,7 +9,6 @@ from pathlib import Path
 
 import pytest
 import yaml
-
 from infpop.cli import main
 from infpop.results import iter_results
 
@@ -21,7 +20,9 @@ def _results(root: Path) -> dict[str, float]:
     return {r.trial.trial_id: os.path.getmtime(root / r.trial.relpath) for r in iter_results(root)}
 
 
-def test_local_search_runs_proposed_trials_and_resumes_without_rerunning(write_manifest, tmp_path: Path, capsys) -> None:
+def test_local_search_runs_proposed_trials_and_resumes_without_rerunning(
+    write_manifest, tmp_path: Path, capsys
+) -> None:
     manifest = write_manifest(gpu_counts=[1, 2], batch_sizes=[1, 2, 4, 8])
     root = tmp_path / "runs"
     assert main(["hpo", "search", str(manifest), "--partition", "local", "--budget", "1"]) == 0
@@ -39,17 +40,14 @@ def test_local_search_runs_proposed_trials_and_resumes_without_rerunning(write_m
     assert len(state["trials"]) == 2 and state["best"]["throughput"] > 0
 
 
-def test_search_on_the_slurm_test_cluster(write_manifest, tmp_path: Path) -> None:
-    """Needs a running test cluster: ``$INFPOP_TEST_SLURM_CONF`` (what .ci/run exports)."""
-    conf = os.environ.get("INFPOP_TEST_SLURM_CONF")
-    if not conf:
-        pytest.skip("no SLURM test cluster: set INFPOP_TEST_SLURM_CONF (slurm/testcluster/up.sh prints it)")
+@pytest.mark.slurm
+def test_search_on_the_slurm_test_cluster(write_manifest, tmp_path: Path, slurm_conf: str) -> None:
+    """On the real test cluster (the session's ``slurm_conf`` fixture): trials are SLURM jobs."""
     repo = Path(__file__).resolve().parents[1]
     profile = yaml.safe_load((repo / "slurm" / "profiles" / "testcluster.yaml").read_text())
     profile_path = tmp_path / "profile.yaml"
     profile_path.write_text(yaml.safe_dump(profile))
     manifest = write_manifest(gpu_counts=[1, 2], batch_sizes=[1, 4], partitions=["a100"])
-    os.environ["SLURM_CONF"] = conf
     argv = ["hpo", "search", str(manifest), "--partition", "a100", "--profile", str(profile_path), "--budget", "2"]
     assert main(argv) == 0
     first = _results(tmp_path / "runs")

@@ -10,7 +10,6 @@ import time
 from pathlib import Path
 
 import pandas as pd
-
 from infpop.results import TrialResult, iter_results
 
 INFPOP = [sys.executable, "-m", "infpop"]
@@ -49,7 +48,9 @@ def test_sweep_aggregate_figure_and_a_rerun_runs_nothing(write_manifest, tmp_pat
 def test_kill_9_mid_group_then_rerun_completes_only_the_missing(write_manifest, humaneval_path, tmp_path: Path) -> None:
     manifest = write_manifest(batch_sizes=[1, 2, 3, 4, 5, 6, 7, 8], workload={"path": str(humaneval_path), "limit": 40})
     runs = tmp_path / "runs"
-    proc = subprocess.Popen([*INFPOP, "sweep", str(manifest)], start_new_session=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    proc = subprocess.Popen(
+        [*INFPOP, "sweep", str(manifest)], start_new_session=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+    )
     deadline = time.monotonic() + 300
     while len(_results(runs)) < 2 and time.monotonic() < deadline:
         assert proc.poll() is None, proc.communicate()

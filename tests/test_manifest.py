@@ -7,7 +7,6 @@ from pathlib import Path
 
 import pytest
 import yaml
-
 from infpop.cli import main
 from infpop.errors import InputError
 from infpop.manifest import load_manifest, parse_manifest
@@ -64,8 +63,18 @@ CASES = [
     ("params negative", _set("models.0.params_b", -7), "models[0].params_b", "-7"),
     ("pass@1 above 100", _set("models.0.humaneval_pass1", 130), "models[0].humaneval_pass1", "130"),
     ("unknown model field", _set("models.0.revison", "main"), "models[0].revison", "'main'"),
-    ("trust_remote_code not bool", _set("models.0.trust_remote_code", "maybe"), "models[0].trust_remote_code", "'maybe'"),
-    ("duplicate model names", _set("models", [{"name": "m", "source": "a"}, {"name": "m", "source": "b"}]), "models", "'m'"),
+    (
+        "trust_remote_code not bool",
+        _set("models.0.trust_remote_code", "maybe"),
+        "models[0].trust_remote_code",
+        "'maybe'",
+    ),
+    (
+        "duplicate model names",
+        _set("models", [{"name": "m", "source": "a"}, {"name": "m", "source": "b"}]),
+        "models",
+        "'m'",
+    ),
     ("unknown engine", _set("engines", ["hf", "tgi"]), "engines", "'tgi'"),
     ("engines empty", _set("engines", []), "engines", "[]"),
     ("duplicate engine", _set("engines", ["hf", "hf"]), "engines", "['hf', 'hf']"),

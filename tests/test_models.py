@@ -13,7 +13,6 @@ from typing import Any
 
 import pytest
 import yaml
-
 from infpop.cli import main
 from infpop.container import Runtime
 from infpop.errors import InputError
@@ -91,8 +90,11 @@ def test_plan_refuses_unstaged_models_with_the_command_that_stages_them(tmp_path
     loaded = load_manifest(_manifest(tmp_path, [{"name": "pinned", "source": "org/pinned", "revision": REV}]))
     cache = str(tmp_path / "cache")
     runtime = Runtime(model_cache=cache, strict=True)
-    with pytest.raises(InputError, match=rf"models: pinned not staged in model_cache {cache} .*"
-                       rf"infpop models {loaded.path} --cache {cache}"):
+    with pytest.raises(
+        InputError,
+        match=rf"models: pinned not staged in model_cache {cache} .*"
+        rf"infpop models {loaded.path} --cache {cache}",
+    ):
         plan(loaded, "local", LOCAL, runtime=runtime)
     assert plan(loaded, "local", LOCAL, runtime=Runtime(model_cache=cache)), "a dry run plans anyway"
 
@@ -101,7 +103,13 @@ def test_plan_refuses_unstaged_models_with_the_command_that_stages_them(tmp_path
     assert is_staged(loaded.manifest.models[0], cache)
     assert not is_staged(ModelSpec(name="x", source="org/pinned", revision="f" * 40), cache), "other revision"
     groups = plan(loaded, "local", LOCAL, runtime=runtime)
-    assert groups[0].launcher[-2:] == ["-m", "infpop"] and groups[0].launcher[:5] == ["env", "-u", "HF_TOKEN", "-u", "HUGGING_FACE_HUB_TOKEN"]
+    assert groups[0].launcher[-2:] == ["-m", "infpop"] and groups[0].launcher[:5] == [
+        "env",
+        "-u",
+        "HF_TOKEN",
+        "-u",
+        "HUGGING_FACE_HUB_TOKEN",
+    ]
     assert "HF_HUB_OFFLINE=1" in groups[0].launcher and f"HF_HUB_CACHE={cache}/hub" in groups[0].launcher
 
 

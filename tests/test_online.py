@@ -13,7 +13,6 @@ from pathlib import Path
 
 import pytest
 import yaml
-
 from infpop.errors import InputError
 from infpop.manifest import OnlineScenario, load_manifest, parse_manifest
 from infpop.plan import plan
@@ -51,8 +50,15 @@ def test_latency_percentiles_rise_with_the_request_rate(write_manifest, humaneva
     (offline,) = _run(write_manifest(**common))
     capacity = offline.throughput / TOKENS  # requests per second with full batches
     rates = [round(capacity / 5, 1), round(2 * capacity), round(4 * capacity)]
-    scenario = {"kind": "online", "request_rates": rates, "duration_s": 2.0, "seed": 3, "min_duration_s": 1.0,
-                "min_requests": 3, "goodput": {"latency_s": 0.5}}
+    scenario = {
+        "kind": "online",
+        "request_rates": rates,
+        "duration_s": 2.0,
+        "seed": 3,
+        "min_duration_s": 1.0,
+        "min_requests": 3,
+        "goodput": {"latency_s": 0.5},
+    }
     manifest = write_manifest("online.yaml", scenario=scenario, **common)
     results = sorted(_run(manifest), key=lambda r: r.trial.request_rate)
 
@@ -64,8 +70,10 @@ def test_latency_percentiles_rise_with_the_request_rate(write_manifest, humaneva
         assert r.online.completed == r.online.n_requests == len(timings)
         assert all(t.output_tokens == TOKENS for t in timings) and r.generated_tokens == TOKENS * len(timings)
         assert all(t.arrival_s <= t.start_s < t.first_token_s <= t.finish_s for t in timings)
-        print(f"rate {r.trial.request_rate:g}/s: {len(timings)} requests, latency {r.online.latency_s}, "
-              f"ttft p50 {r.online.ttft_s.p50:.4f}, goodput {r.online.goodput:.1f}/s")
+        print(
+            f"rate {r.trial.request_rate:g}/s: {len(timings)} requests, latency {r.online.latency_s}, "
+            f"ttft p50 {r.online.ttft_s.p50:.4f}, goodput {r.online.goodput:.1f}/s"
+        )
     for measure in ("latency_s", "ttft_s", "latency_per_token_s"):
         for p in ("p50", "p90", "p99"):
             values = [getattr(getattr(r.online, measure), p) for r in results]
@@ -90,7 +98,10 @@ def test_latency_percentiles_rise_with_the_request_rate(write_manifest, humaneva
     best = throughput_by_workload(df)
     assert list(best["scenario"]) == ["offline", "online"] and best["humaneval-infilling"].gt(0).all()
     assert {p.name for p in write_workload_report(df, tmp_path / "report")} == {
-        "latency_vs_rate.csv", "throughput_by_workload.csv", "latency_vs_rate_cpu_hf_tiny_g1_b4_t3_fixed.png"}
+        "latency_vs_rate.csv",
+        "throughput_by_workload.csv",
+        "latency_vs_rate_cpu_hf_tiny_g1_b4_t3_fixed.png",
+    }
 
 
 def test_a_run_below_the_minimum_is_marked_invalid(write_manifest) -> None:
@@ -106,8 +117,10 @@ def test_validity_and_percentiles_are_pure() -> None:
     assert validity(rules, "ok", 4.0, 3)[1] == "ran 4 s, below min_duration_s 5"
     assert validity(rules, "timeout", 9.0, 30)[0] is False
     assert percentile([1, 2, 3, 4], 50) == 2.5 and percentile([5], 99) == 5
-    reqs = [RequestTiming(prompt_index=0, arrival_s=0, start_s=0, first_token_s=None, finish_s=f, output_tokens=2)
-            for f in (0.1, 0.2, 0.9)]
+    reqs = [
+        RequestTiming(prompt_index=0, arrival_s=0, start_s=0, first_token_s=None, finish_s=f, output_tokens=2)
+        for f in (0.1, 0.2, 0.9)
+    ]
     m = summarise(reqs, 3, wall_s=1.0, targets=rules.goodput)
     assert m.ttft_s is None and m.goodput is None and m.latency_per_token_s.p50 == pytest.approx(0.1)
 
@@ -123,17 +136,31 @@ def test_validity_and_percentiles_are_pure() -> None:
     ],
 )
 def test_malformed_scenarios_name_the_field(scenario: dict, message: str) -> None:
-    text = yaml.safe_dump({"study": "s", "models": [{"name": "m", "source": "o/m"}], "engines": ["hf"],
-                           "gpu_counts": [1], "batch_sizes": [1], "max_new_tokens": [5],
-                           "workload": {"path": "p"}, "scenario": scenario})
+    text = yaml.safe_dump(
+        {
+            "study": "s",
+            "models": [{"name": "m", "source": "o/m"}],
+            "engines": ["hf"],
+            "gpu_counts": [1],
+            "batch_sizes": [1],
+            "max_new_tokens": [5],
+            "workload": {"path": "p"},
+            "scenario": scenario,
+        }
+    )
     with pytest.raises(InputError, match=message):
         parse_manifest(text, "m.yaml")
 
 
 def _axes_manifest(tmp_path: Path, **fields) -> Path:
     data = {
-        "study": "s", "models": [{"name": "m", "source": "o/m"}], "engines": ["hf", "vllm"], "gpu_counts": [1],
-        "batch_sizes": [1, 8], "max_new_tokens": [64], "output_length": "reference",
+        "study": "s",
+        "models": [{"name": "m", "source": "o/m"}],
+        "engines": ["hf", "vllm"],
+        "gpu_counts": [1],
+        "batch_sizes": [1, 8],
+        "max_new_tokens": [64],
+        "output_length": "reference",
         "workloads": [{"path": "he.jsonl"}, {"name": "alpaca", "path": "alpaca.json"}],
         "scenario": {"kind": "online", "request_rates": [0.5, 2], "duration_s": 60},
         "gpu_memory_utilization": [0.9, 0.3],

@@ -6,7 +6,6 @@ from pathlib import Path
 
 import pytest
 import yaml
-
 from infpop.cli import main
 from infpop.errors import InputError
 from infpop.manifest import load_manifest

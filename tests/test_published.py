@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import pandas as pd
 import pytest
-
 from conftest import PUBLISHED, REPO
 from infpop.errors import InputError
 from infpop_analysis.published import decode, import_published
@@ -106,12 +105,20 @@ def test_table_ii_matches_the_paper_cell_for_cell(published: pd.DataFrame) -> No
     t2 = table_ii(cells(published), "a100").set_index("model")
     exp = _appendix_comparison("a100").reindex(t2.index)
     assert (t2["hf_gpus"] == exp["nrGPUshf"]).all() and (t2["vllm_best_gpus"] == exp["nrGPUsvllm"]).all()
-    for ours, theirs in (("hf_thp", "throughputhf"), ("vllm_same_thp", "throughputvllmi"), ("vllm_best_thp", "throughputvllm")):
+    for ours, theirs in (
+        ("hf_thp", "throughputhf"),
+        ("vllm_same_thp", "throughputvllmi"),
+        ("vllm_best_thp", "throughputvllm"),
+    ):
         assert (t2[ours].round(1) == exp[theirs]).all(), ours
     # the paper's speed-ups are ratios of the throughputs as printed (rounded to 0.1 t/s)
     shown = t2[["hf_thp", "vllm_same_thp", "vllm_best_thp"]].round(1)
-    assert ((shown["vllm_same_thp"] / shown["hf_thp"]).round(1) == exp["throughputXi"].str.rstrip("X").astype(float)).all()
-    assert ((shown["vllm_best_thp"] / shown["hf_thp"]).round(1) == exp["throughputX"].str.rstrip("X").astype(float)).all()
+    assert (
+        (shown["vllm_same_thp"] / shown["hf_thp"]).round(1) == exp["throughputXi"].str.rstrip("X").astype(float)
+    ).all()
+    assert (
+        (shown["vllm_best_thp"] / shown["hf_thp"]).round(1) == exp["throughputX"].str.rstrip("X").astype(float)
+    ).all()
 
 
 @needs_published

@@ -26,8 +26,12 @@ def _result(batch: int, rep: int = 0, model: str = "m") -> TrialResult:
         dtype="float32",
         workload=WorkloadSpec(path="p.jsonl"),
     )
-    prov = Provenance(host="h", gpus=["cpu"], versions={}, manifest_sha256="0" * 64, started_at=utcnow(), finished_at=utcnow())
-    return TrialResult(trial=trial, status="ok", n_prompts=10, generated_tokens=50, wall_s=1.0, throughput=50.0, provenance=prov)
+    prov = Provenance(
+        host="h", gpus=["cpu"], versions={}, manifest_sha256="0" * 64, started_at=utcnow(), finished_at=utcnow()
+    )
+    return TrialResult(
+        trial=trial, status="ok", n_prompts=10, generated_tokens=50, wall_s=1.0, throughput=50.0, provenance=prov
+    )
 
 
 def _writer(root: str, worker: int, n: int) -> None:

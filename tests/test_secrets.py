@@ -13,7 +13,6 @@ from pathlib import Path
 
 import pytest
 import yaml
-
 from infpop.cli import main
 from infpop.container import Runtime
 from infpop.manifest import load_manifest

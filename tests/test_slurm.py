@@ -13,7 +13,6 @@ from pathlib import Path
 
 import pytest
 import yaml
-
 from infpop.cli import main
 from infpop.errors import InputError
 from infpop.manifest import load_manifest
@@ -32,7 +31,10 @@ def paper_manifest(tmp_path: Path) -> Path:
     data = {
         "study": "paper",
         "output_root": "/shared/infpop/runs",
-        "models": [{"name": "codellama-7b", "source": "codellama/CodeLlama-7b-hf"}, {"name": "phi-2", "source": "microsoft/phi-2"}],
+        "models": [
+            {"name": "codellama-7b", "source": "codellama/CodeLlama-7b-hf"},
+            {"name": "phi-2", "source": "microsoft/phi-2"},
+        ],
         "engines": ["hf"],
         "partitions": ["a100", "v100"],
         "gpu_counts": [1, 2, 8],

@@ -6,7 +6,6 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
-
 from conftest import PUBLISHED, REPO
 from infpop.cli import main
 from infpop_analysis.stats import TEST_COLUMNS, analyse, anova, cells
@@ -55,7 +54,9 @@ def test_gpu_scaling_anova_as_published(paper) -> None:
     assert h["statistic"] == pytest.approx(0.3716, abs=1e-4) and h["p_value"] == pytest.approx(0.774, abs=1e-3)
     # "re-execution of the ANOVA test by just considering 2, 4 and 8 GPUs failed to reject H0"
     assert not _one(t, analysis="gpu_scaling", hardware="a100", engine="vllm", test="anova", group1="2,4,8")["reject"]
-    tukey = t[(t["analysis"] == "gpu_scaling") & (t["hardware"] == "a100") & (t["engine"] == "vllm") & (t["test"] == "tukey")]
+    tukey = t[
+        (t["analysis"] == "gpu_scaling") & (t["hardware"] == "a100") & (t["engine"] == "vllm") & (t["test"] == "tukey")
+    ]
     significant = {(int(r.group1), int(r.group2)) for r in tukey.itertuples() if r.reject}
     assert significant == {(1, 2), (1, 4), (1, 8)}
 

@@ -6,7 +6,6 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
-
 from infpop.cli import main
 from infpop.status import StudyStatus, Task, classify, format_status, latest_entries
 

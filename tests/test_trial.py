@@ -6,7 +6,6 @@ from pathlib import Path
 
 import pytest
 import torch
-
 from infpop.engines.hf import HFPipelineEngine
 from infpop.manifest import load_manifest
 from infpop.plan import GroupSpec, plan
@@ -59,7 +58,13 @@ def test_oom_is_recorded_and_larger_batches_are_skipped(write_manifest) -> None:
     group = _group(write_manifest(batch_sizes=[1, 2, 4, 8, 16], max_new_tokens=[2, 3]))
     results = {(r.trial.max_new_tokens, r.trial.batch_size): r for r in run_group(group, _oom_engine)}
     for tokens in (2, 3):
-        assert [results[(tokens, b)].status for b in (1, 2, 4, 8, 16)] == ["ok", "ok", "oom", "skipped_oom", "skipped_oom"]
+        assert [results[(tokens, b)].status for b in (1, 2, 4, 8, 16)] == [
+            "ok",
+            "ok",
+            "oom",
+            "skipped_oom",
+            "skipped_oom",
+        ]
         oom = results[(tokens, 4)]
         assert "out of memory" in oom.error
         assert oom.generated_tokens == 0 and oom.throughput is None
@@ -103,7 +108,9 @@ def test_an_engine_error_is_recorded_and_the_group_goes_on(write_manifest) -> No
 
     group = _group(write_manifest(batch_sizes=[1, 2, 3]))
     t = group.first
-    results = run_group(group, lambda g: FailsOnce(t.model, model_path=g.model_path, n_gpus=1, dtype="float32", options={}))
+    results = run_group(
+        group, lambda g: FailsOnce(t.model, model_path=g.model_path, n_gpus=1, dtype="float32", options={})
+    )
     assert [r.status for r in results] == ["ok", "error", "ok"]
     assert "ValueError: tokenizer exploded" in results[1].error
     # an error is retried on the next run, an ok is not

@@ -17,14 +17,13 @@ import importlib.util
 import inspect
 import json
 import sys
-import tomllib
 import types
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
-
+import tomllib
 from infpop.engines.vllm import VLLMEngine
 from infpop.manifest import ModelSpec, load_manifest
 from infpop.plan import plan

@@ -11,7 +11,6 @@ from pathlib import Path
 
 import pytest
 import yaml
-
 from infpop.errors import InputError
 from infpop.manifest import SyntheticSpec, WorkloadSpec, load_manifest, parse_manifest
 from infpop.plan import plan
@@ -22,8 +21,14 @@ from infpop.workloads.prompt import Prompt
 
 
 def _alpaca(path: Path, n: int = 6) -> Path:
-    records = [{"instruction": f"Write {i} words about the sea.", "input": "" if i % 2 else f"Style {i}",
-                "output": " ".join(["wave"] * (i + 1))} for i in range(n)]
+    records = [
+        {
+            "instruction": f"Write {i} words about the sea.",
+            "input": "" if i % 2 else f"Style {i}",
+            "output": " ".join(["wave"] * (i + 1)),
+        }
+        for i in range(n)
+    ]
     path.write_text(json.dumps(records, indent=1))
     return path
 
@@ -32,8 +37,17 @@ def _dolly(path: Path) -> Path:
     cats = ["closed_qa", "brainstorming", "open_qa", "general_qa", "summarization", "classification"]
     with open(path, "w") as fh:
         for i, cat in enumerate(cats):
-            fh.write(json.dumps({"instruction": f"Question {i}?", "context": "Some context." if cat == "closed_qa" else "",
-                                 "response": f"Answer {i}.", "category": cat}) + "\n")
+            fh.write(
+                json.dumps(
+                    {
+                        "instruction": f"Question {i}?",
+                        "context": "Some context." if cat == "closed_qa" else "",
+                        "response": f"Answer {i}.",
+                        "category": cat,
+                    }
+                )
+                + "\n"
+            )
     return path
 
 
@@ -42,14 +56,23 @@ def _cnn(path: Path) -> Path:
         w = csv.writer(fh)
         w.writerow(["id", "article", "highlights"])
         for i in range(4):
-            w.writerow([f"{i:040x}", f"LONDON (CNN) -- Story {i}.\nIt goes on, with \"quotes\", commas.", f"Story {i} .\nMore ."])
+            w.writerow(
+                [f"{i:040x}", f'LONDON (CNN) -- Story {i}.\nIt goes on, with "quotes", commas.', f"Story {i} .\nMore ."]
+            )
     return path
 
 
 def _sharegpt(path: Path) -> Path:
     records = [
-        {"id": "a", "conversations": [{"from": "human", "value": "Hi, who are you?"}, {"from": "gpt", "value": "A model."},
-                                      {"from": "human", "value": "And?"}, {"from": "gpt", "value": "That is all."}]},
+        {
+            "id": "a",
+            "conversations": [
+                {"from": "human", "value": "Hi, who are you?"},
+                {"from": "gpt", "value": "A model."},
+                {"from": "human", "value": "And?"},
+                {"from": "gpt", "value": "That is all."},
+            ],
+        },
         {"id": "b", "conversations": [{"from": "gpt", "value": "Opening line"}, {"from": "human", "value": "ok"}]},
         {"id": "c", "conversations": [{"from": "human", "value": "alone"}]},
         {"id": "d", "conversations": [{"from": "human", "value": "Explain BPE."}, {"from": "gpt", "value": "Merges."}]},
@@ -80,7 +103,10 @@ def test_cnn_dailymail_reads_multiline_csv_articles(tmp_path: Path) -> None:
 
 def test_sharegpt_takes_the_first_human_and_assistant_turn(tmp_path: Path) -> None:
     prompts = loader("sharegpt")(_sharegpt(tmp_path / "sg.json"))
-    assert prompts == [Prompt("Hi, who are you?", reference_text="A model."), Prompt("Explain BPE.", reference_text="Merges.")]
+    assert prompts == [
+        Prompt("Hi, who are you?", reference_text="A model."),
+        Prompt("Explain BPE.", reference_text="Merges."),
+    ]
 
 
 def test_humaneval_reference_is_the_missing_line(humaneval_path: Path) -> None:
@@ -89,24 +115,47 @@ def test_humaneval_reference_is_the_missing_line(humaneval_path: Path) -> None:
 
 
 MALFORMED = [
-    ("alpaca", "a.json", '[{"instruction": "x", "input": "", "output": "y"}, {"instruction": "x", "input": 3, "output": "y"}]',
-     "record 2: field 'input' must be str"),
+    (
+        "alpaca",
+        "a.json",
+        '[{"instruction": "x", "input": "", "output": "y"}, {"instruction": "x", "input": 3, "output": "y"}]',
+        "record 2: field 'input' must be str",
+    ),
     ("alpaca", "a.json", '[{"instruction": "x", "input": "", ', "line 1 column"),
     ("alpaca", "a.json", '[{"instruction": "x", "input": "", "output": "y"}, "text"]', "record 2: expected an object"),
-    ("dolly", "d.jsonl", '{"instruction": "q", "context": "", "response": "a", "category": "open_qa"}\n{"instruction": "q"}\n',
-     "record 2: field 'context' must be str"),
-    ("dolly", "d.jsonl", '{"instruction": "q", "context": "", "response": "a", "category": "open_qa"}\nnot json\n',
-     "record 2: not valid JSON"),
-    ("cnn-dailymail", "c.csv", "id,article,highlights\n1,text,summary\n2,only two\n", "record 2 (line 3): the number of fields"),
+    (
+        "dolly",
+        "d.jsonl",
+        '{"instruction": "q", "context": "", "response": "a", "category": "open_qa"}\n{"instruction": "q"}\n',
+        "record 2: field 'context' must be str",
+    ),
+    (
+        "dolly",
+        "d.jsonl",
+        '{"instruction": "q", "context": "", "response": "a", "category": "open_qa"}\nnot json\n',
+        "record 2: not valid JSON",
+    ),
+    (
+        "cnn-dailymail",
+        "c.csv",
+        "id,article,highlights\n1,text,summary\n2,only two\n",
+        "record 2 (line 3): the number of fields",
+    ),
     ("cnn-dailymail", "c.csv", "id,story,highlights\n1,text,summary\n", "header: column 'article' is missing"),
-    ("sharegpt", "s.json", '[{"id": "a", "conversations": [{"from": "human", "value": "hi"}, {"from": "gpt"}]}]',
-     "record 1 turn 2: field 'value' must be str"),
+    (
+        "sharegpt",
+        "s.json",
+        '[{"id": "a", "conversations": [{"from": "human", "value": "hi"}, {"from": "gpt"}]}]',
+        "record 1 turn 2: field 'value' must be str",
+    ),
     ("sharegpt", "s.json", '[{"id": "a", "conversations": "hi"}]', "record 1: field 'conversations' must be list"),
 ]
 
 
 @pytest.mark.parametrize("name,filename,text,message", MALFORMED, ids=[f"{m[0]}-{i}" for i, m in enumerate(MALFORMED)])
-def test_malformed_files_name_the_file_and_record(tmp_path: Path, name: str, filename: str, text: str, message: str) -> None:
+def test_malformed_files_name_the_file_and_record(
+    tmp_path: Path, name: str, filename: str, text: str, message: str
+) -> None:
     path = tmp_path / filename
     path.write_text(text)
     with pytest.raises(InputError, match=re.escape(message)) as info:
@@ -114,8 +163,11 @@ def test_malformed_files_name_the_file_and_record(tmp_path: Path, name: str, fil
     assert str(path) in str(info.value)
 
 
-SYNTH = {"n_prompts": 200, "input_tokens": {"kind": "uniform", "min": 4, "max": 9},
-         "output_tokens": {"kind": "lognormal", "median": 20, "sigma": 0.5, "min": 2, "max": 60}}
+SYNTH = {
+    "n_prompts": 200,
+    "input_tokens": {"kind": "uniform", "min": 4, "max": 9},
+    "output_tokens": {"kind": "lognormal", "median": 20, "sigma": 0.5, "min": 2, "max": 60},
+}
 
 
 def test_synthetic_workload_is_seeded_and_within_bounds() -> None:
@@ -135,21 +187,34 @@ def test_synthetic_workload_is_seeded_and_within_bounds() -> None:
         ({"name": "synthetic", "path": "x", "synthetic": SYNTH}, "reads no file"),
         ({"name": "alpaca", "path": "x", "synthetic": SYNTH}, "belongs to name 'synthetic'"),
         ({"name": "squad", "path": "x"}, "unknown workload 'squad'"),
-        ({"name": "synthetic", "synthetic": {**SYNTH, "input_tokens": {"kind": "uniform", "min": 9, "max": 4}}},
-         "max 4 is below min 9"),
+        (
+            {"name": "synthetic", "synthetic": {**SYNTH, "input_tokens": {"kind": "uniform", "min": 9, "max": 4}}},
+            "max 4 is below min 9",
+        ),
     ],
 )
 def test_malformed_workload_sections_name_the_field(workload: dict, message: str) -> None:
-    text = yaml.safe_dump({"study": "s", "models": [{"name": "m", "source": "o/m"}], "engines": ["hf"], "gpu_counts": [1],
-                           "batch_sizes": [1], "max_new_tokens": [5], "workload": workload})
+    text = yaml.safe_dump(
+        {
+            "study": "s",
+            "models": [{"name": "m", "source": "o/m"}],
+            "engines": ["hf"],
+            "gpu_counts": [1],
+            "batch_sizes": [1],
+            "max_new_tokens": [5],
+            "workload": workload,
+        }
+    )
     with pytest.raises(InputError, match=message) as info:
         parse_manifest(text, "m.yaml")
     assert "  workload" in str(info.value)
 
 
 def test_reference_lengths_are_capped_and_need_a_reference() -> None:
-    prompts = with_reference_tokens([Prompt("a", reference_text="xx yy"), Prompt("b", reference_tokens=50)],
-                                    lambda texts: [len(t.split()) for t in texts])
+    prompts = with_reference_tokens(
+        [Prompt("a", reference_text="xx yy"), Prompt("b", reference_tokens=50)],
+        lambda texts: [len(t.split()) for t in texts],
+    )
     assert [p.reference_tokens for p in prompts] == [2, 50]
     assert new_tokens(prompts, "reference", 10) == [2, 10]
     assert new_tokens(prompts, "fixed", 10) == 10
@@ -162,13 +227,19 @@ def test_reference_output_lengths_on_the_tiny_model(write_manifest, tiny_model: 
     from transformers import AutoTokenizer
 
     data = _alpaca(tmp_path / "alpaca.json", n=10)
-    path = write_manifest(batch_sizes=[1, 4], max_new_tokens=[6], output_length="reference",
-                          workload={"name": "alpaca", "path": str(data)})
+    path = write_manifest(
+        batch_sizes=[1, 4],
+        max_new_tokens=[6],
+        output_length="reference",
+        workload={"name": "alpaca", "path": str(data)},
+    )
     (group,) = plan(load_manifest(path), "local", EMBEDDED_DEFAULT.partitions["local"])
     results = run_group(group)
     tok = AutoTokenizer.from_pretrained(tiny_model)
-    expected = sum(max(1, min(6, len(tok(r["output"], add_special_tokens=False)["input_ids"])))
-                   for r in json.loads(data.read_text()))
+    expected = sum(
+        max(1, min(6, len(tok(r["output"], add_special_tokens=False)["input_ids"])))
+        for r in json.loads(data.read_text())
+    )
     assert expected < 6 * 10  # the cap and the references both matter
     for r in results:
         assert r.status == "ok" and r.valid, r.error

@@ -127,7 +127,9 @@ def rq3(a: Analysis) -> list[Claim]:
     for engine, paper, expect in (("hf", "rejects for 1, 2, 4 GPUs, not for 8 (A100 and V100)", {1, 2, 4}),
                                   ("vllm", "rejects for every GPU count (A100 and V100)", {1, 2, 4, 8})):  # fmt: skip
         part = an[an["engine"] == engine]
-        got = {hw: sorted(int(g) for g in p.loc[p["reject"].astype(bool), "n_gpus"]) for hw, p in part.groupby("hardware")}
+        got = {
+            hw: sorted(int(g) for g in p.loc[p["reject"].astype(bool), "n_gpus"]) for hw, p in part.groupby("hardware")
+        }
         out.append(Claim(f"RQ3, {engine}", "ANOVA across batch sizes", paper,
                          "; ".join(f"{hw}: rejects for {g}" for hw, g in got.items()),
                          all(set(g) == expect for g in got.values())))  # fmt: skip
@@ -155,10 +157,14 @@ def rq4(a: Analysis) -> list[Claim]:
                          f"{r.wilcoxon_p:.3g}", _close(r.wilcoxon_p, float(p), 0.005)))  # fmt: skip
     top = sorted(m for (e, m), r in s.iterrows() if e == "vllm" and m != "all" and r.mean_improvement >= 1)
     said = ["Codellama-13b-hf", "Codellama-34b-hf", "Codellama-70b-hf", "Gemma-7b", "Wizardcoder-15b"]
-    out.append(Claim("RQ4, vllm", "models with 100% or greater improvement", ", ".join(said), ", ".join(top), top == said))
+    out.append(
+        Claim("RQ4, vllm", "models with 100% or greater improvement", ", ".join(said), ", ".join(top), top == said)
+    )
     for model, paper in (("Wizardcoder-33b", 5.356), ("Codellama-70b-hf", 2.76), ("Gemma-2b", 0.019), ("Phi-2", 0.218)):
         got = s.loc[("hf", model), "mean_improvement"]
-        out.append(Claim("RQ4, hf", f"{model} mean improvement", f"{paper:.1%}", f"{got:.1%}", _close(got, paper, 5e-4)))
+        out.append(
+            Claim("RQ4, hf", f"{model} mean improvement", f"{paper:.1%}", f"{got:.1%}", _close(got, paper, 5e-4))
+        )
     return out
 
 
@@ -221,8 +227,16 @@ def claims_section(a: Analysis, study: str) -> list[str]:
 
     claims = check(a)
     rows = pd.DataFrame(
-        [{"where": c.where, "statement": c.statement, "paper says": c.paper, "data give": c.data,
-          "agree": "yes" if c.agrees else "**no**"} for c in claims]  # fmt: skip
+        [
+            {
+                "where": c.where,
+                "statement": c.statement,
+                "paper says": c.paper,
+                "data give": c.data,
+                "agree": "yes" if c.agrees else "**no**",
+            }
+            for c in claims
+        ]  # fmt: skip
     )
     n_no = sum(not c.agrees for c in claims)
     return [

@@ -16,7 +16,9 @@ def cmd_aggregate(args: argparse.Namespace) -> int:
         print(f"infpop: excluded corrupt result {item}", file=sys.stderr)
     paths = write_table(df, args.out)
     counts = df["status"].value_counts().to_dict()
-    print(f"{len(df)} trials ({', '.join(f'{n} {s}' for s, n in sorted(counts.items()))}) -> {', '.join(map(str, paths))}")
+    print(
+        f"{len(df)} trials ({', '.join(f'{n} {s}' for s, n in sorted(counts.items()))}) -> {', '.join(map(str, paths))}"
+    )
     if corrupt:
         print(f"{len(corrupt)} corrupt result file(s) excluded (listed above)", file=sys.stderr)
     return 0
@@ -27,7 +29,9 @@ def cmd_figures(args: argparse.Namespace) -> int:
     from infpop_analysis.table import read_table
 
     kinds = args.only.split(",") if args.only else KINDS
-    for path in draw_all(read_table(args.table), args.out, kinds=kinds, max_new_tokens=args.max_new_tokens, workers=args.jobs):
+    for path in draw_all(
+        read_table(args.table), args.out, kinds=kinds, max_new_tokens=args.max_new_tokens, workers=args.jobs
+    ):
         print(path)
     return 0
 
@@ -39,7 +43,9 @@ def cmd_import_published(args: argparse.Namespace) -> int:
     df = import_published(args.csv, catalog=args.catalog)
     paths = write_table(df, args.out)
     counts = df["status"].value_counts().to_dict()
-    print(f"{len(df)} published trials ({', '.join(f'{n} {s}' for s, n in sorted(counts.items()))}) -> {', '.join(map(str, paths))}")
+    print(
+        f"{len(df)} published trials ({', '.join(f'{n} {s}' for s, n in sorted(counts.items()))}) -> {', '.join(map(str, paths))}"
+    )
     return 0
 
 
@@ -70,21 +76,40 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("figures", help="draw throughput landscapes and curves from a tidy table")
     p.add_argument("table", type=Path)
     p.add_argument("-o", "--out", type=Path, required=True, help="output folder")
-    p.add_argument("--only", default=None, help="comma-separated kinds: landscape,gpu_scaling,batch_size,hardware (default: all)")
-    p.add_argument("--max-new-tokens", type=int, default=None, help="max_new_tokens to draw (default: 5, else the smallest in the table)")
-    p.add_argument("-j", "--jobs", type=int, default=min(2, os.cpu_count() or 1), help="drawing processes (default: up to 2)")
+    p.add_argument(
+        "--only", default=None, help="comma-separated kinds: landscape,gpu_scaling,batch_size,hardware (default: all)"
+    )
+    p.add_argument(
+        "--max-new-tokens",
+        type=int,
+        default=None,
+        help="max_new_tokens to draw (default: 5, else the smallest in the table)",
+    )
+    p.add_argument(
+        "-j", "--jobs", type=int, default=min(2, os.cpu_count() or 1), help="drawing processes (default: up to 2)"
+    )
     p.set_defaults(func=cmd_figures)
 
     p = sub.add_parser("import-published", help="read the study's published allData.csv into the tidy table")
     p.add_argument("csv", type=Path, help="the published allData.csv")
     p.add_argument("-o", "--out", type=Path, required=True, help="table path (.parquet; a .csv is written beside it)")
-    p.add_argument("--catalog", type=Path, default=None, help="manifest whose models give params_b and HumanEval pass@1 (e.g. manifests/paper.yaml)")
+    p.add_argument(
+        "--catalog",
+        type=Path,
+        default=None,
+        help="manifest whose models give params_b and HumanEval pass@1 (e.g. manifests/paper.yaml)",
+    )
     p.set_defaults(func=cmd_import_published)
 
     p = sub.add_parser("stats", help="statistical tests, tables and report.md of a tidy table")
     p.add_argument("table", type=Path)
     p.add_argument("-o", "--out", type=Path, required=True, help="output folder")
-    p.add_argument("--max-new-tokens", type=int, default=None, help="max_new_tokens to analyse (default: 5 as the paper, else the smallest in the table)")
+    p.add_argument(
+        "--max-new-tokens",
+        type=int,
+        default=None,
+        help="max_new_tokens to analyse (default: 5 as the paper, else the smallest in the table)",
+    )
     p.set_defaults(func=cmd_stats)
 
     p = sub.add_parser("workloads", help="latency vs request rate and throughput by workload (the workload study)")

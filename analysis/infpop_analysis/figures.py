@@ -27,10 +27,10 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
+from infpop.errors import InputError  # noqa: E402
 from matplotlib.backends.backend_pdf import PdfPages  # noqa: E402
 from matplotlib.transforms import blended_transform_factory  # noqa: E402
 
-from infpop.errors import InputError  # noqa: E402
 from infpop_analysis.stats import CELL, NEW_HW, OLD_HW, choose_tokens  # noqa: E402
 
 KINDS = ("landscape", "gpu_scaling", "batch_size", "hardware")
@@ -79,7 +79,9 @@ def landscape_figure(cells: pd.DataFrame, title: str) -> plt.Figure:
     if partial.any():
         ax.scatter(X[partial], Y[partial], Z[partial], color=OOM_COLOR, s=18, label="OOM (partial throughput)")
     if none.any():
-        ax.scatter(X[none], Y[none], np.zeros(none.sum()), color=OOM_COLOR, marker="x", s=25, label="OOM, no throughput (foot)")
+        ax.scatter(
+            X[none], Y[none], np.zeros(none.sum()), color=OOM_COLOR, marker="x", s=25, label="OOM, no throughput (foot)"
+        )
     ax.set_xticks(range(Z.shape[1]), [str(b) for b in thp.columns], fontsize=7)
     ax.set_yticks(range(Z.shape[0]), [str(g) for g in thp.index])
     ax.set_xlabel("batch size")
@@ -108,8 +110,13 @@ def landscape_html(cells: pd.DataFrame, title: str, out: Path) -> Path:
         gi, bi = np.nonzero(oom.to_numpy())
         fig.add_trace(
             go.Scatter3d(
-                x=[xs[j] for j in bi], y=[ys[i] for i in gi], z=[0 if np.isnan(Z[i, j]) else Z[i, j] for i, j in zip(gi, bi)],
-                mode="markers", marker=dict(color="red", symbol="x", size=4), name="OOM", visible=visible,
+                x=[xs[j] for j in bi],
+                y=[ys[i] for i in gi],
+                z=[0 if np.isnan(Z[i, j]) else Z[i, j] for i, j in zip(gi, bi)],
+                mode="markers",
+                marker=dict(color="red", symbol="x", size=4),
+                name="OOM",
+                visible=visible,
             )  # fmt: skip
         )
         n_traces.append(2)
@@ -118,7 +125,13 @@ def landscape_html(cells: pd.DataFrame, title: str, out: Path) -> Path:
         buttons.append(dict(label=model, method="update", args=[{"visible": mask}, {"title": f"{title}: {model}"}]))
     fig.update_layout(
         title=f"{title}: {models[0]}",
-        scene=dict(xaxis_title="batch size", yaxis_title="GPUs", zaxis_title="tokens/s", xaxis_type="category", yaxis_type="category"),
+        scene=dict(
+            xaxis_title="batch size",
+            yaxis_title="GPUs",
+            zaxis_title="tokens/s",
+            xaxis_type="category",
+            yaxis_type="category",
+        ),
         updatemenus=[dict(buttons=buttons, direction="down", x=0, y=1.1, xanchor="left")],
     )
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -229,7 +242,9 @@ def _draw_landscapes(c: pd.DataFrame, out_dir: Path, tokens: int, hw: str, engin
             pdf.savefig(fig)
             plt.close(fig)
     paths.append(pdf_path)
-    paths.append(landscape_html(c, f"{engine} on {hw}, {tokens} new tokens", out_dir / "interactive" / f"{hw}_{engine}.html"))
+    paths.append(
+        landscape_html(c, f"{engine} on {hw}, {tokens} new tokens", out_dir / "interactive" / f"{hw}_{engine}.html")
+    )
     return paths
 
 
@@ -237,7 +252,9 @@ def _tasks(c: pd.DataFrame, out_dir: Path, kinds: Iterable[str], tokens: int) ->
     """Independent drawing jobs, the longest (landscapes per hardware and engine) first."""
     tasks: list[tuple[Callable, tuple]] = []
     if "landscape" in kinds:
-        tasks += [(_draw_landscapes, (part, out_dir, tokens, hw, e)) for (hw, e), part in c.groupby(["hardware", "engine"])]
+        tasks += [
+            (_draw_landscapes, (part, out_dir, tokens, hw, e)) for (hw, e), part in c.groupby(["hardware", "engine"])
+        ]
     if "batch_size" in kinds:
         tasks += [(_draw_batches, (part, out_dir)) for _, part in c.groupby("hardware")]
     if "gpu_scaling" in kinds:

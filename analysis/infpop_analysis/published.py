@@ -18,8 +18,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import pandas as pd
-
 from infpop.errors import InputError
+
 from infpop_analysis.table import conform
 
 STUDY = "infpop-paper"

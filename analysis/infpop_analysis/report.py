@@ -23,7 +23,7 @@ def fmt(x: float | None, digits: int = 3) -> str:
     if x is None or (isinstance(x, float) and np.isnan(x)) or x is pd.NA:
         return "n/a"
     x = float(x)
-    if x != 0 and abs(x) < 10 ** -digits:
+    if x != 0 and abs(x) < 10**-digits:
         return f"{x:.3g}"
     return f"{x:.{digits}f}"
 
@@ -96,7 +96,9 @@ def section_gpu_scaling(a: Analysis) -> list[str]:
         if len(tk):
             sig = tk[tk["reject"].astype(bool)]
             pairs = ", ".join(f"{r.group1} vs {r.group2} (p = {fmt(r.p_value, 4)})" for r in sig.itertuples())
-            out.append(f"- Tukey HSD: {len(sig)} of {len(tk)} pairs differ significantly" + (f": {pairs}." if pairs else "."))
+            out.append(
+                f"- Tukey HSD: {len(sig)} of {len(tk)} pairs differ significantly" + (f": {pairs}." if pairs else ".")
+            )
         out.append("\n" + markdown_table(t.rename_axis(index="model", columns=None), 1))
     return out
 
@@ -106,7 +108,9 @@ def section_table_ii(a: Analysis) -> list[str]:
     for key in sorted(k for k in a.tables if k.startswith("table2_") and not k.endswith("_summary")):
         hw = key.removeprefix("table2_")
         t2, summary = a.tables[key], a.tables[f"{key}_summary"].set_index("comparison")
-        out.append(f"## {ENGINE_NAMES[FAST]} vs {ENGINE_NAMES[BASE]} at batch size 1 on {HW_NAMES.get(hw, hw)} (Table II)\n")
+        out.append(
+            f"## {ENGINE_NAMES[FAST]} vs {ENGINE_NAMES[BASE]} at batch size 1 on {HW_NAMES.get(hw, hw)} (Table II)\n"
+        )
         differ = t2[t2[f"{FAST}_best_gpus"] != t2[f"{BASE}_gpus"]]
         more = int((differ[f"{FAST}_best_gpus"] > differ[f"{BASE}_gpus"]).sum())
         out.append(
@@ -130,8 +134,12 @@ def section_batch_size(a: Analysis) -> list[str]:
         keep = [str(g) for g in part.loc[~part["reject"].astype(bool), "n_gpus"]]
         out.append(
             f"- {ENGINE_NAMES.get(engine, engine)} on {HW_NAMES.get(hw, hw)}: the ANOVA across batch sizes rejects H0 "
-            f"with {', '.join(rej) or 'no'} GPU(s)" + (f" and not with {', '.join(keep)}" if keep else "") + "; "
-            + "; ".join(f"{r.n_gpus} GPU(s): F = {fmt(r.statistic, 2)}, p = {fmt(r.p_value, 4)}" for r in part.itertuples())
+            f"with {', '.join(rej) or 'no'} GPU(s)"
+            + (f" and not with {', '.join(keep)}" if keep else "")
+            + "; "
+            + "; ".join(
+                f"{r.n_gpus} GPU(s): F = {fmt(r.statistic, 2)}, p = {fmt(r.p_value, 4)}" for r in part.itertuples()
+            )
             + "."
         )
     out.append("\nThe model x batch size tables are in `tables/batch_size_*.md`; Tukey HSD pairs are in tests.csv.\n")
@@ -145,9 +153,12 @@ def section_batch_size(a: Analysis) -> list[str]:
             c = part[part["test"] == "cliffs_delta"].iloc[0]
             rows.append(
                 {
-                    "hardware": hw, "GPUs": g, "pairs": c["n"],
+                    "hardware": hw,
+                    "GPUs": g,
+                    "pairs": c["n"],
                     "Wilcoxon p": w["p_value"].iloc[0] if len(w) else np.nan,
-                    "Cliff's delta": c["effect"], "95% CI": f"[{fmt(c['ci_low'], 3)}, {fmt(c['ci_high'], 3)}]",
+                    "Cliff's delta": c["effect"],
+                    "95% CI": f"[{fmt(c['ci_low'], 3)}, {fmt(c['ci_high'], 3)}]",
                 }  # fmt: skip
             )
         w = eng[eng["test"] == "wilcoxon"]

@@ -93,9 +93,16 @@ def tukey(groups: dict, **where) -> list[dict]:
     for k, (i, j) in enumerate(combinations(range(len(labels)), 2)):
         rows.append(
             _test(
-                test="tukey", group1=str(labels[i]), group2=str(labels[j]), statistic=float(res.meandiffs[k]),
-                p_value=float(res.pvalues[k]), ci_low=float(res.confint[k][0]), ci_high=float(res.confint[k][1]),
-                n=len(groups[labels[i]]) + len(groups[labels[j]]), reject=bool(res.reject[k]), **where,
+                test="tukey",
+                group1=str(labels[i]),
+                group2=str(labels[j]),
+                statistic=float(res.meandiffs[k]),
+                p_value=float(res.pvalues[k]),
+                ci_low=float(res.confint[k][0]),
+                ci_high=float(res.confint[k][1]),
+                n=len(groups[labels[i]]) + len(groups[labels[j]]),
+                reject=bool(res.reject[k]),
+                **where,
             )  # fmt: skip
         )
     return rows
@@ -111,15 +118,27 @@ def paired_tests(x: pd.Series, y: pd.Series, group1: str, group2: str, **where) 
         w = sps.wilcoxon(both["x"], both["y"])
         rows.append(
             _test(
-                test="wilcoxon", group1=group1, group2=group2, statistic=float(w.statistic),
-                p_value=float(w.pvalue), n=len(both), reject=bool(w.pvalue < ALPHA), **where,
+                test="wilcoxon",
+                group1=group1,
+                group2=group2,
+                statistic=float(w.statistic),
+                p_value=float(w.pvalue),
+                n=len(both),
+                reject=bool(w.pvalue < ALPHA),
+                **where,
             )  # fmt: skip
         )
     cd = cliffs_delta(both["x"], both["y"])
     rows.append(
         _test(
-            test="cliffs_delta", group1=group1, group2=group2, effect=cd.delta, ci_low=cd.ci_low,
-            ci_high=cd.ci_high, n=len(both), **where,
+            test="cliffs_delta",
+            group1=group1,
+            group2=group2,
+            effect=cd.delta,
+            ci_low=cd.ci_low,
+            ci_high=cd.ci_high,
+            n=len(both),
+            **where,
         )  # fmt: skip
     )
     return rows
@@ -171,8 +190,13 @@ def table_ii(c: pd.DataFrame, hardware: str) -> pd.DataFrame:
         best = f.max() if f.notna().any() else np.nan
         rows.append(
             {
-                "model": model, f"{BASE}_gpus": g, f"{BASE}_thp": r[g], f"{FAST}_same_thp": same,
-                "speedup_same": same / r[g], f"{FAST}_best_gpus": best_g, f"{FAST}_best_thp": best,
+                "model": model,
+                f"{BASE}_gpus": g,
+                f"{BASE}_thp": r[g],
+                f"{FAST}_same_thp": same,
+                "speedup_same": same / r[g],
+                f"{FAST}_best_gpus": best_g,
+                f"{FAST}_best_thp": best,
                 "speedup_best": best / r[g],
             }  # fmt: skip
         )
@@ -240,7 +264,10 @@ def hardware(pairs: pd.DataFrame) -> tuple[pd.DataFrame, list[dict]]:
         by = {r["test"]: r for r in rows}
         summary.append(
             {
-                "engine": engine, "model": model, "n": len(p), "mean_improvement": p["improvement"].mean(),
+                "engine": engine,
+                "model": model,
+                "n": len(p),
+                "mean_improvement": p["improvement"].mean(),
                 "median_improvement": p["improvement"].median(),
                 "wilcoxon_p": by.get("wilcoxon", {}).get("p_value"),
                 "significant": by.get("wilcoxon", {}).get("reject"),

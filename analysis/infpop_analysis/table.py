@@ -9,7 +9,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import pandas as pd
-
 from infpop.errors import InputError
 from infpop.results import CorruptResult, TrialResult, iter_results
 
@@ -50,7 +49,11 @@ COLUMNS: dict[str, str] = {
     "n_requests": "Int64",
     "request_throughput": "float64",
     "goodput": "float64",
-    **{f"{measure}_{p}_s": "float64" for measure in ("latency", "ttft", "latency_per_token") for p in ("p50", "p90", "p99")},
+    **{
+        f"{measure}_{p}_s": "float64"
+        for measure in ("latency", "ttft", "latency_per_token")
+        for p in ("p50", "p90", "p99")
+    },
 }
 
 KEY = ["study", "hardware", "engine", "model", "n_gpus", "batch_size", "max_new_tokens", "repetition", "workload"]

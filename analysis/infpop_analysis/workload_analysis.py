@@ -20,9 +20,16 @@ import pandas as pd  # noqa: E402
 #: A serving setting whose curve is one figure: everything but workload, memory and rate.
 SETTING = ["hardware", "engine", "model", "n_gpus", "batch_size", "max_new_tokens", "output_length"]
 MEASURES = [
-    "latency_p50_s", "latency_p90_s", "latency_p99_s", "ttft_p50_s",
-    "latency_per_token_p50_s", "latency_per_token_p90_s", "latency_per_token_p99_s",
-    "request_throughput", "throughput", "goodput",
+    "latency_p50_s",
+    "latency_p90_s",
+    "latency_p99_s",
+    "ttft_p50_s",
+    "latency_per_token_p50_s",
+    "latency_per_token_p90_s",
+    "latency_per_token_p99_s",
+    "request_throughput",
+    "throughput",
+    "goodput",
 ]
 
 

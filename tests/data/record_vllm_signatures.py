@@ -23,10 +23,15 @@ def params(fn: ast.FunctionDef) -> list[dict]:
     a = fn.args
     pos = a.posonlyargs + a.args
     defaults = [None] * (len(pos) - len(a.defaults)) + list(a.defaults)
-    out = [{"name": p.arg, "kind": "POSITIONAL_OR_KEYWORD", "default": d and ast.unparse(d)} for p, d in zip(pos, defaults)]
+    out = [
+        {"name": p.arg, "kind": "POSITIONAL_OR_KEYWORD", "default": d and ast.unparse(d)} for p, d in zip(pos, defaults)
+    ]
     if a.vararg:
         out.append({"name": a.vararg.arg, "kind": "VAR_POSITIONAL"})
-    out += [{"name": p.arg, "kind": "KEYWORD_ONLY", "default": d and ast.unparse(d)} for p, d in zip(a.kwonlyargs, a.kw_defaults)]
+    out += [
+        {"name": p.arg, "kind": "KEYWORD_ONLY", "default": d and ast.unparse(d)}
+        for p, d in zip(a.kwonlyargs, a.kw_defaults)
+    ]
     if a.kwarg:
         out.append({"name": a.kwarg.arg, "kind": "VAR_KEYWORD"})
     return out
@@ -66,8 +71,12 @@ def record(wheel: Path) -> dict:
         "wheel's source. tests/test_vllm_engine.py checks the adapter's arguments against this copy when vllm "
         "is not importable (it is CUDA-only and cannot be installed on CI).",
         "vllm_version": version,
-        "source": {"wheel": wheel.name, "sha256": hashlib.sha256(wheel.read_bytes()).hexdigest(),
-                   "url": f"https://pypi.org/project/vllm/{version}/", "files": list(FILES)},  # fmt: skip
+        "source": {
+            "wheel": wheel.name,
+            "sha256": hashlib.sha256(wheel.read_bytes()).hexdigest(),
+            "url": f"https://pypi.org/project/vllm/{version}/",
+            "files": list(FILES),
+        },  # fmt: skip
         "LLM.__init__": params(method(llm, "LLM", "__init__")),
         "LLM.generate": params(method(llm, "LLM", "generate")),
         "SamplingParams": fields(sp, "SamplingParams"),

@@ -37,7 +37,12 @@ def _planned(args: argparse.Namespace):
     submitting = args.func is cmd_sweep and not args.dry_run
     runtime = Runtime.from_profile(profile, containers=not getattr(args, "no_container", False), strict=submitting)
     groups = plan(
-        loaded, partition, part, output_root=args.output_root, prune_oom=False if args.no_prune else None, runtime=runtime
+        loaded,
+        partition,
+        part,
+        output_root=args.output_root,
+        prune_oom=False if args.no_prune else None,
+        runtime=runtime,
     )
     return loaded, partition, part, groups
 
@@ -83,7 +88,9 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         outcome = ", ".join(f"{n} {s}" for s, n in sorted(counts.items()))
         print(f"{loaded.manifest.study}: ran {len(report.submitted)} jobs; trials now {outcome}; results under {root}")
     else:
-        print(f"{loaded.manifest.study}: submitted {report.trials_to_run} trials in {len(report.submitted)} jobs; results under {root}")
+        print(
+            f"{loaded.manifest.study}: submitted {report.trials_to_run} trials in {len(report.submitted)} jobs; results under {root}"
+        )
     for group, why in report.failed.items():
         print(f"job {group} failed: {why}", file=sys.stderr)
     return 1 if report.failed else 0
@@ -154,7 +161,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("models", help="download the manifest's hub models into the shared model cache (login node)")
     p.add_argument("manifest", type=Path)
-    p.add_argument("--profile", default=None, help="cluster profile whose model_cache to fill (default: $INFPOP_PROFILE)")
+    p.add_argument(
+        "--profile", default=None, help="cluster profile whose model_cache to fill (default: $INFPOP_PROFILE)"
+    )
     p.add_argument("--cache", default=None, help="model cache folder (default: the profile's model_cache)")
     p.set_defaults(func=cmd_models)
 

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import hashlib
 import sys
-import tomllib
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
@@ -53,10 +52,7 @@ CUDA_ARCH_RANGES: dict[tuple[int, int], tuple[str, str]] = {
 #: Sources: pytorch/pytorch RELEASE.md support matrix; pytorch/pytorch#160269 (2.8 cu128 keeps
 #: Volta); pytorch/pytorch#172352 (2.11 drops Volta from cu128, cu126 keeps it).
 TORCH_BUILD_ARCHS: dict[tuple[str, str], tuple[str, ...]] = {
-    **{
-        (minor, "12.6"): ("5.0", "6.0", "7.0", "7.5", "8.0", "8.6", "9.0")
-        for minor in ("2.8", "2.9", "2.10", "2.11")
-    },
+    **{(minor, "12.6"): ("5.0", "6.0", "7.0", "7.5", "8.0", "8.6", "9.0") for minor in ("2.8", "2.9", "2.10", "2.11")},
     **{(minor, "12.8"): ("7.0", "7.5", "8.0", "8.6", "9.0", "10.0", "12.0") for minor in ("2.8", "2.9", "2.10")},
     ("2.11", "12.8"): ("7.5", "8.0", "8.6", "9.0", "10.0", "12.0"),
     ("2.11", "13.0"): ("7.5", "8.0", "8.6", "9.0", "10.0", "12.0"),
@@ -112,6 +108,13 @@ class ImageLock:
 
 
 def read_lock(path: Path) -> ImageLock:
+    # Python 3.10 (the images' Ubuntu 22.04 python) has no tomllib; jobs never read locks, the
+    # login node does, with tomli as the fallback.
+    try:
+        import tomllib
+    except ModuleNotFoundError:
+        import tomli as tomllib
+
     data = tomllib.loads(path.read_text())
     image = data["image"]
     return ImageLock(
@@ -240,14 +243,18 @@ def check_runnable(loaded: LoadedManifest, partition: str, part: PartitionProfil
         where = f"profile partition {partition!r}: images.{engine}"
         lock = image_lock(image)
         if lock is not None and lock.engine != engine:
-            raise InputError(f"{where}: {image} is the {lock.engine!r} image (containers/{lock.name}.def), not {engine!r}")
+            raise InputError(
+                f"{where}: {image} is the {lock.engine!r} image (containers/{lock.name}.def), not {engine!r}"
+            )
         if lock is not None and cc is not None and (why := lock.unsupported(cc)):
             raise InputError(
                 f"{where}: {image} cannot run on this partition (compute_capability {cc}): {why}; "
                 f"name an image built for it (containers/*.lock.toml)"
             )
         if runtime.strict and not Path(image).is_file():
-            raise InputError(f"{where}: {image} does not exist; build it with `make containers` (see containers/README.md)")
+            raise InputError(
+                f"{where}: {image} does not exist; build it with `make containers` (see containers/README.md)"
+            )
     if runtime.strict:
         _check_models(loaded, runtime)
 
@@ -256,16 +263,19 @@ def _check_models(loaded: LoadedManifest, runtime: Runtime) -> None:
     missing_local = [mod for mod in loaded.manifest.models if mod.is_local and not loaded.resolve(mod.source).exists()]
     if missing_local:
         mod = missing_local[0]
-        raise InputError(f"{loaded.path}: models: {mod.name!r} source {mod.source!r} does not exist ({loaded.resolve(mod.source)})")
+        raise InputError(
+            f"{loaded.path}: models: {mod.name!r} source {mod.source!r} does not exist ({loaded.resolve(mod.source)})"
+        )
     if runtime.model_cache is None:
         return
     from infpop.models import is_staged
 
-    unstaged = [mod.name for mod in loaded.manifest.models if not mod.is_local and not is_staged(mod, runtime.model_cache)]
+    unstaged = [
+        mod.name for mod in loaded.manifest.models if not mod.is_local and not is_staged(mod, runtime.model_cache)
+    ]
     if unstaged:
         raise InputError(
             f"{loaded.path}: models: {', '.join(unstaged)} not staged in model_cache {runtime.model_cache} "
             f"(compute nodes are offline); stage them on the login node with: "
             f"infpop models {loaded.path} --cache {runtime.model_cache}"
         )
-

@@ -67,4 +67,3 @@ def group_job(group: GroupSpec, cpu_threads: int | None = None) -> GroupJob:
 def job_argv(group: GroupSpec) -> list[str]:
     """The command a job of ``group`` runs (``--dry-run`` shows it): its launcher, then ``trial``."""
     return [*(group.launcher or ["python", "-m", "infpop"]), "trial", str(group_file(group))]
-

@@ -135,7 +135,9 @@ class WorkloadSpec(_Strict):
     def _needs_a_source(self) -> WorkloadSpec:
         if self.name == SYNTHETIC:
             if self.synthetic is None:
-                raise ValueError("the synthetic workload needs a 'synthetic' section (n_prompts, input_tokens, output_tokens)")
+                raise ValueError(
+                    "the synthetic workload needs a 'synthetic' section (n_prompts, input_tokens, output_tokens)"
+                )
             if self.path is not None or self.url is not None:
                 raise ValueError("the synthetic workload reads no file: drop 'path' and 'url'")
         elif self.synthetic is not None:

@@ -44,7 +44,9 @@ def is_staged(model: ModelSpec, model_cache: str | Path) -> bool:
     from huggingface_hub.errors import LocalEntryNotFoundError
 
     try:
-        snapshot_download(model.source, revision=model.revision, cache_dir=hub_cache(model_cache), local_files_only=True)
+        snapshot_download(
+            model.source, revision=model.revision, cache_dir=hub_cache(model_cache), local_files_only=True
+        )
     except LocalEntryNotFoundError:
         return False
     return True

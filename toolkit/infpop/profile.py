@@ -108,4 +108,6 @@ def load_profile(path: str | Path | None = None) -> ClusterProfile:
     try:
         return ClusterProfile.model_validate(data)
     except ValidationError as err:
-        raise InputError(format_validation_error(str(path), err).replace("invalid manifest", "invalid profile")) from None
+        raise InputError(
+            format_validation_error(str(path), err).replace("invalid manifest", "invalid profile")
+        ) from None

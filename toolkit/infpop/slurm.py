@@ -32,8 +32,19 @@ from infpop.sweep import SweepReport, log_submission, pending_groups
 
 #: SLURM states in which a job still holds (or waits for) its resources: never submit twice.
 ACTIVE_STATES = frozenset(
-    {"PENDING", "RUNNING", "REQUEUED", "REQUEUE_HOLD", "REQUEUE_FED", "CONFIGURING", "COMPLETING",
-     "RESIZING", "SUSPENDED", "STAGE_OUT", "SIGNALING"}
+    {
+        "PENDING",
+        "RUNNING",
+        "REQUEUED",
+        "REQUEUE_HOLD",
+        "REQUEUE_FED",
+        "CONFIGURING",
+        "COMPLETING",
+        "RESIZING",
+        "SUSPENDED",
+        "STAGE_OUT",
+        "SIGNALING",
+    }
 )
 #: Final states that did not finish the job's work: their logs are worth reading.
 FAILED_STATES = frozenset(
@@ -105,12 +116,16 @@ def _python() -> str:
     return shlex.quote(sys.executable)
 
 
-def render_sbatch(groups: Sequence[GroupSpec], partition: str, part: PartitionProfile, python: str | None = None) -> str:
+def render_sbatch(
+    groups: Sequence[GroupSpec], partition: str, part: PartitionProfile, python: str | None = None
+) -> str:
     """The sbatch script submitit writes for this array, rendered by submitit itself."""
     folder = log_folder(groups[0])
     # submitit's own command line for the executor (its property, evaluated without an executor,
     # which would need srun on PATH).
-    command = submitit.SlurmExecutor._submitit_command_str.fget(SimpleNamespace(python=python or _python(), folder=folder))
+    command = submitit.SlurmExecutor._submitit_command_str.fget(
+        SimpleNamespace(python=python or _python(), folder=folder)
+    )
     return submitit_slurm._make_sbatch_string(
         command=command,
         folder=folder,
@@ -129,7 +144,9 @@ def dry_run(groups: Sequence[GroupSpec], partition: str, part: PartitionProfile,
     out = []
     arrays = split_arrays(todo)
     for i, array in enumerate(arrays, 1):
-        out.append(f"# ---- array {i}/{len(arrays)}: {len(array)} task(s), {array[0].n_gpus} GPU(s) each, partition {partition!r}")
+        out.append(
+            f"# ---- array {i}/{len(arrays)}: {len(array)} task(s), {array[0].n_gpus} GPU(s) each, partition {partition!r}"
+        )
         for k, g in enumerate(array):
             out += [f"# task {k}: {g.group_id} ({len(g.trials)} trials)", f"#   runs: {shlex.join(job_argv(g))}"]
         out.append(render_sbatch(array, partition, part, python))

@@ -56,9 +56,7 @@ class StudyStatus:
         return [t for t in self.tasks if t.state in FAILED_STATES]
 
 
-def classify(
-    planned: Mapping[str, str], results: Mapping[str, str], group_states: Mapping[str, str]
-) -> Counter[str]:
+def classify(planned: Mapping[str, str], results: Mapping[str, str], group_states: Mapping[str, str]) -> Counter[str]:
     """Count trials by outcome.
 
     ``planned``: trial id -> group id; ``results``: trial id -> result status; ``group_states``:

@@ -117,4 +117,3 @@ def submit(groups: Sequence[GroupSpec], partition: str, part: PartitionProfile) 
     from infpop.slurm import submit_arrays
 
     return submit_arrays(groups, partition, part)
-

@@ -67,7 +67,9 @@ class _Run:
         return TrialResult(trial=trial, provenance=prov, load_s=self.load_s, **fields)
 
 
-def run_trial(engine: Engine, trial: TrialSpec, prompts: list[Prompt], run: _Run, timeout_s: float | None) -> TrialResult:
+def run_trial(
+    engine: Engine, trial: TrialSpec, prompts: list[Prompt], run: _Run, timeout_s: float | None
+) -> TrialResult:
     """Send every prompt in batches of ``trial.batch_size``; time only the inference loop."""
     started_at = utcnow()
     latencies: list[float] = []
@@ -165,9 +167,7 @@ def run_group(group: GroupSpec, engine_factory: EngineFactory = default_engine) 
         for trial in pending:
             limit = oom_at.get(trial.series)
             if limit is not None and trial.batch_size > limit:
-                record(
-                    run.result(trial, utcnow(), status="skipped_oom", error=f"OOM at batch {limit} in this series")
-                )
+                record(run.result(trial, utcnow(), status="skipped_oom", error=f"OOM at batch {limit} in this series"))
                 continue
             result = _runner(trial)(engine, trial, prompts, run, group.trial_timeout_s)
             record(result)

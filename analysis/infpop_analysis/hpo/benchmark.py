@@ -92,21 +92,23 @@ def run_one(method: str, land: Landscape, seed: int, tolerance: float = TOLERANC
         first = next(i for i, o in enumerate(history) if o.value is not None and o.value >= target)
         spent = history[: first + 1]
     return Run(
-        method, *land.key, seed=seed, hit=reached, evaluations=len(spent), proposals=len(calls),
-        gpu_seconds=sum(land.gpu_seconds(o.config) for o in spent), trace=[str(o.config) for o in spent],
+        method,
+        *land.key,
+        seed=seed,
+        hit=reached,
+        evaluations=len(spent),
+        proposals=len(calls),
+        gpu_seconds=sum(land.gpu_seconds(o.config) for o in spent),
+        trace=[str(o.config) for o in spent],
     )
 
 
-def benchmark(lands: Sequence[Landscape], methods: Sequence[str] = METHODS, seeds: Sequence[int] = range(10)) -> list[Run]:
+def benchmark(
+    lands: Sequence[Landscape], methods: Sequence[str] = METHODS, seeds: Sequence[int] = range(10)
+) -> list[Run]:
     """Every method on every landscape with a success, once per seed (deterministic methods too,
     so each method has the same number of runs)."""
-    return [
-        run_one(m, land, s)
-        for land in lands
-        if land.optimum("strict") is not None
-        for m in methods
-        for s in seeds
-    ]
+    return [run_one(m, land, s) for land in lands if land.optimum("strict") is not None for m in methods for s in seeds]
 
 
 def summarize(runs: Sequence[Run]) -> dict:

@@ -27,13 +27,22 @@ def cmd_replay(args: argparse.Namespace) -> int:
     start = time.monotonic()
     rows = rp.replay(
         _landscapes(args.table, args.max_new_tokens),
-        engines=args.engine, models=args.model, repetitions=args.repetitions, base_seed=args.seed,
-        space=args.space, failures=args.failures, evaluations=args.evaluations,
+        engines=args.engine,
+        models=args.model,
+        repetitions=args.repetitions,
+        base_seed=args.seed,
+        space=args.space,
+        failures=args.failures,
+        evaluations=args.evaluations,
     )
     summary = rp.summarize(rows)
     settings = {
-        "table": str(args.table), "space": args.space, "failures": args.failures, "evaluations": args.evaluations,
-        "repetitions": args.repetitions, "seeds": [args.seed + r for r in range(args.repetitions)],
+        "table": str(args.table),
+        "space": args.space,
+        "failures": args.failures,
+        "evaluations": args.evaluations,
+        "repetitions": args.repetitions,
+        "seeds": [args.seed + r for r in range(args.repetitions)],
         "max_new_tokens": args.max_new_tokens,
     }
     paths = rp.write(rows, summary, args.out, settings)
@@ -58,12 +67,15 @@ def cmd_benchmark(args: argparse.Namespace) -> int:
 def cmd_search(args: argparse.Namespace) -> int:
     from infpop.manifest import load_manifest
     from infpop.profile import load_profile
+
     from infpop_analysis.hpo.search import search
 
     loaded = load_manifest(args.manifest)
     partition = args.partition or loaded.manifest.partitions[0]
     part = load_profile(args.profile).partition(partition)
-    best = search(loaded, partition, part, args.budget, method=args.method, seed=args.seed, output_root=args.output_root)
+    best = search(
+        loaded, partition, part, args.budget, method=args.method, seed=args.seed, output_root=args.output_root
+    )
     for target, found in best.items():
         print(f"{target}: best {found[0]} {found[1]:.1f} tok/s" if found else f"{target}: no successful trial")
     return 0 if all(best.values()) else 1
@@ -87,21 +99,33 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--repetitions", type=int, default=REPETITIONS)
     p.add_argument("--evaluations", type=int, default=EVALUATIONS, help="TPE evaluations per search")
     p.add_argument("--seed", type=int, default=0, help="repetition r uses seed SEED + r")
-    p.add_argument("--space", choices=SPACES, default="measured",
-                   help="measured: the grid in the data; study: the study's lists (batch 1024, never measured)")
-    p.add_argument("--failures", choices=FAILURE_POLICIES, default="partial",
-                   help="partial: an OOM's partial throughput counts, as in the study; strict: any non-ok trial fails")
+    p.add_argument(
+        "--space",
+        choices=SPACES,
+        default="measured",
+        help="measured: the grid in the data; study: the study's lists (batch 1024, never measured)",
+    )
+    p.add_argument(
+        "--failures",
+        choices=FAILURE_POLICIES,
+        default="partial",
+        help="partial: an OOM's partial throughput counts, as in the study; strict: any non-ok trial fails",
+    )
     p.add_argument("--engine", action="append", help="only this engine (repeatable)")
     p.add_argument("--model", action="append", help="only this model (repeatable)")
     p.set_defaults(func=cmd_replay)
 
-    p = cmds.add_parser("benchmark", help="evaluations and GPU-seconds each optimizer needs to reach each landscape's optimum")
+    p = cmds.add_parser(
+        "benchmark", help="evaluations and GPU-seconds each optimizer needs to reach each landscape's optimum"
+    )
     table_args(p)
     p.add_argument("--seeds", type=int, default=10)
     p.add_argument("--methods", nargs="+", choices=METHODS, default=list(METHODS))
     p.set_defaults(func=cmd_benchmark)
 
-    p = cmds.add_parser("search", help="live search: each proposed configuration runs as a trial job; resumes from results")
+    p = cmds.add_parser(
+        "search", help="live search: each proposed configuration runs as a trial job; resumes from results"
+    )
     p.add_argument("manifest", type=Path)
     p.add_argument("--partition", default=None, help="partition name from the profile (default: the manifest's first)")
     p.add_argument("--profile", default=None, help="cluster profile YAML (default: $INFPOP_PROFILE, else local only)")

@@ -108,7 +108,10 @@ def landscapes(table: pd.DataFrame, max_new_tokens: int = 5) -> list[Landscape]:
         n_prompts = grid["n_prompts"].dropna()
         out.append(
             Landscape(
-                str(engine), str(model), str(hardware), points,
+                str(engine),
+                str(model),
+                str(hardware),
+                points,
                 n_prompts=int(n_prompts.iloc[0]) if len(n_prompts) else 1033,
                 max_new_tokens=max_new_tokens,
             )

@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from typing import NamedTuple, Protocol
 
 from infpop.errors import InputError
+
 from infpop_analysis.hpo.landscape import Config
 
 #: Hyperopt's loss for a failure: the study's script scored a failure 99999999 ("worst").
@@ -94,7 +95,10 @@ class TPE:
     def _space(self) -> dict:
         from hyperopt import hp
 
-        return {"batchSize": hp.choice("batchSize", list(self.batch_sizes)), "nrGPUs": hp.choice("nrGPUs", list(self.gpu_counts))}
+        return {
+            "batchSize": hp.choice("batchSize", list(self.batch_sizes)),
+            "nrGPUs": hp.choice("nrGPUs", list(self.gpu_counts)),
+        }
 
     def minimize(
         self,
@@ -114,7 +118,10 @@ class TPE:
         def objective(args: dict) -> float:
             return loss(Config(int(args["nrGPUs"]), int(args["batchSize"])))
 
-        start = [{"batchSize": self.batch_sizes.index(c.batch_size), "nrGPUs": self.gpu_counts.index(c.n_gpus)} for c in points]
+        start = [
+            {"batchSize": self.batch_sizes.index(c.batch_size), "nrGPUs": self.gpu_counts.index(c.n_gpus)}
+            for c in points
+        ]
         best = fmin(
             objective,
             self._space(),
@@ -134,7 +141,9 @@ class TPE:
         if not todo:
             return None
         known = {o.config: o.value for o in history}
-        replayable = [o.config for o in history if o.config.batch_size in self.batch_sizes and o.config.n_gpus in self.gpu_counts]
+        replayable = [
+            o.config for o in history if o.config.batch_size in self.batch_sizes and o.config.n_gpus in self.gpu_counts
+        ]
 
         def loss(config: Config) -> float:
             if config in known:
@@ -234,7 +243,10 @@ class Structured:
 
     @staticmethod
     def _fallback(
-        todo: list[Config], seen: dict[Config, float | None], pruned: Callable[[Config], bool], levels: dict[int, list[int]]
+        todo: list[Config],
+        seen: dict[Config, float | None],
+        pruned: Callable[[Config], bool],
+        levels: dict[int, list[int]],
     ) -> Config:
         """The untried point with the best measured neighbour (same GPU count one level away, or
         an adjacent GPU count at the same batch); pruned points last."""

@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
 from infpop.errors import InputError
+
 from infpop_analysis.hpo.landscape import Config, FailurePolicy, Landscape, by_key
 from infpop_analysis.hpo.optimizers import FAILURE_LOSS, TPE
 
@@ -47,8 +48,17 @@ REPETITIONS = 10
 PLOT_CUTOFF = 300.0
 
 COLUMNS = [
-    "engine", "model", "direction", "repetition", "seed", "transferred_config", "transferred_throughput",
-    "found_config", "found_throughput", "improvement_pct", "evaluations",
+    "engine",
+    "model",
+    "direction",
+    "repetition",
+    "seed",
+    "transferred_config",
+    "transferred_throughput",
+    "found_config",
+    "found_throughput",
+    "improvement_pct",
+    "evaluations",
 ]
 
 
@@ -85,7 +95,9 @@ def tpe_lists(new: Landscape, space: Space) -> tuple[tuple[int, ...], tuple[int,
     return tuple(sorted({c.batch_size for c in new.points})), tuple(sorted({c.n_gpus for c in new.points}))
 
 
-def search(new: Landscape, seed: int, space: Space, failures: FailurePolicy, evaluations: int = EVALUATIONS) -> tuple[Config, float | None]:
+def search(
+    new: Landscape, seed: int, space: Space, failures: FailurePolicy, evaluations: int = EVALUATIONS
+) -> tuple[Config, float | None]:
     """TPE on the new GPU's landscape: the best trial's configuration and its throughput."""
     batch_sizes, gpu_counts = tpe_lists(new, space)
 
@@ -129,7 +141,21 @@ def replay(
                 seed = base_seed + rep
                 found, found_value = search(new, seed, space, failures, evaluations)
                 gain = (found_value - value) / value * 100 if found_value is not None else math.nan
-                rows.append(Row(engine, model, direction, rep, seed, str(config), value, str(found), found_value if found_value is not None else math.nan, gain, evaluations))
+                rows.append(
+                    Row(
+                        engine,
+                        model,
+                        direction,
+                        rep,
+                        seed,
+                        str(config),
+                        value,
+                        str(found),
+                        found_value if found_value is not None else math.nan,
+                        gain,
+                        evaluations,
+                    )
+                )
     import pandas as pd
 
     return pd.DataFrame([asdict(r) for r in rows], columns=COLUMNS)
@@ -137,7 +163,11 @@ def replay(
 
 def per_model(rows: pd.DataFrame) -> pd.DataFrame:
     """Median improvement over repetitions, per (engine, direction, model)."""
-    return rows.groupby(["engine", "direction", "model"], sort=True)["improvement_pct"].median().reset_index(name="median_pct")
+    return (
+        rows.groupby(["engine", "direction", "model"], sort=True)["improvement_pct"]
+        .median()
+        .reset_index(name="median_pct")
+    )
 
 
 def summarize(rows: pd.DataFrame) -> dict[str, dict]:

@@ -24,6 +24,7 @@ from infpop.jobs import study_dir
 from infpop.plan import GroupSpec, TrialSpec, plan
 from infpop.profile import PartitionProfile
 from infpop.results import ResultStore, TrialResult, write_atomic
+
 from infpop_analysis.hpo.landscape import Config
 from infpop_analysis.hpo.optimizers import Observation, Optimizer, make
 
@@ -91,7 +92,9 @@ def run_trial(group: GroupSpec, partition: str, part: PartitionProfile) -> Trial
     return store.read(group.first)
 
 
-def write_summary(path: Path, target: Target, method: str, seed: int, history: list[tuple[Observation, TrialResult]]) -> None:
+def write_summary(
+    path: Path, target: Target, method: str, seed: int, history: list[tuple[Observation, TrialResult]]
+) -> None:
     best = max((o for o, _ in history if o.value is not None), key=lambda o: o.value, default=None)
     state = {
         "target": target.name,
@@ -145,7 +148,11 @@ def search(
                 log(f"{target.name}: {config}: no result file appeared; stopping this target")
                 break
             value = result.throughput if result.status == "ok" else None
-            top = max((o for o in [*observations, Observation(config, value)] if o.value is not None), key=lambda o: o.value, default=None)
+            top = max(
+                (o for o in [*observations, Observation(config, value)] if o.value is not None),
+                key=lambda o: o.value,
+                default=None,
+            )
             log(
                 f"{target.name}: trial {len(history) + 1}/{budget} {config}: {result.status}"
                 + (f" {value:.1f} tok/s" if value is not None else "")

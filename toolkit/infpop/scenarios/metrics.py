@@ -90,7 +90,9 @@ def _meets(r: RequestTiming, targets: GoodputTargets) -> bool:
     )
 
 
-def summarise(requests: list[RequestTiming], n_requests: int, wall_s: float, targets: GoodputTargets | None) -> OnlineMetrics:
+def summarise(
+    requests: list[RequestTiming], n_requests: int, wall_s: float, targets: GoodputTargets | None
+) -> OnlineMetrics:
     ttft_missing = any(r.first_token_s is None for r in requests)
     goodput = None
     if targets is not None and wall_s > 0 and not (targets.ttft_s is not None and ttft_missing):

@@ -41,7 +41,9 @@ def poisson_arrivals(rate: float, duration_s: float, seed: int) -> list[float]:
     return arrivals
 
 
-def run_online(engine: Engine, trial: TrialSpec, prompts: list[Prompt], run: _Run, timeout_s: float | None) -> TrialResult:
+def run_online(
+    engine: Engine, trial: TrialSpec, prompts: list[Prompt], run: _Run, timeout_s: float | None
+) -> TrialResult:
     """Serve the trial's arrivals with dynamic batching up to ``trial.batch_size``."""
     assert trial.scenario.kind == "online" and trial.request_rate is not None, "run_online needs an online trial"
     started_at = utcnow()
@@ -103,7 +105,7 @@ def run_online(engine: Engine, trial: TrialSpec, prompts: list[Prompt], run: _Ru
         prompt_tokens=prompt_tokens,
         generated_tokens=generated,
         wall_s=wall,
-        throughput=generated / wall if wall > 0 else None,
+        throughput=generated / wall if generated else None,
         batch_latencies_s=batch_latencies,
         valid=valid,
         invalid_reason=why,

@@ -15,6 +15,8 @@ CANONICAL_SHA256 = "1277073e7ddce163ef68598c2bca777f688a53df99422f097e37362090f8
 
 def load(path: Path) -> list[Prompt]:
     return [
-        Prompt(text=rec["prompt"], reference_text=ref if isinstance(ref := rec.get("canonical_solution"), str) else None)
+        Prompt(
+            text=rec["prompt"], reference_text=ref if isinstance(ref := rec.get("canonical_solution"), str) else None
+        )
         for rec in read_records(path, required={"prompt": str})
     ]
