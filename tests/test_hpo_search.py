@@ -7,6 +7,7 @@ import json
 import os
 from pathlib import Path
 
+import pandas as pd
 import pytest
 import yaml
 from infpop.cli import main
@@ -38,6 +39,21 @@ def test_local_search_runs_proposed_trials_and_resumes_without_rerunning(
 
     state = json.loads(next((root / "t" / ".infpop" / "hpo").glob("*.json")).read_text())
     assert len(state["trials"]) == 2 and state["best"]["throughput"] > 0
+
+    # A prior table (another model's landscape of the same engine) switches the search to ours+prior.
+    prior = tmp_path / "prior.csv"
+    rows = [
+        {"hardware": "v100", "engine": "hf", "model": "other", "n_gpus": g, "batch_size": b, "max_new_tokens": 3}
+        | {"status": "ok", "throughput": 10.0 * g + b}
+        for g in (1, 2)
+        for b in (1, 2, 4, 8)
+    ]
+    pd.DataFrame(rows).to_csv(prior, index=False)
+    argv = ["hpo", "search", str(manifest), "--partition", "local", "--budget", "3", "--prior", str(prior)]
+    assert main(argv) == 0
+    state = json.loads(next((root / "t" / ".infpop" / "hpo").glob("*.json")).read_text())
+    assert state["method"] == "ours+prior" and state["prior"]["references"] == 1
+    assert len(state["trials"]) == 3 and {k: _results(root)[k] for k in second} == second
 
 
 @pytest.mark.slurm

@@ -6,8 +6,13 @@ failures scoring worst. A run *hits* when it has evaluated a configuration withi
 configurations evaluated up to and including the hit (each is a trial job; a repeated proposal
 is answered from the result already on disk) and their GPU-seconds
 (:meth:`Landscape.gpu_seconds`). ``proposals`` also counts repeats: what the search costs when
-every objective call is a job, as with hyperopt's fmin (only TPE repeats itself). A run that never hits is counted at what it spent: TPE gets the
-study's 100 proposals, the other methods run until they have tried the whole grid.
+every objective call is a job, as with hyperopt's fmin (only TPE repeats itself). A run that
+never hits is counted at what it spent: TPE gets the study's 100 proposals, the other methods run
+until they have tried the whole grid.
+
+``ours+prior`` searches each landscape with a prior learned leave-one-model-out
+(:func:`~infpop_analysis.hpo.prior.leave_model_out`): from the engine's landscapes of every other
+model, so neither the landscape searched nor its twin on the other GPU informs the search.
 """
 
 from __future__ import annotations
@@ -15,11 +20,12 @@ from __future__ import annotations
 import json
 import statistics
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 from infpop_analysis.hpo.landscape import Config, Landscape
-from infpop_analysis.hpo.optimizers import FAILURE_LOSS, METHODS, TPE, Observation, make
+from infpop_analysis.hpo.optimizers import DETERMINISTIC, FAILURE_LOSS, METHODS, TPE, Observation, make
+from infpop_analysis.hpo.prior import LEAVE_MODEL_OUT, Prior, leave_model_out
 
 #: TPE's budget of proposals, as in the study.
 TPE_PROPOSALS = 100
@@ -48,8 +54,10 @@ class Run:
     trace: list[str]
 
 
-def run_one(method: str, land: Landscape, seed: int, tolerance: float = TOLERANCE) -> Run:
-    """One search of ``land`` by ``method``; stops at the first hit."""
+def run_one(
+    method: str, land: Landscape, seed: int, tolerance: float = TOLERANCE, prior: Prior | None = None
+) -> Run:
+    """One search of ``land`` by ``method`` (``ours+prior`` searches with ``prior``); stops at the first hit."""
     optimum = land.optimum("strict")
     if optimum is None:
         raise ValueError(f"landscape {land.key} has no successful trial")
@@ -82,7 +90,7 @@ def run_one(method: str, land: Landscape, seed: int, tolerance: float = TOLERANC
 
         tpe.minimize(loss, TPE_PROPOSALS, stop=hit)
     else:
-        optimizer = make(method, seed, [], [])
+        optimizer = make(method, seed, [], [], prior=prior)
         while not hit() and (config := optimizer.propose(space, history)) is not None:
             calls.append(config)
             evaluate(config)
@@ -107,14 +115,30 @@ def benchmark(
     lands: Sequence[Landscape], methods: Sequence[str] = METHODS, seeds: Sequence[int] = range(10)
 ) -> list[Run]:
     """Every method on every landscape with a success, once per seed (deterministic methods too,
-    so each method has the same number of runs)."""
-    return [run_one(m, land, s) for land in lands if land.optimum("strict") is not None for m in methods for s in seeds]
+    so each method has the same number of runs; they search once and the run is copied per seed).
+
+    ``ours+prior`` gets, per landscape, the prior of :func:`leave_model_out` over ``lands``.
+    """
+    runs = []
+    for land in lands:
+        if land.optimum("strict") is None:
+            continue
+        for m in methods:
+            prior = leave_model_out(lands, land) if m == "ours+prior" else None
+            run: Run | None = None
+            for s in seeds:
+                if run is None or m not in DETERMINISTIC:
+                    run = run_one(m, land, s, prior=prior)
+                runs.append(replace(run, seed=s))
+    return runs
 
 
 def summarize(runs: Sequence[Run]) -> dict:
     """Per method: median evaluations and GPU-seconds over all runs, hit rate; per landscape: medians."""
     methods = list(dict.fromkeys(r.method for r in runs))
     out: dict = {"tolerance": TOLERANCE, "tpe_proposals": TPE_PROPOSALS, "failed_trial_cost": FAILED_TRIAL_COST}
+    if "ours+prior" in methods:
+        out["prior"] = {"ours+prior": LEAVE_MODEL_OUT}
     out["methods"] = {
         m: {
             "median_evaluations": statistics.median(r.evaluations for r in rs),
@@ -144,25 +168,29 @@ def summarize(runs: Sequence[Run]) -> dict:
 
 
 def ratios(summary: dict) -> dict[str, float]:
-    """The issue's targets as ratios: ours vs TPE evaluations, ours vs grid GPU-seconds."""
+    """The issue's targets as ratios, for ``ours`` and ``ours+prior``: evaluations (and proposals)
+    over TPE's, GPU-seconds over grid's."""
     m = summary["methods"]
     out = {}
-    if "ours" in m and "tpe" in m:
-        out["ours_over_tpe_evaluations"] = m["ours"]["median_evaluations"] / m["tpe"]["median_evaluations"]
-        out["ours_over_tpe_proposals"] = m["ours"]["median_proposals"] / m["tpe"]["median_proposals"]
-    if "ours" in m and "grid" in m:
-        out["ours_over_grid_gpu_seconds"] = m["ours"]["median_gpu_seconds"] / m["grid"]["median_gpu_seconds"]
+    for ours in ("ours", "ours+prior"):
+        if ours in m and "tpe" in m:
+            out[f"{ours}_over_tpe_evaluations"] = m[ours]["median_evaluations"] / m["tpe"]["median_evaluations"]
+            out[f"{ours}_over_tpe_proposals"] = m[ours]["median_proposals"] / m["tpe"]["median_proposals"]
+        if ours in m and "grid" in m:
+            out[f"{ours}_over_grid_gpu_seconds"] = m[ours]["median_gpu_seconds"] / m["grid"]["median_gpu_seconds"]
     return out
 
 
 def format_table(summary: dict) -> str:
-    lines = [f"{'method':8} {'median evals':>13} {'(proposals)':>12} {'median GPU-s':>13} {'hit rate':>9}"]
+    lines = [f"{'method':10} {'median evals':>13} {'(proposals)':>12} {'median GPU-s':>13} {'hit rate':>9}"]
     for m, s in summary["methods"].items():
         lines.append(
-            f"{m:8} {s['median_evaluations']:>13g} {s['median_proposals']:>12g} {s['median_gpu_seconds']:>13.0f} {s['hit_rate']:>9.3f}"
+            f"{m:10} {s['median_evaluations']:>13g} {s['median_proposals']:>12g} {s['median_gpu_seconds']:>13.0f} {s['hit_rate']:>9.3f}"
         )
     for name, value in summary.get("ratios", {}).items():
         lines.append(f"{name}: {value:.3f}")
+    for method, how in summary.get("prior", {}).items():
+        lines.append(f"{method} prior: {how}")
     lines.append(f"failed-trial cost: {summary['failed_trial_cost']}")
     return "\n".join(lines)
 

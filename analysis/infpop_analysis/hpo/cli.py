@@ -73,8 +73,18 @@ def cmd_search(args: argparse.Namespace) -> int:
     loaded = load_manifest(args.manifest)
     partition = args.partition or loaded.manifest.partitions[0]
     part = load_profile(args.profile).partition(partition)
+    method = args.method or ("ours+prior" if args.prior else "ours")
+    prior_lands = _landscapes(args.prior, loaded.manifest.max_new_tokens[0]) if args.prior else []
     best = search(
-        loaded, partition, part, args.budget, method=args.method, seed=args.seed, output_root=args.output_root
+        loaded,
+        partition,
+        part,
+        args.budget,
+        method=method,
+        seed=args.seed,
+        output_root=args.output_root,
+        prior_lands=prior_lands,
+        prior_source=f"every landscape of the target's engine in {args.prior}" if args.prior else "",
     )
     for target, found in best.items():
         print(f"{target}: best {found[0]} {found[1]:.1f} tok/s" if found else f"{target}: no successful trial")
@@ -131,6 +141,14 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--profile", default=None, help="cluster profile YAML (default: $INFPOP_PROFILE, else local only)")
     p.add_argument("--output-root", type=Path, default=None, help="override the manifest's output_root")
     p.add_argument("--budget", type=int, required=True, help="trials per (model, engine), counting those already done")
-    p.add_argument("--method", choices=METHODS, default="ours")
+    p.add_argument(
+        "--method", choices=METHODS, default=None, help="default: ours+prior with --prior, else ours"
+    )
+    p.add_argument(
+        "--prior",
+        type=Path,
+        default=None,
+        help="tidy table or published allData.csv whose landscapes guide ours+prior (e.g. your sweeps on the old GPU)",
+    )
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(func=cmd_search)

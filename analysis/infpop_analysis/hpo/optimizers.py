@@ -13,6 +13,9 @@ distinct configurations they evaluate: each one is a GPU job.
   counts at the best batch, and treats a failure at batch b as a sign that larger batches at that
   GPU count fail too; it then falls back to the untried points nearest the best ones, so it
   still reaches every point on irregular landscapes.
+- ``ours+prior``: the same search led by a :class:`~infpop_analysis.hpo.prior.Prior` (the shapes
+  of other landscapes of the engine): it runs the configuration most likely to be the optimum
+  given what was measured, and falls back to ``ours`` where the prior sees no chance left.
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ from typing import NamedTuple, Protocol
 from infpop.errors import InputError
 
 from infpop_analysis.hpo.landscape import Config
+from infpop_analysis.hpo.prior import Prior
 
 #: Hyperopt's loss for a failure: the study's script scored a failure 99999999 ("worst").
 FAILURE_LOSS = 99999999.0
@@ -164,6 +168,12 @@ class TPE:
 class Structured:
     """The structured search ("ours"): a pure function of the observations, whatever their order.
 
+    With a ``prior``, each step first asks it which untried configuration is likeliest to be the
+    optimum given the trials so far, and runs that one (fewer GPUs first among equals: cheaper);
+    the steps below take over only when the prior gives no untried point a chance (a landscape
+    unlike every reference), so the search stays complete. Without a prior (or with one that
+    holds no reference of the engine), it is:
+
     1. Start at the centre of the grid (the upper-middle GPU count, the middle batch size): a
        model that needs several GPUs fails or crawls (CPU offload) on one, the most GPUs cost
        the most, and a middle batch runs quickly and rarely fails.
@@ -176,6 +186,7 @@ class Structured:
        last: the search stays complete when a landscape breaks the assumptions.
     """
 
+    prior: Prior | None = None
     name: str = "ours"
 
     def propose(self, space: Sequence[Config], history: Sequence[Observation]) -> Config | None:
@@ -183,6 +194,11 @@ class Structured:
         if not todo:
             return None
         seen = {o.config: o.value for o in history}
+        if self.prior is not None and self.prior.surfaces:
+            chance = self.prior.hit_probability(todo, seen)
+            likeliest = max(todo, key=lambda c: (chance[c], -c.n_gpus, -c.batch_size))
+            if chance[likeliest] > 0:
+                return likeliest
         levels = {g: sorted(c.batch_size for c in space if c.n_gpus == g) for g in {c.n_gpus for c in space}}
         gpus = sorted(levels)
         todo_set = set(todo)
@@ -265,11 +281,24 @@ class Structured:
         return max(todo, key=priority)
 
 
-METHODS: tuple[str, ...] = ("tpe", "random", "grid", "ours")
+METHODS: tuple[str, ...] = ("tpe", "random", "grid", "ours", "ours+prior")
+#: Methods whose proposals do not depend on the seed.
+DETERMINISTIC: frozenset[str] = frozenset({"grid", "ours", "ours+prior"})
 
 
-def make(method: str, seed: int, batch_sizes: Sequence[int], gpu_counts: Sequence[int]) -> Optimizer:
-    """The optimizer named ``method``; ``batch_sizes``/``gpu_counts`` are TPE's lists."""
+def make(
+    method: str, seed: int, batch_sizes: Sequence[int], gpu_counts: Sequence[int], prior: Prior | None = None
+) -> Optimizer:
+    """The optimizer named ``method``; ``batch_sizes``/``gpu_counts`` are TPE's lists.
+
+    ``prior`` is required by ``ours+prior`` and refused by every other method, so a report never
+    names a method that did not use the prior it was given (or used one it was not).
+    """
+    if (method == "ours+prior") != (prior is not None):
+        need = "requires a prior" if prior is None else "takes no prior"
+        raise InputError(f"optimizer: method {method!r} {need}")
+    if method == "ours+prior":
+        return Structured(prior=prior, name=method)
     if method == "tpe":
         return TPE(tuple(batch_sizes), tuple(gpu_counts), seed=seed)
     if method == "random":

@@ -9,6 +9,11 @@ optimizer in the order they finished, and asks for the next configuration. An in
 therefore resumes where it stopped, and a finished trial (any status, an error included) is never
 run again. A summary of the search (``.infpop/hpo/<target>.json``) is rewritten after each trial
 for people to read; nothing reads it back.
+
+``ours+prior`` searches each target with a :class:`~infpop_analysis.hpo.prior.Prior` learned from
+the landscapes the user supplies (the published data, or their own sweeps on the old hardware:
+after a hardware change, the same models' old landscapes are exactly what should guide the
+search), restricted to the target's engine.
 """
 
 from __future__ import annotations
@@ -25,8 +30,9 @@ from infpop.plan import GroupSpec, TrialSpec, plan
 from infpop.profile import PartitionProfile
 from infpop.results import ResultStore, TrialResult, write_atomic
 
-from infpop_analysis.hpo.landscape import Config
+from infpop_analysis.hpo.landscape import Config, Landscape
 from infpop_analysis.hpo.optimizers import Observation, Optimizer, make
+from infpop_analysis.hpo.prior import Prior
 
 #: How often to look for a SLURM trial's result file, and the slack beyond the job's time limit.
 POLL_S = 2.0
@@ -93,13 +99,19 @@ def run_trial(group: GroupSpec, partition: str, part: PartitionProfile) -> Trial
 
 
 def write_summary(
-    path: Path, target: Target, method: str, seed: int, history: list[tuple[Observation, TrialResult]]
+    path: Path,
+    target: Target,
+    method: str,
+    seed: int,
+    history: list[tuple[Observation, TrialResult]],
+    prior: Prior | None = None,
 ) -> None:
     best = max((o for o, _ in history if o.value is not None), key=lambda o: o.value, default=None)
     state = {
         "target": target.name,
         "method": method,
         "seed": seed,
+        "prior": {"source": prior.provenance, "references": len(prior.surfaces)} if prior else None,
         "best": {"config": str(best.config), "throughput": best.value} if best else None,
         "trials": [
             {"config": str(o.config), "status": r.status, "throughput": r.throughput, "trial_id": r.trial.trial_id}
@@ -118,26 +130,39 @@ def search(
     method: str = "ours",
     seed: int = 0,
     output_root: Path | None = None,
+    prior_lands: Sequence[Landscape] = (),
+    prior_source: str = "",
     log: Callable[[str], None] = print,
 ) -> dict[str, tuple[Config, float] | None]:
     """Search every (model, engine) of the manifest until ``budget`` trials each have results.
 
+    ``ours+prior`` learns each target's prior from ``prior_lands`` (described by ``prior_source``).
     Returns the best configuration and throughput per target (None where nothing succeeded).
     """
     if budget < 1:
         raise InputError(f"search: budget: must be at least 1, got {budget}")
+    if (method == "ours+prior") != bool(prior_lands):
+        raise InputError(f"search: method {method!r}: a prior table is {'required' if not prior_lands else 'not used'}")
     groups = plan(loaded, partition, part, output_root=output_root, prune_oom=False)
     best: dict[str, tuple[Config, float] | None] = {}
     m = loaded.manifest
     for target in targets(groups, m.max_new_tokens[0]):
         space = sorted(target.trials)
-        optimizer: Optimizer = make(method, seed, m.batch_sizes, m.gpu_counts)
+        first = target.group.first
+        prior = (
+            Prior.learn(prior_lands, first.engine, first.hardware, provenance=prior_source)
+            if method == "ours+prior"
+            else None
+        )
+        if prior is not None and not prior.surfaces:
+            log(f"{target.name}: the prior holds no {first.engine} landscape; searching as 'ours'")
+        optimizer: Optimizer = make(method, seed, m.batch_sizes, m.gpu_counts, prior=prior)
         store = ResultStore(target.group.output_root)
         summary = study_dir(target.group.output_root, target.group.first.study) / "hpo" / f"{target.name}.json"
         while True:
             history = observe(store, target)
             observations = [o for o, _ in history]
-            write_summary(summary, target, method, seed, history)
+            write_summary(summary, target, method, seed, history, prior)
             if len(history) >= budget:
                 break
             config = optimizer.propose(space, observations)
