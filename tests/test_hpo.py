@@ -11,10 +11,10 @@ import pandas as pd
 import pytest
 from conftest import PUBLISHED
 from infpop.cli import main
+from infpop.errors import InputError
 from infpop_analysis.hpo import benchmark as bm
 from infpop_analysis.hpo import replay as rp
 from infpop_analysis.hpo.landscape import Config, Landscape, Point, landscapes
-from infpop.errors import InputError
 from infpop_analysis.hpo.optimizers import TPE, Grid, Observation, RandomSearch, Structured, make
 from infpop_analysis.hpo.prior import Prior, leave_model_out
 

@@ -27,9 +27,13 @@ class CliffsDelta:
 
     @property
     def magnitude(self) -> str:
-        """Romano et al. (2006) thresholds, the usual reading of |delta|."""
-        d = abs(self.delta)
-        return "negligible" if d < 0.147 else "small" if d < 0.33 else "medium" if d < 0.474 else "large"
+        return magnitude(self.delta)
+
+
+def magnitude(delta: float) -> str:
+    """Romano et al. (2006) thresholds, the usual reading of |delta|."""
+    d = abs(delta)
+    return "negligible" if d < 0.147 else "small" if d < 0.33 else "medium" if d < 0.474 else "large"
 
 
 def cliffs_delta(x: ArrayLike, y: ArrayLike, confidence: float = 0.95) -> CliffsDelta:

@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from infpop_analysis.effects import magnitude
 from infpop_analysis.stats import ALPHA, BASE, FAST, NEW_HW, OLD_HW, Analysis, analyse
 
 ENGINE_NAMES = {"hf": "HF pipelines", "vllm": "vLLM"}
@@ -182,7 +183,8 @@ def section_hardware(a: Analysis) -> list[str]:
             f"- {ENGINE_NAMES.get(r['engine'], r['engine'])}: over {r['n']} paired cells the throughput on "
             f"{HW_NAMES[NEW_HW]} is higher by {pct(r['mean_improvement'])} on average (median {pct(r['median_improvement'])}); "
             f"Wilcoxon p = {fmt(r['wilcoxon_p'], 4)} ({'significant' if r['significant'] else 'not significant'}), "
-            f"Cliff's delta = {fmt(r['cliffs_delta'], 4)}. Models with a mean improvement of 100% or more: "
+            f"Cliff's delta = {fmt(r['cliffs_delta'], 4)} ({magnitude(r['cliffs_delta'])}). "
+            "Models with a mean improvement of 100% or more: "
             f"{', '.join(top['model']) or 'none'}."
         )
     table = s.assign(

@@ -54,9 +54,7 @@ class Run:
     trace: list[str]
 
 
-def run_one(
-    method: str, land: Landscape, seed: int, tolerance: float = TOLERANCE, prior: Prior | None = None
-) -> Run:
+def run_one(method: str, land: Landscape, seed: int, tolerance: float = TOLERANCE, prior: Prior | None = None) -> Run:
     """One search of ``land`` by ``method`` (``ours+prior`` searches with ``prior``); stops at the first hit."""
     optimum = land.optimum("strict")
     if optimum is None:

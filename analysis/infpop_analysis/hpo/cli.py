@@ -141,9 +141,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--profile", default=None, help="cluster profile YAML (default: $INFPOP_PROFILE, else local only)")
     p.add_argument("--output-root", type=Path, default=None, help="override the manifest's output_root")
     p.add_argument("--budget", type=int, required=True, help="trials per (model, engine), counting those already done")
-    p.add_argument(
-        "--method", choices=METHODS, default=None, help="default: ours+prior with --prior, else ours"
-    )
+    p.add_argument("--method", choices=METHODS, default=None, help="default: ours+prior with --prior, else ours")
     p.add_argument(
         "--prior",
         type=Path,

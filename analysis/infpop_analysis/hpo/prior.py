@@ -4,7 +4,8 @@ A landscape's *shape* carries over between models far better than its scale: vLL
 GPUs and a large batch, HF at a small batch, and a model too large for one GPU fails there on
 every engine. A :class:`Prior` keeps the shape of each reference landscape (its throughput over
 its own optimum, 0 for a failure) and, given the trials measured so far on the landscape being
-searched, weighs every reference by how well it explains them. :meth:`Prior.hit_probability`
+searched, weighs every reference (and the reference moved one batch level up or down: a smaller
+model peaks at a larger batch) by how well it explains them. :meth:`Prior.hit_probability`
 then says, per untried configuration, how likely it is to be within ``tolerance`` of the
 optimum; the search runs the most likely one.
 
@@ -98,35 +99,12 @@ class Prior:
                 out.append((s.shifted(k) if k else s.shape, base + abs(k) * math.log(SHIFT_WEIGHT)))
         return out
 
-    def weights(self, seen: Mapping[Config, float | None]) -> list[float]:
-        """Each reference's plausibility given the trials ``seen`` (config -> throughput, None = failed).
-
-        A reference explains the successes up to one scale factor (fitted in log space: models
-        differ in speed, not in where they peak) and should agree on which trials failed.
-        """
-        logs: list[float] = []
-        for shape, log_w in self._hypotheses:
-            gaps = []
-            for c, v in seen.items():
-                t = shape.get(c)
-                if t is None:
-                    continue
-                if (v is None) != (t == 0.0):
-                    log_w += math.log(OUTCOME_MISMATCH)
-                elif v is not None and v > 0:
-                    gaps.append(math.log(v / t))
-            if gaps:
-                mean = sum(gaps) / len(gaps)
-                log_w -= sum((g - mean) ** 2 for g in gaps) / (2 * LOG_SIGMA**2)
-            logs.append(log_w)
-        top = max(logs, default=0.0)
-        return [math.exp(x - top) for x in logs]
-
     def hit_probability(
         self, space: Sequence[Config], seen: Mapping[Config, float | None], tolerance: float = TOLERANCE
     ) -> dict[Config, float]:
         """Per untried configuration of ``space``: the weighted share of references under which it
-        is within ``tolerance`` of the optimum, the trials ``seen`` included.
+        is within ``tolerance`` of the optimum, given the trials ``seen`` (config -> throughput,
+        None = failed).
 
         Under a reference, an untried point is predicted at its shape times the scale fitted on
         the successes seen (before any success, the reference's own optimum is the scale), and the
@@ -134,12 +112,13 @@ class Prior:
         """
         untried = [c for c in space if c not in seen]
         best_seen = max((v for v in seen.values() if v is not None), default=0.0)
-        out = dict.fromkeys(untried, 0.0)
-        weights = self.weights(seen)
+        fits = [_fit(shape, seen) for shape, _ in self._hypotheses]
+        logs = [log_w + log_l for (_, log_w), (log_l, _) in zip(self._hypotheses, fits)]
+        top = max(logs, default=0.0)
+        weights = [math.exp(x - top) for x in logs]
         total = sum(weights)
-        for (shape, _), w in zip(self._hypotheses, weights):
-            pairs = [(v, shape[c]) for c, v in seen.items() if v is not None and shape.get(c, 0.0) > 0]
-            scale = math.exp(sum(math.log(v / t) for v, t in pairs) / len(pairs)) if pairs else None
+        out = dict.fromkeys(untried, 0.0)
+        for (shape, _), (_, scale), w in zip(self._hypotheses, fits, weights):
             if scale is None:
                 predicted = {c: shape.get(c, 0.0) for c in untried}
                 optimum = 1.0
@@ -152,6 +131,35 @@ class Prior:
         return out
 
 
+def _fit(shape: Mapping[Config, float], seen: Mapping[Config, float | None]) -> tuple[float, float | None]:
+    """How well ``shape`` explains the trials ``seen``: its log-likelihood and the fitted scale.
+
+    A reference explains the successes up to one scale factor (fitted in log space: models
+    differ in speed more than in where they peak) and should agree on which trials failed. The
+    scale is None when no success falls where the reference succeeded.
+    """
+    log_l = 0.0
+    gaps = []
+    for c, v in seen.items():
+        t = shape.get(c)
+        if t is None:
+            continue
+        if (v is None) != (t == 0.0):
+            log_l += math.log(OUTCOME_MISMATCH)
+        elif v is not None and v > 0:
+            gaps.append(math.log(v / t))
+    if not gaps:
+        return log_l, None
+    mean = sum(gaps) / len(gaps)
+    return log_l - sum((g - mean) ** 2 for g in gaps) / (2 * LOG_SIGMA**2), math.exp(mean)
+
+
+LEAVE_MODEL_OUT = (
+    "leave-one-model-out: the prior for a landscape is learned from the landscapes of the same "
+    "engine of every other model (both GPUs); none of the searched model's landscapes is used"
+)
+
+
 def leave_model_out(lands: Sequence[Landscape], land: Landscape) -> Prior:
     """The prior for searching ``land``: every landscape of its engine except those of its model."""
     return Prior.learn(
@@ -160,9 +168,3 @@ def leave_model_out(lands: Sequence[Landscape], land: Landscape) -> Prior:
         land.hardware,
         provenance=LEAVE_MODEL_OUT,
     )
-
-
-LEAVE_MODEL_OUT = (
-    "leave-one-model-out: the prior for a landscape is learned from the landscapes of the same "
-    "engine of every other model (both GPUs); none of the searched model's landscapes is used"
-)
