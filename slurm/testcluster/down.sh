@@ -11,8 +11,8 @@ DIR=$(cd "$DIR" 2>/dev/null && pwd) || exit 0
 ours() {  # PID: still a live process of this cluster? (DIR in its arguments or its SLURM_CONF)
     [[ -r /proc/$1/cmdline ]] || return 1
     grep -q '^State:.*Z' "/proc/$1/status" 2>/dev/null && return 1
-    tr '\0' '\n' < "/proc/$1/cmdline" | grep -qF -- "$DIR" && return 0
-    tr '\0' '\n' < "/proc/$1/environ" 2>/dev/null | grep -qxF -- "SLURM_CONF=$DIR/etc/slurm.conf"
+    tr '\0' '\n' 2>/dev/null < "/proc/$1/cmdline" | grep -qF -- "$DIR" && return 0
+    tr '\0' '\n' 2>/dev/null < "/proc/$1/environ" | grep -qxF -- "SLURM_CONF=$DIR/etc/slurm.conf"
 }
 
 # Cancel leftover jobs first, so no job step outlives its slurmd.

@@ -66,6 +66,33 @@ class _Run:
         )
         return TrialResult(trial=trial, provenance=prov, load_s=self.load_s, **fields)
 
+    def measured(
+        self,
+        trial: TrialSpec,
+        started_at: str,
+        *,
+        status: str,
+        n_prompts: int,
+        generated_tokens: int,
+        wall_s: float,
+        **fields,
+    ) -> TrialResult:
+        """The result of a trial that ran, in any scenario: throughput and validity are decided
+        here once. A trial that generated nothing has no throughput (never a zero)."""
+        valid, why = validity(trial.scenario, status, wall_s, n_prompts)
+        return self.result(
+            trial,
+            started_at,
+            status=status,
+            n_prompts=n_prompts,
+            generated_tokens=generated_tokens,
+            wall_s=wall_s,
+            throughput=generated_tokens / wall_s if generated_tokens else None,
+            valid=valid,
+            invalid_reason=why,
+            **fields,
+        )
+
 
 def run_trial(
     engine: Engine, trial: TrialSpec, prompts: list[Prompt], run: _Run, timeout_s: float | None
@@ -96,8 +123,7 @@ def run_trial(
             break
     # The whole loop, bookkeeping between batches included: what a user of the engine would see.
     wall = time.perf_counter() - loop_start
-    valid, why = validity(trial.scenario, status, wall, len(texts))
-    return run.result(
+    return run.measured(
         trial,
         started_at,
         status=status,
@@ -106,10 +132,7 @@ def run_trial(
         prompt_tokens=prompt_tokens,
         generated_tokens=generated,
         wall_s=wall,
-        throughput=generated / wall if generated else None,
         batch_latencies_s=latencies,
-        valid=valid,
-        invalid_reason=why,
     )
 
 

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING
 from infpop.engines.base import Engine
 from infpop.plan import TrialSpec
 from infpop.results import TrialResult, utcnow
-from infpop.scenarios.metrics import RequestTiming, summarise, validity
+from infpop.scenarios.metrics import RequestTiming, summarise
 from infpop.trial import _error_text
 from infpop.workloads import Prompt, new_tokens
 
@@ -95,8 +95,7 @@ def run_online(
             break
     # The server was up for the whole arrival window, even when the last request came early in it.
     wall = max(time.perf_counter() - clock0, trial.scenario.duration_s if status == "ok" else 0.0)
-    valid, why = validity(trial.scenario, status, wall, len(timings))
-    return run.result(
+    return run.measured(
         trial,
         started_at,
         status=status,
@@ -105,9 +104,6 @@ def run_online(
         prompt_tokens=prompt_tokens,
         generated_tokens=generated,
         wall_s=wall,
-        throughput=generated / wall if generated else None,
         batch_latencies_s=batch_latencies,
-        valid=valid,
-        invalid_reason=why,
         online=summarise(timings, len(arrivals), wall, trial.scenario.goodput),
     )
