@@ -13,6 +13,7 @@ import time
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import submitit
 from tqdm import tqdm
@@ -81,7 +82,8 @@ def run_local(groups: Sequence[GroupSpec], partition: str, part: PartitionProfil
     folder = study_dir(todo[0][0].output_root, todo[0][0].first.study) / "logs" / "%j"
     executor = submitit.LocalExecutor(folder=folder)
     all_groups = [g for g, _ in todo]
-    base = count_done(all_groups)
+    paths = [ResultStore(g.output_root).path(t) for g in all_groups for t in g.trials]
+    started = time.time()
     queue = list(todo)
     running: list[tuple[GroupSpec, submitit.Job]] = []
     with tqdm(total=report.trials_to_run, unit="trial", desc=f"{partition}", disable=None) as bar:
@@ -101,9 +103,21 @@ def run_local(groups: Sequence[GroupSpec], partition: str, part: PartitionProfil
                     job.result()
                 except Exception as exc:  # a crashed job: its finished trials are on disk already
                     report.failed[group.group_id] = f"{type(exc).__name__}: see {job.paths.stderr}"
-            bar.n = count_done(all_groups) - base
+            bar.n = _written_since(paths, started)
             bar.refresh()
     return report
+
+
+def _written_since(paths: Sequence[Path], since: float) -> int:
+    """Results written since ``since``: progress from file times, without parsing records (a
+    result file is renamed into place only once its trial is over)."""
+    count = 0
+    for p in paths:
+        try:
+            count += p.stat().st_mtime >= since
+        except FileNotFoundError:
+            continue
+    return count
 
 
 def _local_gpus(part: PartitionProfile, group: GroupSpec) -> int:
