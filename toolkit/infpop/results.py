@@ -112,13 +112,16 @@ class ResultStore:
         path = self.path(trial)
         return read_result(path) if path.exists() else None
 
-    def done(self, trial: TrialSpec) -> TrialResult | None:
-        """The trial's result if it needs no rerun; a corrupt file counts as missing."""
+    def done(self, trial: TrialSpec, *, prune_oom: bool = True) -> TrialResult | None:
+        """The trial's result if it needs no rerun; a corrupt file counts as missing, and so does
+        a ``skipped_oom`` when pruning is off: a rerun without pruning runs what pruning skipped."""
         try:
             result = self.read(trial)
         except CorruptResult:
             return None
-        return result if result is not None and result.status in DONE else None
+        if result is None or result.status not in DONE:
+            return None
+        return None if result.status == "skipped_oom" and not prune_oom else result
 
 
 def read_result(path: Path) -> TrialResult:

@@ -39,14 +39,14 @@ def pending_groups(groups: Sequence[GroupSpec]) -> list[tuple[GroupSpec, int]]:
     out = []
     for g in groups:
         store = ResultStore(g.output_root)
-        missing = sum(store.done(t) is None for t in g.trials)
+        missing = sum(store.done(t, prune_oom=g.prune_oom) is None for t in g.trials)
         if missing:
             out.append((g, missing))
     return out
 
 
 def count_done(groups: Sequence[GroupSpec]) -> int:
-    return sum(ResultStore(g.output_root).done(t) is not None for g in groups for t in g.trials)
+    return sum(ResultStore(g.output_root).done(t, prune_oom=g.prune_oom) is not None for g in groups for t in g.trials)
 
 
 def status_counts(groups: Sequence[GroupSpec]) -> Counter[str]:

@@ -4,7 +4,8 @@ It loads the engine once for a group, runs the group's trials in order (batch si
 within each series), and writes one result per trial as soon as it finishes. Trials that
 already have a result are skipped, so a requeued or rerun job resumes where it stopped. An
 out-of-memory error ends a trial with status ``oom`` and, with pruning on, larger batches of
-the same series are recorded ``skipped_oom`` without running. A trial runs through its
+the same series (online: and the same batch at its other request rates) are recorded
+``skipped_oom`` without running; a rerun without pruning runs them. A trial runs through its
 scenario's runner: :func:`run_trial` here (offline, the study's protocol), or
 :func:`infpop.scenarios.online.run_online`.
 
@@ -155,10 +156,21 @@ def _oom_batches(store: ResultStore, trials: list[TrialSpec]) -> dict[tuple[int,
     return found
 
 
+def pruned_by(trial: TrialSpec, oom_at: dict[tuple[int, int], int]) -> int | None:
+    """The OOM batch size that prunes ``trial``, or None when it runs.
+
+    An OOM at batch b prunes b and every larger batch of its series. Offline that is the larger
+    batches (the trial at b is the OOM itself, never pending again); online it is also batch b
+    at the request rates not yet run, since a server that cannot hold b requests at once fails
+    whenever a burst fills the batch, at any rate (see :attr:`TrialSpec.series`)."""
+    limit = oom_at.get(trial.series)
+    return limit if limit is not None and trial.batch_size >= limit else None
+
+
 def run_group(group: GroupSpec, engine_factory: EngineFactory = default_engine) -> list[TrialResult]:
     """Run the group's missing trials; return the results written by this call."""
     store = ResultStore(group.output_root)
-    pending = [t for t in group.trials if store.done(t) is None]
+    pending = [t for t in group.trials if store.done(t, prune_oom=group.prune_oom) is None]
     if not pending:
         return []
     oom_at = _oom_batches(store, group.trials) if group.prune_oom else {}
@@ -188,8 +200,8 @@ def run_group(group: GroupSpec, engine_factory: EngineFactory = default_engine) 
     run = _Run(group, engine.devices(), time.perf_counter() - t0)
     try:
         for trial in pending:
-            limit = oom_at.get(trial.series)
-            if limit is not None and trial.batch_size > limit:
+            limit = pruned_by(trial, oom_at)
+            if limit is not None:
                 record(run.result(trial, utcnow(), status="skipped_oom", error=f"OOM at batch {limit} in this series"))
                 continue
             result = _runner(trial)(engine, trial, prompts, run, group.trial_timeout_s)
