@@ -228,7 +228,8 @@ def test_strict_plan_refuses_unbuilt_images_but_a_dry_run_does_not(tmp_path: Pat
 
 
 def test_groups_carry_the_launcher_of_their_engine(tmp_path: Path) -> None:
-    groups = plan(load_manifest(_manifest(tmp_path)), "v100", V100, runtime=Runtime(shared_roots=("/shared",)))
+    runtime = Runtime(shared_roots=("/shared",))
+    groups = plan(load_manifest(_manifest(tmp_path)), "v100", V100, runtime=runtime, output_root=Path("/shared/runs"))
     images = {g.first.engine: g.launcher[-4] for g in groups}
     assert images == {"hf": "/img/infpop-hf-sm70.sif", "vllm": "/img/infpop-vllm-sm70.sif"}
 
@@ -239,7 +240,8 @@ def test_paper_dry_run_runs_the_right_image_per_partition_and_engine(capsys: pyt
 
     paper = REPO / "manifests" / "paper.yaml"
     for partition, arch in (("a100", "sm80"), ("v100", "sm70")):
-        assert main(["sweep", str(paper), "--partition", partition, "--profile", str(UNIVERSITY), "--dry-run"]) == 0
+        args = ["--partition", partition, "--profile", str(UNIVERSITY), "--output-root", "/shared/infpop/runs"]
+        assert main(["sweep", str(paper), *args, "--dry-run"]) == 0
         out = capsys.readouterr().out
         tasks = re.findall(r"# task \d+: \S+?/(hf|vllm)/\S+ .*\n#   runs: (.*)", out)
         assert tasks, out[:2000]

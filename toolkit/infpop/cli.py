@@ -43,6 +43,7 @@ def _planned(args: argparse.Namespace):
         output_root=args.output_root,
         prune_oom=False if args.no_prune else None,
         runtime=runtime,
+        group_shared=profile.group_shared,
     )
     return loaded, partition, part, groups
 

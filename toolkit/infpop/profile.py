@@ -76,6 +76,9 @@ class ClusterProfile(BaseModel):
     shared_roots: list[str] = Field(default_factory=list)
     #: Where ``infpop models`` stages weights; jobs run offline against it.
     model_cache: str | None = None
+    #: A lab's project space: the group may read and write every file infpop writes, and study
+    #: folders are setgid so their files take the folder's group (:mod:`infpop.filemodes`).
+    group_shared: bool = False
 
     def partition(self, name: str) -> PartitionProfile:
         try:

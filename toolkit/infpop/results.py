@@ -17,6 +17,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from infpop.filemodes import file_mode
 from infpop.plan import TrialSpec
 from infpop.scenarios.metrics import OnlineMetrics
 
@@ -77,6 +78,7 @@ class CorruptResult(Exception):
 def write_atomic(path: Path, text: str) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.fchmod(fd, file_mode())  # mkstemp's 0600 would hide the file from the group
     try:
         with os.fdopen(fd, "w") as fh:
             fh.write(text)

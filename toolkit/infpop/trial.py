@@ -22,6 +22,7 @@ from pathlib import Path
 from infpop import provenance
 from infpop.engines import engine_class
 from infpop.engines.base import Engine
+from infpop.filemodes import share_with_group
 from infpop.plan import GroupSpec, TrialSpec
 from infpop.results import Provenance, ResultStore, TrialResult, utcnow
 from infpop.scenarios.metrics import validity
@@ -169,6 +170,8 @@ def pruned_by(trial: TrialSpec, oom_at: dict[tuple[int, int], int]) -> int | Non
 
 def run_group(group: GroupSpec, engine_factory: EngineFactory = default_engine) -> list[TrialResult]:
     """Run the group's missing trials; return the results written by this call."""
+    if group.group_shared:
+        share_with_group()
     store = ResultStore(group.output_root)
     pending = [t for t in group.trials if store.done(t, prune_oom=group.prune_oom) is None]
     if not pending:

@@ -13,6 +13,7 @@ import urllib.request
 from pathlib import Path
 
 from infpop.errors import InputError
+from infpop.filemodes import file_mode
 
 
 def sha256_of(path: Path) -> str:
@@ -39,6 +40,7 @@ def ensure_local(path: Path | None, url: str | None, sha256: str | None) -> Path
         raise InputError(f"workload.path: needed as the place to store {url}")
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    os.fchmod(fd, file_mode())  # mkstemp's 0600 would hide the data from the group
     try:
         with os.fdopen(fd, "wb") as out, urllib.request.urlopen(url, timeout=60) as resp:
             while chunk := resp.read(1 << 20):
