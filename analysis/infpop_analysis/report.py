@@ -219,8 +219,19 @@ def render(a: Analysis, study: str) -> str:
         f"partial throughput counts, a cell with none is missing). {len(a.cells)} cells on {hws or 'no hardware'}; "
         f"{len(a.tests)} tests in tests.csv; α = {ALPHA}.\n",
     ]
-    for section in (section_gpu_scaling, section_table_ii, section_batch_size, section_hardware, section_correlations):
-        lines += section(a)
+    if a.n_invalid:
+        lines.append(f"{a.n_invalid} invalid run(s) left out (marked valid = false: too short or too few requests).\n")
+    sections = (section_gpu_scaling, section_table_ii, section_batch_size, section_hardware, section_correlations)
+    if a.parts:
+        lines.append(
+            f"The trials differ in {', '.join(a.split_by)}: every analysis runs separately for each combination "
+            "of their values and never pools them; tests.csv has a column for each.\n"
+        )
+        for label, part in a.parts.items():
+            lines.append(f"# {label}\n")
+            lines += [line for section in sections for line in section(part)]
+    else:
+        lines += [line for section in sections for line in section(a)]
     lines += claims_section(a, study)
     return "\n".join(lines).rstrip() + "\n"
 

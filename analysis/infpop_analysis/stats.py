@@ -3,7 +3,10 @@
 Every recipe reads :func:`cells`, one throughput per (hardware, engine, model, GPU count, batch
 size) at one max_new_tokens: the median over repetitions of every non-missing throughput. An
 OOM row's partial throughput counts, as it did in the published tables; a cell with no
-throughput is missing and is dropped from each test, never read as zero.
+throughput is missing and is dropped from each test, never read as zero. A cell pools
+repetitions and nothing else: :func:`analyse` leaves out invalid runs and runs the recipes once
+per combination of the other configuration axes the table varies (workload, request rate, GPU
+memory share, ...).
 
 Each test is one row of the tidy test table (:data:`TEST_COLUMNS`); a test whose data are too
 few to compute (a group of one, fewer than two pairs) is left out, not written as NaN.
@@ -20,6 +23,7 @@ import pandas as pd
 from scipy import stats as sps
 
 from infpop_analysis.effects import cliffs_delta
+from infpop_analysis.table import split_axes, valid_rows
 
 ALPHA = 0.05
 TEST_COLUMNS = [
@@ -316,11 +320,72 @@ class Analysis:
     tests: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=TEST_COLUMNS))
     hardware_pairs: pd.DataFrame | None = None
     catalog: pd.DataFrame | None = None
+    #: Runs left out because they are marked invalid (``valid`` false).
+    n_invalid: int = 0
+    #: The configuration axes beyond the cell's on which the table varies, and one analysis per
+    #: combination of their values (label -> analysis); empty when the table varies on none.
+    split_by: list[str] = field(default_factory=list)
+    parts: dict[str, Analysis] = field(default_factory=dict)
 
 
 def analyse(df: pd.DataFrame, max_new_tokens: int | None = None) -> Analysis:
-    """Run every recipe the table has data for, at :func:`choose_tokens` max_new_tokens."""
+    """Run every recipe the table has data for, at :func:`choose_tokens` max_new_tokens.
+
+    Invalid runs are left out and counted. Where the rows differ in a configuration axis beyond
+    the cell's (workload, scenario, request rate, GPU memory share, ...), the recipes run once
+    per combination of those axes: tests.csv gets a column per axis, each table's name a
+    ``__<axis>-<value>`` suffix, and ``parts`` holds each combination's analysis."""
+    df, n_invalid = valid_rows(df)
     max_new_tokens = choose_tokens(df, max_new_tokens)
+    axes = split_axes(df, [*CELL, "max_new_tokens"])
+    if not axes:
+        a = _analyse_cells(df, max_new_tokens)
+        a.n_invalid = n_invalid
+        return a
+    parts = {tuple(values): _analyse_cells(part, max_new_tokens) for values, part in df.groupby(axes, dropna=False)}
+    wheres = {values: dict(zip(axes, values)) for values in parts}
+
+    def stacked(frames: list[pd.DataFrame], columns: list[str]) -> pd.DataFrame:
+        frames = [f for f in frames if len(f)]
+        return pd.concat(frames, ignore_index=True)[columns] if frames else pd.DataFrame(columns=columns)
+
+    at = TEST_COLUMNS.index("model") + 1
+    tests = stacked(
+        [p.tests.assign(**wheres[v]) for v, p in parts.items()], [*TEST_COLUMNS[:at], *axes, *TEST_COLUMNS[at:]]
+    )
+    pairs = stacked(
+        [p.hardware_pairs.assign(**wheres[v]) for v, p in parts.items() if p.hardware_pairs is not None],
+        [*axes, *(parts[next(iter(parts))].hardware_pairs.columns)],
+    )
+    return Analysis(
+        max_new_tokens,
+        stacked([p.cells.assign(**wheres[v]) for v, p in parts.items()], [*axes, *CELL, "throughput"]),
+        {f"{name}__{_slug(wheres[v])}": t for v, p in parts.items() for name, t in p.tables.items()},
+        tests.astype({"n_gpus": "Int64", "n": "Int64"}),
+        pairs,
+        catalog_of(df),
+        n_invalid=n_invalid,
+        split_by=axes,
+        parts={_label(wheres[v]): p for v, p in parts.items()},
+    )
+
+
+def _value(v: object) -> str:
+    return "none" if pd.isna(v) else f"{v:g}" if isinstance(v, float) else str(v)
+
+
+def _label(where: dict) -> str:
+    """How the report names one combination of split axes: ``workload = alpaca, request_rate = 4``."""
+    return ", ".join(f"{k} = {_value(v)}" for k, v in where.items())
+
+
+def _slug(where: dict) -> str:
+    """The same for file names: ``workload-alpaca_request_rate-4``."""
+    return "_".join(f"{k}-{_value(v)}" for k, v in where.items())
+
+
+def _analyse_cells(df: pd.DataFrame, max_new_tokens: int) -> Analysis:
+    """Every recipe on a table whose rows differ in no configuration axis beyond the cell's."""
     c = cells(df, max_new_tokens)
     tables, tests = {}, []
     t, r = gpu_scaling(c)

@@ -59,6 +59,36 @@ COLUMNS: dict[str, str] = {
 KEY = ["study", "hardware", "engine", "model", "n_gpus", "batch_size", "max_new_tokens", "repetition", "workload"]
 #: What tells apart trials of one KEY in a workload study; missing (NA) for the paper's data.
 SCENARIO_KEY = ["scenario", "output_length", "request_rate", "gpu_memory_utilization"]
+#: Every column that says under what a trial measured: trials that differ in one of them measure
+#: different things, and an analysis must never pool them. ``study`` (where the trials were
+#: filed) and ``repetition`` are not axes; engine settings that later records carry
+#: (``kv_cache_bytes``, ``max_num_seqs``, ``batching``) count where a table has them.
+CONFIG_AXES = [
+    "hardware", "engine", "model", "n_gpus", "batch_size", "max_new_tokens", "dtype", "workload",
+    "scenario", "output_length", "request_rate", "gpu_memory_utilization",
+    "kv_cache_bytes", "max_num_seqs", "batching",
+]  # fmt: skip
+
+
+def config_axes(table: pd.DataFrame) -> list[str]:
+    """The configuration axes (:data:`CONFIG_AXES`) the table has a value for, in that order."""
+    return [c for c in CONFIG_AXES if c in table and table[c].notna().any()]
+
+
+def valid_rows(table: pd.DataFrame) -> tuple[pd.DataFrame, int]:
+    """The rows that count, and how many were left out: a run marked invalid (``valid`` false:
+    too short or too few requests) is never analysed as if it were valid. Rows from before the
+    rule, or from the published data (``valid`` missing), count."""
+    if "valid" not in table:
+        return table, 0
+    invalid = table["valid"].eq(False).fillna(False).astype(bool)
+    return table[~invalid], int(invalid.sum())
+
+
+def split_axes(table: pd.DataFrame, within: list[str]) -> list[str]:
+    """The configuration axes beyond ``within`` (what an analysis compares) on which the table's
+    rows differ: an analysis runs once per combination of their values (missing is a value)."""
+    return [c for c in config_axes(table) if c not in within and table[c].nunique(dropna=False) > 1]
 
 
 def conform(df: pd.DataFrame) -> pd.DataFrame:

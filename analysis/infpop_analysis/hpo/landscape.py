@@ -7,6 +7,7 @@ search space; a failure is a point too (an optimizer that proposes it pays for i
 
 from __future__ import annotations
 
+import logging
 import math
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Literal, NamedTuple
@@ -15,6 +16,12 @@ from infpop.errors import InputError
 
 if TYPE_CHECKING:
     import pandas as pd
+
+log = logging.getLogger(__name__)
+
+#: What varies within the landscapes of one table: one per (engine, model, hardware), over
+#: (GPU count, batch size), at one max_new_tokens.
+LANDSCAPE_AXES = ("engine", "model", "hardware", "n_gpus", "batch_size", "max_new_tokens")
 
 #: How a failed trial scores. ``partial``: an OOM row's partial throughput counts, as in the study's
 #: script and tables (only a missing throughput is a failure); ``strict``: every non-ok trial fails.
@@ -93,10 +100,25 @@ def landscapes(table: pd.DataFrame, max_new_tokens: int = 5) -> list[Landscape]:
     """One landscape per (engine, model, hardware) of a tidy table, at ``max_new_tokens``.
 
     Repetitions of a point are averaged (a sweep may hold several; the published data holds one).
+    Invalid runs are left out, and the count is logged. A table whose trials differ in another
+    configuration axis (workload, request rate, GPU memory share, ...) is refused, naming the
+    column: a landscape's points must differ only in GPU count and batch size.
     """
+    from infpop_analysis.table import split_axes, valid_rows
+
+    table, n_invalid = valid_rows(table)
+    if n_invalid:
+        log.warning("landscapes: left out %d invalid run(s) (valid = false)", n_invalid)
     df = table[table["max_new_tokens"] == max_new_tokens]
     if df.empty:
         raise InputError(f"table: max_new_tokens: no trials with value {max_new_tokens}")
+    mixed = split_axes(df, list(LANDSCAPE_AXES))
+    if mixed:
+        values = sorted(df[mixed[0]].astype("string").fillna("none").unique())
+        raise InputError(
+            f"table: column {mixed[0]!r} has {len(values)} values ({', '.join(values)}), but the points of a "
+            f"landscape may differ only in GPU count and batch size; keep the rows of one {mixed[0]} value"
+        )
     out = []
     for (engine, model, hardware), grid in df.groupby(["engine", "model", "hardware"], sort=True):
         points = {}
