@@ -160,3 +160,15 @@ def test_cells_take_the_median_of_repetitions_and_keep_partial_oom_throughput() 
         for r, s, t in ((0, "ok", 1.0), (1, "ok", 3.0), (2, "oom", 10.0), (3, "error", np.nan))
     ]))  # fmt: skip
     assert cells(df)["throughput"].tolist() == [3.0]  # median of 1, 3 and the partial 10; the error row has none
+
+
+@needs_published
+def test_report_computes_each_verdict_of_the_papers_text(paper) -> None:
+    """Verdicts come from the numbers: the RQ4 Wilcoxon lines are the data's p-values printed
+    without their exponent, Table II's mean and median are swapped, the V100 column is shifted."""
+    report = (paper / "report.md").read_text()
+    wilcoxon = [line for line in report.splitlines() if "| Wilcoxon p-value |" in line]
+    assert len(wilcoxon) == 2 and all(line.endswith("| **no: printed without its exponent** |") for line in wilcoxon)
+    assert "| 2.01 | 2.019e-116 |" in report and "| 3.88 | 3.886e-60 |" in report
+    assert "**no: mean and median swapped**" in report and "**no: shifted one row**" in report
+    assert "an exponent is missing" not in report and "the text swaps" not in report

@@ -353,9 +353,9 @@ def analyse(df: pd.DataFrame, max_new_tokens: int | None = None) -> Analysis:
     tests = stacked(
         [p.tests.assign(**wheres[v]) for v, p in parts.items()], [*TEST_COLUMNS[:at], *axes, *TEST_COLUMNS[at:]]
     )
+    first = next(iter(parts.values()))
     pairs = stacked(
-        [p.hardware_pairs.assign(**wheres[v]) for v, p in parts.items() if p.hardware_pairs is not None],
-        [*axes, *(parts[next(iter(parts))].hardware_pairs.columns)],
+        [p.hardware_pairs.assign(**wheres[v]) for v, p in parts.items()], [*axes, *first.hardware_pairs.columns]
     )
     return Analysis(
         max_new_tokens,
