@@ -29,6 +29,7 @@ from infpop.errors import InputError
 
 from infpop_analysis.hpo.landscape import Config
 from infpop_analysis.hpo.prior import Prior
+from infpop_analysis.hpo.stopping import SLACK, TOLERANCE, Physics, plausible
 
 #: Hyperopt's loss for a failure: the study's script scored a failure 99999999 ("worst").
 FAILURE_LOSS = 99999999.0
@@ -188,17 +189,47 @@ class Structured:
 
     prior: Prior | None = None
     name: str = "ours"
+    #: What the memory and roofline model say about this landscape (``ours+physics``).
+    physics: Physics | None = None
+    slack: float = SLACK
+    #: With a prior: stop once it gives every plausible configuration less than this chance.
+    prior_floor: float = 0.0
+
+    def candidates(self, space: Sequence[Config], history: Sequence[Observation]) -> list[Config]:
+        """The untried configurations that could still beat the incumbent (empty: stop)."""
+        seen = {o.config: o.value for o in history}
+        return plausible(space, seen, tolerance=TOLERANCE, slack=self.slack, physics=self.physics)
+
+    def stop_reason(self, space: Sequence[Config], history: Sequence[Observation]) -> str | None:
+        """Why the search stops now, or None while it goes on."""
+        if not _untried(space, history):
+            return "every configuration was tried"
+        todo = self.candidates(space, history)
+        evidence = "trend along batch size and GPU count, OOMs seen" + (
+            ", OOMs predicted and the roofline bound" if self.physics is not None else ""
+        )
+        if not todo:
+            return f"no untried configuration can beat the incumbent by more than {TOLERANCE:.0%} ({evidence})"
+        if self.prior is not None and self.prior.surfaces and any(o.value is not None for o in history):
+            chance = self.prior.hit_probability(todo, {o.config: o.value for o in history})
+            if self.prior_floor > 0 and max(chance.values()) < self.prior_floor:
+                return f"the prior gives every remaining candidate under {self.prior_floor:.0%} chance ({evidence})"
+        return None
 
     def propose(self, space: Sequence[Config], history: Sequence[Observation]) -> Config | None:
-        todo = _untried(space, history)
-        if not todo:
+        if self.stop_reason(space, history) is not None:
             return None
+        todo = self.candidates(space, history)
         seen = {o.config: o.value for o in history}
         if self.prior is not None and self.prior.surfaces:
             chance = self.prior.hit_probability(todo, seen)
             likeliest = max(todo, key=lambda c: (chance[c], -c.n_gpus, -c.batch_size))
             if chance[likeliest] > 0:
                 return likeliest
+        if self.physics is not None and self.physics.roofline and not any(v is not None for v in seen.values()):
+            fits = [c for c in todo if c in self.physics.roofline]
+            if fits:
+                return max(fits, key=lambda c: (self.physics.roofline[c], -c.n_gpus, -c.batch_size))
         levels = {g: sorted(c.batch_size for c in space if c.n_gpus == g) for g in {c.n_gpus for c in space}}
         gpus = sorted(levels)
         todo_set = set(todo)
@@ -281,30 +312,42 @@ class Structured:
         return max(todo, key=priority)
 
 
-METHODS: tuple[str, ...] = ("tpe", "random", "grid", "ours", "ours+prior")
+METHODS: tuple[str, ...] = ("tpe", "random", "grid", "ours", "ours+physics", "ours+history", "ours+prior")
 #: Methods whose proposals do not depend on the seed.
-DETERMINISTIC: frozenset[str] = frozenset({"grid", "ours", "ours+prior"})
+DETERMINISTIC: frozenset[str] = frozenset({"grid", "ours", "ours+physics", "ours+history", "ours+prior"})
+#: Methods that search with a prior (``ours+history``: the same model on the other GPU;
+#: ``ours+prior``: other models' landscapes).
+PRIOR_METHODS: frozenset[str] = frozenset({"ours+history", "ours+prior"})
+#: Methods that use the memory and roofline model.
+PHYSICS_METHODS: frozenset[str] = frozenset({"ours+physics", "ours+history"})
 
 
 def make(
-    method: str, seed: int, batch_sizes: Sequence[int], gpu_counts: Sequence[int], prior: Prior | None = None
+    method: str,
+    seed: int,
+    batch_sizes: Sequence[int],
+    gpu_counts: Sequence[int],
+    prior: Prior | None = None,
+    physics: Physics | None = None,
+    slack: float = SLACK,
 ) -> Optimizer:
     """The optimizer named ``method``; ``batch_sizes``/``gpu_counts`` are TPE's lists.
 
-    ``prior`` is required by ``ours+prior`` and refused by every other method, so a report never
-    names a method that did not use the prior it was given (or used one it was not).
+    ``prior`` is required by the prior methods and refused by every other method, so a report
+    never names a method that did not use the prior it was given (or used one it was not);
+    ``physics`` is used by the physics methods only (they search without it where the model or
+    GPU is not in the catalog).
     """
-    if (method == "ours+prior") != (prior is not None):
+    if (method in PRIOR_METHODS) != (prior is not None):
         need = "requires a prior" if prior is None else "takes no prior"
         raise InputError(f"optimizer: method {method!r} {need}")
-    if method == "ours+prior":
-        return Structured(prior=prior, name=method)
+    physics = physics if method in PHYSICS_METHODS else None
+    if method in PRIOR_METHODS or method in ("ours", "ours+physics"):
+        return Structured(prior=prior, name=method, physics=physics, slack=slack)
     if method == "tpe":
         return TPE(tuple(batch_sizes), tuple(gpu_counts), seed=seed)
     if method == "random":
         return RandomSearch(seed)
     if method == "grid":
         return Grid()
-    if method == "ours":
-        return Structured()
     raise InputError(f"optimizer: unknown method {method!r}; known: {', '.join(METHODS)}")
