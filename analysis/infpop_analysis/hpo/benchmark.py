@@ -232,13 +232,23 @@ def benchmark(
         physics = context.physics(land)
         for m in methods:
             prior = (
-                leave_model_out(lands, land) if m == "ours+prior" else twin_prior(lands, land) if m == "ours+history" else None
+                leave_model_out(lands, land)
+                if m == "ours+prior"
+                else twin_prior(lands, land)
+                if m == "ours+history"
+                else None
             )
             run: Run | None = None
             for s in seeds:
                 if run is None or m not in DETERMINISTIC:
                     run = run_one(
-                        m, land, s, prior=prior, physics=physics, slack=context.slack, weights_bytes=context.weights(land)
+                        m,
+                        land,
+                        s,
+                        prior=prior,
+                        physics=physics,
+                        slack=context.slack,
+                        weights_bytes=context.weights(land),
                     )
                 runs.append(replace(run, seed=s))
     return runs
@@ -309,7 +319,9 @@ def ratios(summary: dict) -> dict[str, float]:
     out = {}
     for ours in [k for k in m if k.startswith("ours")]:
         if "tpe" in m:
-            out[f"{ours}_over_tpe_trials_to_stop"] = m[ours]["median_trials_to_stop"] / m["tpe"]["median_trials_to_stop"]
+            out[f"{ours}_over_tpe_trials_to_stop"] = (
+                m[ours]["median_trials_to_stop"] / m["tpe"]["median_trials_to_stop"]
+            )
         if "sweep" in summary:
             out[f"{ours}_over_sweep_gpu_hours"] = m[ours]["median_gpu_hours"] / summary["sweep"]["median_gpu_hours"]
     return out
@@ -322,7 +334,12 @@ def _choose_slack(runs_by_slack: Mapping[float, Sequence[Run]]) -> float:
     def key(s: float) -> tuple:
         rs = runs_by_slack[s]
         rate = sum(r.final_hit for r in rs) / len(rs)
-        return (rate < HIT_TARGET, -rate if rate < HIT_TARGET else 0, statistics.median(r.trials_to_stop for r in rs), s)
+        return (
+            rate < HIT_TARGET,
+            -rate if rate < HIT_TARGET else 0,
+            statistics.median(r.trials_to_stop for r in rs),
+            s,
+        )
 
     return min(runs_by_slack, key=key)
 
@@ -343,18 +360,22 @@ def cross_validate(
 
     def searches(cal: Calibration, slack: float, subset: Sequence[Landscape], method: str) -> list[Run]:
         ctx = Context(archs, workload, cal, slack)
-        return benchmark(subset, [method], seeds=[0], context=ctx) if method != "ours+history" else [
-            run_one(
-                method,
-                land,
-                0,
-                prior=twin_prior(lands, land),
-                physics=ctx.physics(land),
-                slack=slack,
-                weights_bytes=ctx.weights(land),
-            )
-            for land in subset
-        ]
+        return (
+            benchmark(subset, [method], seeds=[0], context=ctx)
+            if method != "ours+history"
+            else [
+                run_one(
+                    method,
+                    land,
+                    0,
+                    prior=twin_prior(lands, land),
+                    physics=ctx.physics(land),
+                    slack=slack,
+                    weights_bytes=ctx.weights(land),
+                )
+                for land in subset
+            ]
+        )
 
     def fold(train: list[Landscape], test: list[Landscape], method: str) -> tuple[list[Run], float]:
         import numpy as np
@@ -370,7 +391,10 @@ def cross_validate(
         res: dict = {}
         runs, slack = fold(lands, lands, method)
         res["in_sample"] = {**method_summary(runs), "slack": slack}
-        for name, group in (("leave_one_family_out", lambda land: family(land.model)), ("leave_one_gpu_out", lambda land: land.hardware)):
+        for name, group in (
+            ("leave_one_family_out", lambda land: family(land.model)),
+            ("leave_one_gpu_out", lambda land: land.hardware),
+        ):
             held: list[Run] = []
             chosen = {}
             for g in sorted({group(land) for land in lands}):
@@ -392,7 +416,9 @@ def format_table(summary: dict) -> str:
             f"{s['median_gpu_hours']:>8.2f} {s['median_evaluations']:>16g} {s['hit_rate']:>9.3f}"
         )
     if "sweep" in summary:
-        lines.append(f"{'sweep':13} {'(full grid)':>15} {'':>5} {'1.000':>10} {summary['sweep']['median_gpu_hours']:>8.2f}")
+        lines.append(
+            f"{'sweep':13} {'(full grid)':>15} {'':>5} {'1.000':>10} {summary['sweep']['median_gpu_hours']:>8.2f}"
+        )
     for name, value in summary.get("ratios", {}).items():
         lines.append(f"{name}: {value:.3f}")
     oom = summary.get("oom_predictor")

@@ -305,7 +305,9 @@ def search(
         )
         physics = physics_of(target, loaded, part)
         if method in ("ours+physics", "ours+history") and physics is None:
-            log(f"{target.name}: no architecture for the model or GPU {first.hardware!r} not in the catalog: no physics")
+            log(
+                f"{target.name}: no architecture for the model or GPU {first.hardware!r} not in the catalog: no physics"
+            )
         if prior is not None and not prior.surfaces:
             log(f"{target.name}: the prior holds no {first.engine} landscape; searching without it")
             method_used, prior = ("ours+physics" if method == "ours+history" else "ours"), None
@@ -351,7 +353,9 @@ def search(
         result = state.get("pick")
         picks[target.name] = result
         if result:
-            log(f"{target.name}: pick {result['config']} {result['throughput']:.1f} tok/s; stopped: {state['stop_reason']}")
+            log(
+                f"{target.name}: pick {result['config']} {result['throughput']:.1f} tok/s; stopped: {state['stop_reason']}"
+            )
         else:
             log(f"{target.name}: no successful trial; stopped: {state['stop_reason']}")
     return picks
