@@ -7,7 +7,9 @@ than the tolerance, given the evidence a search has:
 - *trend along batch size* (per GPU count): throughput over log2(batch) rises to one peak and
   falls after it, so beyond two measured points that already fall away from the peak nothing
   better lies; between two measured points, nothing more than ``slack`` above the better one;
-- *trend along GPU count*: the same on each GPU count's best measured throughput;
+- *trend along GPU count*: the same on each GPU count's best measured throughput; and a GPU
+  count measured at the incumbent's batch size more than ``slack`` twice below it is out (the
+  batch profile keeps its shape across GPU counts, its peak moving by a level or so);
 - *OOMs seen*: a batch above a failure at the same GPU count fails too;
 - *physics* (:class:`Physics`, optional): configurations the memory model says fail, and those
   whose roofline bound (no engine beats it) stays below the incumbent. The roofline is not
@@ -98,7 +100,8 @@ def plausible(
         if physics is not None:
             out = [c for c in out if c not in physics.oom] or out
         return out
-    incumbent = max(ok.values())
+    best = max(ok, key=lambda c: ok[c])
+    incumbent = ok[best]
     target = incumbent * (1 + tolerance)
     limit = target / (1 + slack)
     levels = _levels(space)
@@ -118,6 +121,9 @@ def plausible(
         if _trend_excluded(levels[c.n_gpus], column, c.batch_size, limit):
             continue
         if per_g_best[c.n_gpus] is None and _trend_excluded(gpus, per_g_best, c.n_gpus, limit):
+            continue
+        at_best = ok.get(Config(c.n_gpus, best.batch_size))
+        if c.n_gpus != best.n_gpus and at_best is not None and at_best * (1 + slack) ** 2 < target:
             continue
         if physics is not None and physics.roofline.get(c, math.inf) < target:
             continue
