@@ -192,8 +192,6 @@ class Structured:
     #: What the memory and roofline model say about this landscape (``ours+physics``).
     physics: Physics | None = None
     slack: float = SLACK
-    #: With a prior: stop once it gives every plausible configuration less than this chance.
-    prior_floor: float = 0.0
 
     def candidates(self, space: Sequence[Config], history: Sequence[Observation]) -> list[Config]:
         """The untried configurations that could still beat the incumbent (empty: stop)."""
@@ -210,10 +208,6 @@ class Structured:
         )
         if not todo:
             return f"no untried configuration can beat the incumbent by more than {TOLERANCE:.0%} ({evidence})"
-        if self.prior is not None and self.prior.surfaces and any(o.value is not None for o in history):
-            chance = self.prior.hit_probability(todo, {o.config: o.value for o in history})
-            if self.prior_floor > 0 and max(chance.values()) < self.prior_floor:
-                return f"the prior gives every remaining candidate under {self.prior_floor:.0%} chance ({evidence})"
         return None
 
     def propose(self, space: Sequence[Config], history: Sequence[Observation]) -> Config | None:
