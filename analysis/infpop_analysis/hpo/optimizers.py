@@ -11,11 +11,13 @@ distinct configurations they evaluate: each one is a GPU job.
 - ``tpe``: hyperopt's TPE, the study's optimizer, over the study's encoding (two ``hp.choice``).
 - ``ours`` (:class:`Structured`): climbs batch size in log2 steps on one GPU count, compares GPU
   counts at the best batch, and treats a failure at batch b as a sign that larger batches at that
-  GPU count fail too; it then falls back to the untried points nearest the best ones, so it
-  still reaches every point on irregular landscapes.
-- ``ours+prior``: the same search led by a :class:`~infpop_analysis.hpo.prior.Prior` (the shapes
-  of other landscapes of the engine): it runs the configuration most likely to be the optimum
-  given what was measured, and falls back to ``ours`` where the prior sees no chance left.
+  GPU count fail too; it proposes only configurations that could still beat the incumbent
+  (:func:`~infpop_analysis.hpo.stopping.plausible`) and stops when none is left.
+- ``ours+physics``: the same, starting at the best roofline among configurations predicted to
+  fit, and ruling out those predicted to run out of memory or bounded below the incumbent.
+- ``ours+history`` / ``ours+prior``: led by a :class:`~infpop_analysis.hpo.prior.Prior` (the same
+  model on another GPU, with physics / other models' landscapes): each step runs the plausible
+  configuration most likely to be the optimum; the same evidence stops it.
 """
 
 from __future__ import annotations
@@ -169,11 +171,12 @@ class TPE:
 class Structured:
     """The structured search ("ours"): a pure function of the observations, whatever their order.
 
-    With a ``prior``, each step first asks it which untried configuration is likeliest to be the
-    optimum given the trials so far, and runs that one (fewer GPUs first among equals: cheaper);
-    the steps below take over only when the prior gives no untried point a chance (a landscape
-    unlike every reference), so the search stays complete. Without a prior (or with one that
-    holds no reference of the engine), it is:
+    Every step proposes among the *plausible* configurations only (:meth:`candidates`); when
+    none is left it stops (:meth:`stop_reason`). With a ``prior``, each step first asks it which
+    plausible configuration is likeliest to be the optimum given the trials so far, and runs that
+    one (fewer GPUs first among equals: cheaper); the steps below take over when the prior gives
+    none a chance. With ``physics`` and nothing measured yet, the first trial is the best
+    roofline among configurations predicted to fit. Otherwise:
 
     1. Start at the centre of the grid (the upper-middle GPU count, the middle batch size): a
        model that needs several GPUs fails or crawls (CPU offload) on one, the most GPUs cost
@@ -183,8 +186,7 @@ class Structured:
     3. Compare the adjacent GPU counts (fewer first, as they cost less) at that batch size; when
        one wins, steps 2-3 continue from it, so GPU count is climbed like batch size.
     4. Refine: one level up and down around the best.
-    5. Fall back to every remaining point, those next to the best results first, pruned points
-       last: the search stays complete when a landscape breaks the assumptions.
+    5. Fall back to the remaining plausible points, those next to the best results first.
     """
 
     prior: Prior | None = None
