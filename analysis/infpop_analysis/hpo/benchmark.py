@@ -18,8 +18,8 @@ can see).
 
 Settings: ``ours`` (no physics, no history), ``ours+physics`` (the memory and roofline model
 of :mod:`.oom`), ``ours+history`` (physics, plus a prior from the same model on the other GPU:
-the study's RQ5 situation), ``ours+prior`` (a prior from every other model's landscapes,
-leave-one-model-out). The tuned constants (the memory model's, and the stopping rule's
+the study's RQ5 situation), ``ours+prior`` (physics, plus a prior from every other model's
+landscapes, leave-one-model-out). The tuned constants (the memory model's, and the stopping rule's
 ``slack``) are scored in-sample and cross-validated (:func:`cross_validate`).
 """
 
@@ -349,12 +349,13 @@ def cross_validate(
 ) -> dict:
     """Every tuned constant chosen without the landscapes it is scored on.
 
+    ``ours+prior``'s prior is leave-one-model-out in every fold, as in :func:`benchmark`.
     Per fold (one model family, or one GPU type, held out): the memory model is calibrated on
     the other landscapes' outcomes, the stopping rule's slack chosen on their searches
     (:func:`_choose_slack`), and the held-out landscapes searched with both. ``in_sample``
     chooses both on every landscape. Deterministic methods only (one run per landscape).
     """
-    methods = [m for m in methods if m in ("ours", "ours+physics", "ours+history")]
+    methods = [m for m in methods if m.startswith("ours")]
     lands = [land for land in lands if land.optimum("strict") is not None]
     observed = outcomes(lands, archs, workload)
 
@@ -371,7 +372,11 @@ def cross_validate(
                     method,
                     land,
                     0,
-                    prior=twin_prior(lands, land) if method == "ours+history" else None,
+                    prior=twin_prior(lands, land)
+                    if method == "ours+history"
+                    else leave_model_out(lands, land)
+                    if method == "ours+prior"
+                    else None,
                     physics=ctx.physics(land),
                     slack=slack,
                     weights_bytes=ctx.weights(land),

@@ -15,8 +15,8 @@ distinct configurations they evaluate: each one is a GPU job.
   (:func:`~infpop_analysis.hpo.stopping.plausible`) and stops when none is left.
 - ``ours+physics``: the same, starting at the best roofline among configurations predicted to
   fit, and ruling out those predicted to run out of memory or bounded below the incumbent.
-- ``ours+history`` / ``ours+prior``: led by a :class:`~infpop_analysis.hpo.prior.Prior` (the same
-  model on another GPU, with physics / other models' landscapes): each step runs the plausible
+- ``ours+history`` / ``ours+prior``: physics, and led by a :class:`~infpop_analysis.hpo.prior.Prior`
+  (the same model on another GPU / other models' landscapes): each step runs the plausible
   configuration most likely to be the optimum; the same evidence stops it.
 """
 
@@ -315,7 +315,7 @@ DETERMINISTIC: frozenset[str] = frozenset({"grid", "ours", "ours+physics", "ours
 #: ``ours+prior``: other models' landscapes).
 PRIOR_METHODS: frozenset[str] = frozenset({"ours+history", "ours+prior"})
 #: Methods that use the memory and roofline model.
-PHYSICS_METHODS: frozenset[str] = frozenset({"ours+physics", "ours+history"})
+PHYSICS_METHODS: frozenset[str] = frozenset({"ours+physics", "ours+history", "ours+prior"})
 
 
 def make(
