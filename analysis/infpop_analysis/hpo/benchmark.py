@@ -285,7 +285,8 @@ def summarize(runs: Sequence[Run], lands: Sequence[Landscape] = (), context: Con
         "failed_trial_cost": FAILED_TRIAL_COST,
         "noise": NOISE,
     }
-    priors = {m: how for m, how in (("ours+prior", LEAVE_MODEL_OUT), ("ours+history", HISTORY)) if m in methods}
+    named = (("ours+prior", f"physics, plus a prior by {LEAVE_MODEL_OUT}"), ("ours+history", HISTORY))
+    priors = {m: how for m, how in named if m in methods}
     if priors:
         out["prior"] = priors
     out["methods"] = {m: method_summary([r for r in runs if r.method == m]) for m in methods}
