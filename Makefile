@@ -86,7 +86,7 @@ paper: install ## the paper's appendix from its published data: table, stats, fi
 
 hpo: install ## RQ5 HPO replay (10 reps, ~5 min) and the optimizer benchmark on the published data, in $(PAPER_OUT)/hpo
 	$(INFPOP) hpo replay $(PUBLISHED) -o $(PAPER_OUT)/hpo
-	$(INFPOP) hpo benchmark $(PUBLISHED) -o $(PAPER_OUT)/hpo
+	$(INFPOP) hpo benchmark $(PUBLISHED) -o $(PAPER_OUT)/hpo --catalog manifests/paper.yaml --prompts $(SHARED_DATA) --cross-validate
 
 demo: install build/tiny-model/config.json $(DATA) ## the whole path on CPU: tiny model, local jobs, table, figure
 	$(INFPOP) sweep manifests/demo.yaml --partition local --output-root $(OUT)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import math
 import random
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -17,8 +18,11 @@ from infpop_analysis.hpo import replay as rp
 from infpop_analysis.hpo.landscape import Config, Landscape, Point, landscapes
 from infpop_analysis.hpo.optimizers import TPE, Grid, Observation, RandomSearch, Structured, make
 from infpop_analysis.hpo.prior import Prior, leave_model_out
+from infpop_analysis.hpo.stopping import no_improvement, tied
 
 ALLDATA = PUBLISHED / "allData.csv"
+PROMPTS = PUBLISHED.parent / "humaneval-infilling" / "HumanEval-SingleLineInfilling.jsonl.gz"
+REPO = Path(__file__).resolve().parents[1]
 BATCHES = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1028)
 GPUS = (1, 2, 4, 8)
 
@@ -57,33 +61,26 @@ def land() -> Landscape:
 
 def test_structured_search_finds_a_peaked_optimum_in_few_trials_and_prunes_above_oom(land: Landscape) -> None:
     order = drive(Structured(), land)
-    assert order.index(Config(2, 32)) < 8
-    # Structured search never runs a batch above a known OOM before every unpruned point is tried.
-    first_pruned = next(
-        i
-        for i, c in enumerate(order)
-        if land.points[c].status == "oom"
-        and any(
+    assert Config(2, 32) in order[:8]
+    # Structured search never runs a batch above an OOM it has seen at the same GPU count.
+    for i, c in enumerate(order):
+        assert not any(
             land.points[o].status == "oom" and o.n_gpus == c.n_gpus and o.batch_size < c.batch_size for o in order[:i]
         )
-    )
-    assert all(
-        land.points[c].status == "ok"
-        or c.batch_size == min(b for (g, b), p in land.points.items() if g == c.n_gpus and p.status == "oom")
-        for c in order[:first_pruned]
-    )
 
 
-def test_every_method_is_complete_so_an_irregular_optimum_is_still_found() -> None:
-    # OOM at batch 1 yet fine at 2 and 4 (the study's Wizardcoder-33b on V100): pruning must not lose it.
+def test_baselines_are_complete_and_the_structured_search_stops_with_a_pick_on_an_irregular_landscape() -> None:
+    # OOM at batch 1 yet fine at 2 and 4 (the study's Wizardcoder-33b on V100): the baselines'
+    # orders reach it; the structured search prunes above the OOM, stops, and says why.
     land = synthetic({1: (16, 5.0), 2: (4, 9.0), 4: (16, 6.0), 8: (16, 5.5)}, {1: 32, 4: 64, 8: 64})
     land.points[Config(2, 1)] = Point("oom", math.nan)
     land.points[Config(2, 8)] = Point("oom", math.nan)
     land.points[Config(2, 4)] = Point("ok", 20.0)
-    for optimizer in (Structured(), Grid(), RandomSearch(3)):
+    for optimizer in (Grid(), RandomSearch(3)):
         order = drive(optimizer, land)
         assert sorted(order) == land.space
-        assert Config(2, 4) in order
+    run = bm.run_one("ours", land, 0)
+    assert run.stop_reason and run.pick and run.trials_to_stop < len(land.space)
 
 
 def test_structured_search_depends_on_what_was_measured_not_on_the_order(land: Landscape) -> None:
@@ -130,18 +127,17 @@ def test_a_prior_of_similar_landscapes_leads_to_the_optimum_at_once() -> None:
     assert drive(Structured(prior=other), land) == drive(Structured(), land)
 
 
-def test_a_misleading_prior_still_finds_an_irregular_optimum_and_tries_every_point() -> None:
-    # References peak at 8 GPUs, batch 512; the searched landscape is the Wizardcoder-33b-like one
-    # (OOM at batch 1 on 2 GPUs yet fine at 4): the prior must not hide it.
+def test_a_misleading_prior_does_not_make_the_search_depend_on_trial_order() -> None:
+    # References peak at 8 GPUs, batch 512; the searched landscape peaks elsewhere.
     refs = [_family(8, 512, 100.0 + i, f"ref{i}") for i in range(3)]
     land = synthetic({1: (16, 5.0), 2: (4, 9.0), 4: (16, 6.0), 8: (16, 5.5)}, {1: 32, 4: 64, 8: 64})
-    land.points[Config(2, 1)] = Point("oom", math.nan)
-    land.points[Config(2, 8)] = Point("oom", math.nan)
-    land.points[Config(2, 4)] = Point("ok", 20.0)
     searcher = Structured(prior=Prior.learn(refs, "hf", "a100"))
     order = drive(searcher, land)
-    assert sorted(order) == land.space
-    history = [Observation(c, land.score(c)) for c in order[:9]]
+    assert (
+        len(set(order)) == len(order)
+        and searcher.propose(land.space, [Observation(c, land.score(c)) for c in order]) is None
+    )
+    history = [Observation(c, land.score(c)) for c in order[: max(2, len(order) - 1)]]
     shuffled = history[:]
     random.Random(2).shuffle(shuffled)
     assert searcher.propose(land.space, history) == searcher.propose(land.space, shuffled)
@@ -218,9 +214,13 @@ def test_cli_replay_and_benchmark_write_their_outputs(tmp_path, land: Landscape)
     assert (tmp_path / "r" / "hpo_violin.pdf").stat().st_size > 0
     assert main(["hpo", "benchmark", str(table), "-o", str(tmp_path / "b"), "--seeds", "2"]) == 0
     result = json.loads((tmp_path / "b" / "hpo_benchmark.json").read_text())
+    # Without a catalog (architectures) the physics settings cannot run and are left out.
     assert set(result["methods"]) == {"tpe", "random", "grid", "ours", "ours+prior"}
-    assert all(m["hit_rate"] == 1.0 for m in result["methods"].values())
-    assert "leave-one-model-out" in result["prior"]["ours+prior"]
+    for m in result["methods"].values():
+        assert {"median_trials_to_stop", "p95_trials_to_stop", "final_hit_rate", "median_gpu_hours"} <= set(m)
+    assert result["methods"]["ours"]["final_hit_rate"] == 1.0
+    assert all(r["stop_reason"] and r["pick"] for r in result["runs"])
+    assert "leave-one-model-out" in result["prior"]["ours+prior"] and "load" in result["load_model"]
 
 
 def test_cli_rejects_a_table_without_the_max_new_tokens_asked_for(tmp_path, land: Landscape, capsys) -> None:
@@ -267,13 +267,97 @@ def test_replay_reproduces_the_papers_hf_numbers(published: list[Landscape]) -> 
     assert down["median_of_medians"] == pytest.approx(5.61, abs=1.0)
 
 
-def test_structured_search_beats_tpe_and_grid_on_the_published_landscapes(published: list[Landscape]) -> None:
-    """Issue 5's targets, for ``ours+prior`` (prior learned leave-one-model-out), in the same run as TPE."""
-    summary = bm.summarize(bm.benchmark(published, seeds=range(3)))
+def test_structured_search_stops_by_itself_on_a_peaked_landscape_with_the_optimum(land: Landscape) -> None:
+    run = bm.run_one("ours", land, 0)
+    assert run.final_hit and run.pick == "g2_b32"
+    assert run.trials_to_stop < len(land.space) and "incumbent" in run.stop_reason
+    # The baselines' rule: k trials in a row without improvement.
+    assert no_improvement([1.0, 2.0, None, 1.5, 2.0, 1.9, 2.01], patience=5)
+    assert not no_improvement([1.0, 2.0, None, 1.5, 2.0, 2.5], patience=5)
+
+
+def test_overlapping_intervals_are_a_tie() -> None:
+    assert tied((10.0, 12.0), (11.5, 13.0)) and not tied((10.0, 11.0), (11.5, 13.0)) and not tied(None, (1, 2))
+
+
+def test_billed_gpu_hours_count_one_load_per_stretch_at_one_gpu_count(land: Landscape) -> None:
+    order = [Config(1, 16), Config(1, 32), Config(2, 32), Config(1, 64)]
+    seconds, loads = bm.billed_seconds(land, order, weights_bytes=14e9)
+    assert loads == 3
+    trials = sum(land.gpu_seconds(c) for c in order)
+    assert seconds == pytest.approx(trials + (1 + 2 + 1) * (bm.LOAD_START_S["hf"] + 14e9 / 1e9 / bm.LOAD_BANDWIDTH_GBS))
+    assert bm.sweep_seconds(land, 14e9) > seconds
+
+
+def _catalog() -> tuple[dict, object]:
+    import gzip
+
+    from infpop.manifest import load_manifest
+    from infpop.physics import chars_workload
+
+    archs = {m.name: m.architecture for m in load_manifest(REPO / "manifests" / "paper.yaml").manifest.models}
+    with gzip.open(PROMPTS, "rt") as fh:
+        chars = [len(json.loads(line)["prompt"]) for line in fh]
+    return archs, chars_workload(sorted(chars), 5)
+
+
+def test_architectures_give_the_published_parameter_counts_and_a_sane_memory_model() -> None:
+    from infpop.manifest import load_manifest
+    from infpop.physics import Workload, gpu, predicts_oom, roofline
+
+    models = {m.name: m for m in load_manifest(REPO / "manifests" / "paper.yaml").manifest.models}
+    assert all(m.architecture is not None and "config.json" in m.architecture.source for m in models.values())
+    # Parameter counts from the shapes alone, against the model cards' figures.
+    for name, billions in {
+        "Codellama-7b-hf": 6.74,
+        "Mistral-7b": 7.24,
+        "Mixtral-8x7b": 46.7,
+        "Starcoder2-3b": 3.03,
+    }.items():
+        assert models[name].architecture.params / 1e9 == pytest.approx(billions, rel=0.01)
+    assert models["Mixtral-8x7b"].architecture.active_params / 1e9 == pytest.approx(12.9, rel=0.02)
+    work = Workload(tuple(range(100, 700)), 5)
+    mixtral = models["Mixtral-8x7b"].architecture
+    a100 = gpu("a100")
+    # vLLM: Mixtral's 93 GB in fp16 do not fit on 2 A100-40GB, fit on 4; HF: more GPUs, more room per GPU.
+    assert predicts_oom(mixtral, "vllm", a100, 2, 1, work) and not predicts_oom(mixtral, "vllm", a100, 4, 1, work)
+    a7 = models["Codellama-7b-hf"].architecture
+    fails = [predicts_oom(a7, "hf", a100, 1, b, work) for b in BATCHES]
+    assert fails == sorted(fails) and not fails[0] and fails[-1]
+    assert sum(predicts_oom(a7, "hf", a100, 8, b, work) for b in BATCHES) < sum(fails)
+    # Roofline: vLLM's tensor parallelism scales with GPUs; HF's layer-by-layer split does not.
+    assert roofline(a7, "vllm", a100, 8, 64, work) > 2 * roofline(a7, "vllm", a100, 1, 64, work)
+    assert roofline(a7, "hf", a100, 8, 64, work) == pytest.approx(roofline(a7, "hf", a100, 1, 64, work))
+    assert gpu("h200").memory_gb > gpu("h100").memory_gb > gpu("v100-16gb").memory_gb and gpu("tpu") is None
+
+
+def test_oom_predictor_on_every_published_oom_and_success(published: list[Landscape]) -> None:
+    """The issue's bar for the shipped constants; cross-validated, a margin for unseen families/GPUs."""
+    if not PROMPTS.exists():
+        pytest.skip(f"prompts not found at {PROMPTS}")
+    from infpop_analysis.hpo.oom import evaluate, outcomes
+
+    archs, work = _catalog()
+    result = evaluate(outcomes(published, archs, work))
+    assert result["outcomes"] > 3000 and result["ooms"] > 700
+    assert result["shipped"]["precision"] >= 0.9 and result["shipped"]["recall"] >= 0.9
+    for fold in ("leave_one_family_out", "leave_one_gpu_out"):
+        assert min(result[fold]["precision"], result[fold]["recall"]) >= 0.85
+
+
+def test_the_searches_stop_with_good_picks_on_published_landscapes(published: list[Landscape]) -> None:
+    """Guards the benchmark's claims on half the landscapes, with seeds not used while tuning
+    (TPE and random ran seeds 0-9 there; deterministic methods do not depend on the seed)."""
+    if not PROMPTS.exists():
+        pytest.skip(f"prompts not found at {PROMPTS}")
+    archs, work = _catalog()
+    subset = published[::2]
+    context = bm.Context(archs, work)
+    methods = ["tpe", "ours", "ours+physics", "ours+history"]
+    summary = bm.summarize(bm.benchmark(subset, methods, seeds=range(100, 102), context=context), subset, context)
     m = summary["methods"]
-    for ours in ("ours", "ours+prior"):
-        assert m[ours]["hit_rate"] == 1.0
-        assert m[ours]["median_evaluations"] <= 6
-        assert m[ours]["median_evaluations"] < m["tpe"]["median_evaluations"]
-        assert m[ours]["median_gpu_seconds"] <= m["grid"]["median_gpu_seconds"] / 4
-    assert m["ours+prior"]["median_evaluations"] <= m["tpe"]["median_evaluations"] / 3
+    for ours in ("ours", "ours+physics", "ours+history"):
+        assert m[ours]["final_hit_rate"] >= 0.9
+        assert m[ours]["median_gpu_hours"] <= summary["sweep"]["median_gpu_hours"] / 2
+    assert m["ours+physics"]["median_trials_to_stop"] <= m["ours"]["median_trials_to_stop"]
+    assert m["ours+history"]["median_trials_to_stop"] <= m["ours+physics"]["median_trials_to_stop"]

@@ -21,26 +21,32 @@ def _results(root: Path) -> dict[str, float]:
     return {r.trial.trial_id: os.path.getmtime(root / r.trial.relpath) for r in iter_results(root)}
 
 
-def test_local_search_runs_proposed_trials_and_resumes_without_rerunning(
+def test_local_search_stops_by_itself_loads_once_per_gpu_count_and_resumes(
     write_manifest, tmp_path: Path, capsys
 ) -> None:
-    manifest = write_manifest(gpu_counts=[1, 2], batch_sizes=[1, 2, 4, 8])
+    manifest = write_manifest(gpu_counts=[1, 2], batch_sizes=[1, 2, 4])
     root = tmp_path / "runs"
-    assert main(["hpo", "search", str(manifest), "--partition", "local", "--budget", "1"]) == 0
+    assert main(["hpo", "search", str(manifest), "--partition", "local"]) == 0
     first = _results(root)
-    assert len(first) == 1
-    out = capsys.readouterr().out
-    assert "best so far" in out and "best g" in out
+    state = json.loads(next((root / "t" / ".infpop" / "search").glob("*.json")).read_text())
+    # It stopped by its own rule, before trying the whole grid, and names its pick and why.
+    assert state["stop_reason"] and "budget" not in state["stop_reason"]
+    assert 1 <= len(first) == len(state["trials"]) <= 6
+    assert state["pick"]["throughput"] > 0 and state["pick"]["interval"] is None
+    assert "pick g" in capsys.readouterr().out
+    # One job (one model load) per stretch of trials at one GPU count, not one per trial.
+    gpus = [t["config"].split("_")[0] for t in state["trials"]]
+    stretches = 1 + sum(a != b for a, b in zip(gpus, gpus[1:]))
+    jobs = [p for p in (root / "t" / ".infpop" / "search" / "logs").iterdir() if p.name.isdigit()]
+    assert len(jobs) == stretches
+    loads = [t["load_s"] for t in state["trials"]]
+    assert sum(v > 0.1 * max(loads) for v in loads) == stretches  # later trials of a job reuse the model
 
-    assert main(["hpo", "search", str(manifest), "--partition", "local", "--budget", "2"]) == 0
-    second = _results(root)
-    assert len(second) == 2
-    assert {k: second[k] for k in first} == first  # finished trials were not run again
+    # A rerun finds the search finished: nothing runs again.
+    assert main(["hpo", "search", str(manifest), "--partition", "local"]) == 0
+    assert _results(root) == first
 
-    state = json.loads(next((root / "t" / ".infpop" / "hpo").glob("*.json")).read_text())
-    assert len(state["trials"]) == 2 and state["best"]["throughput"] > 0
-
-    # A prior table (another model's landscape of the same engine) switches the search to ours+prior.
+    # A prior table (another model's landscape of the same engine) switches the search to ours+history.
     prior = tmp_path / "prior.csv"
     rows = [
         {"hardware": "v100", "engine": "hf", "model": "other", "n_gpus": g, "batch_size": b, "max_new_tokens": 3}
@@ -49,11 +55,30 @@ def test_local_search_runs_proposed_trials_and_resumes_without_rerunning(
         for b in (1, 2, 4, 8)
     ]
     pd.DataFrame(rows).to_csv(prior, index=False)
-    argv = ["hpo", "search", str(manifest), "--partition", "local", "--budget", "3", "--prior", str(prior)]
+    argv = ["hpo", "search", str(manifest), "--partition", "local", "--prior", str(prior)]
     assert main(argv) == 0
-    state = json.loads(next((root / "t" / ".infpop" / "hpo").glob("*.json")).read_text())
-    assert state["method"] == "ours+prior" and state["prior"]["references"] == 1
-    assert len(state["trials"]) == 3 and {k: _results(root)[k] for k in second} == second
+    state = json.loads(next((root / "t" / ".infpop" / "search").glob("*.json")).read_text())
+    assert state["method"] == "ours+history" and "prior.csv" in state["prior"]
+    assert {k: _results(root)[k] for k in first} == first
+
+
+def test_a_search_leaves_the_sweeps_group_files_alone(write_manifest, tmp_path: Path) -> None:
+    """A search and a sweep of one study coexist: the sweep's group file keeps every trial, so
+    ``infpop status`` counts the whole plan and a requeued sweep task runs the whole group."""
+    from infpop.jobs import group_file, write_group
+    from infpop.manifest import load_manifest
+    from infpop.plan import plan
+    from infpop.profile import load_profile
+
+    manifest = write_manifest(gpu_counts=[1], batch_sizes=[1, 2, 4])
+    loaded = load_manifest(manifest)
+    groups = plan(loaded, "local", load_profile(None).partition("local"))
+    paths = [write_group(g) for g in groups]  # what `infpop sweep` writes when it submits
+    before = {p: p.read_text() for p in paths}
+    assert main(["hpo", "search", str(manifest), "--partition", "local", "--budget", "1"]) == 0
+    assert len(_results(tmp_path / "runs")) == 1
+    assert {p: p.read_text() for p in paths} == before
+    assert all(group_file(g).exists() for g in groups)
 
 
 @pytest.mark.slurm

@@ -16,6 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationIn
 
 from infpop.engines import known_engines
 from infpop.errors import InputError
+from infpop.physics import Architecture
 from infpop.workloads import SYNTHETIC, known_workloads
 
 #: Names that become directory names in the result tree.
@@ -48,6 +49,8 @@ class ModelSpec(_Strict):
     params_b: float | None = Field(default=None, gt=0, description="parameter count in billions")
     humaneval_pass1: float | None = Field(default=None, ge=0, le=100, description="HumanEval pass@1 in %")
     trust_remote_code: bool = False
+    #: The model's shape (from its config.json), for the HPO search's memory and roofline model.
+    architecture: Architecture | None = None
 
     @property
     def is_local(self) -> bool:

@@ -3,9 +3,12 @@
 - :mod:`.landscape` — a measured grid for one (engine, model, hardware), with its failures;
 - :mod:`.optimizers` — grid, random, TPE (hyperopt, the study's) and a structured search, all
   proposing the next configuration from what has been measured so far;
+- :mod:`.stopping` — when a search may stop (no untried configuration can plausibly win);
+- :mod:`.oom` — the physical prior of a landscape (:mod:`infpop.physics`: memory frontier and
+  roofline) and its out-of-memory predictor scored on measured outcomes;
 - :mod:`.prior` — what other landscapes say about where a new one peaks (leave-one-model-out
   in the benchmark, the user's own tables in a live search);
 - :mod:`.replay` — the study's RQ5 replay on published landscapes;
-- :mod:`.benchmark` — evaluations and GPU-seconds each optimizer needs to reach the optimum;
+- :mod:`.benchmark` — trials and billed GPU-hours each optimizer spends until it stops, and its pick;
 - :mod:`.search` — the same optimizers driving real trial jobs (local or SLURM).
 """

@@ -51,13 +51,39 @@ def cmd_replay(args: argparse.Namespace) -> int:
     return 0
 
 
+def _physics_inputs(catalog: Path | None, prompts: Path | None, max_new_tokens: int):
+    """Architectures by model name and the workload's prompt lengths, from a catalog manifest."""
+    from infpop import physics
+    from infpop.manifest import load_manifest
+    from infpop.workloads import load_prompts
+
+    if catalog is None:
+        return {}, None
+    loaded = load_manifest(catalog)
+    m = loaded.manifest
+    archs = {model.name: model.architecture for model in m.models if model.architecture is not None}
+    spec = m.all_workloads[0]
+    path = prompts or (loaded.resolve(spec.path) if spec.path else None)
+    texts = [p.text for p in load_prompts(spec, path, spec.url)]
+    return archs, physics.chars_workload([len(t) for t in texts], max_new_tokens)
+
+
 def cmd_benchmark(args: argparse.Namespace) -> int:
     from infpop_analysis.hpo import benchmark as bm
+    from infpop_analysis.hpo.oom import evaluate, outcomes
 
     start = time.monotonic()
-    runs = bm.benchmark(_landscapes(args.table, args.max_new_tokens), args.methods, range(args.seeds))
-    summary = bm.summarize(runs)
+    lands = _landscapes(args.table, args.max_new_tokens)
+    archs, workload = _physics_inputs(args.catalog, args.prompts, args.max_new_tokens)
+    methods = [m for m in args.methods if workload is not None or m not in ("ours+physics", "ours+history")]
+    context = bm.Context(archs, workload)
+    runs = bm.benchmark(lands, methods, range(args.seeds), context=context)
+    summary = bm.summarize(runs, lands, context)
     summary["ratios"] = bm.ratios(summary)
+    if workload is not None:
+        summary["oom_predictor"] = evaluate(outcomes(lands, archs, workload))
+        if args.cross_validate:
+            summary["cross_validation"] = bm.cross_validate(lands, archs, workload, methods)
     path = bm.write(summary, runs, args.out)
     print(bm.format_table(summary))
     print(f"{len(runs)} searches in {time.monotonic() - start:.0f} s -> {path}")
@@ -73,9 +99,9 @@ def cmd_search(args: argparse.Namespace) -> int:
     loaded = load_manifest(args.manifest)
     partition = args.partition or loaded.manifest.partitions[0]
     part = load_profile(args.profile).partition(partition)
-    method = args.method or ("ours+prior" if args.prior else "ours")
+    method = args.method or ("ours+history" if args.prior else "ours+physics")
     prior_lands = _landscapes(args.prior, loaded.manifest.max_new_tokens[0]) if args.prior else []
-    best = search(
+    picks = search(
         loaded,
         partition,
         part,
@@ -86,9 +112,7 @@ def cmd_search(args: argparse.Namespace) -> int:
         prior_lands=prior_lands,
         prior_source=f"every landscape of the target's engine in {args.prior}" if args.prior else "",
     )
-    for target, found in best.items():
-        print(f"{target}: best {found[0]} {found[1]:.1f} tok/s" if found else f"{target}: no successful trial")
-    return 0 if all(best.values()) else 1
+    return 0 if all(picks.values()) else 1
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -131,6 +155,18 @@ def register(sub: argparse._SubParsersAction) -> None:
     table_args(p)
     p.add_argument("--seeds", type=int, default=10)
     p.add_argument("--methods", nargs="+", choices=METHODS, default=list(METHODS))
+    p.add_argument(
+        "--catalog",
+        type=Path,
+        default=None,
+        help="manifest whose models carry architectures (e.g. manifests/paper.yaml): enables ours+physics/+history",
+    )
+    p.add_argument("--prompts", type=Path, default=None, help="the catalog workload's file, if not at its path")
+    p.add_argument(
+        "--cross-validate",
+        action="store_true",
+        help="also score every tuned constant leaving one model family / one GPU type out (minutes)",
+    )
     p.set_defaults(func=cmd_benchmark)
 
     p = cmds.add_parser(
@@ -140,13 +176,20 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--partition", default=None, help="partition name from the profile (default: the manifest's first)")
     p.add_argument("--profile", default=None, help="cluster profile YAML (default: $INFPOP_PROFILE, else local only)")
     p.add_argument("--output-root", type=Path, default=None, help="override the manifest's output_root")
-    p.add_argument("--budget", type=int, required=True, help="trials per (model, engine), counting those already done")
-    p.add_argument("--method", choices=METHODS, default=None, help="default: ours+prior with --prior, else ours")
+    p.add_argument(
+        "--budget",
+        type=int,
+        default=None,
+        help="at most this many trials per (model, engine), counting those already done (default: the stopping rule alone)",
+    )
+    p.add_argument(
+        "--method", choices=METHODS, default=None, help="default: ours+history with --prior, else ours+physics"
+    )
     p.add_argument(
         "--prior",
         type=Path,
         default=None,
-        help="tidy table or published allData.csv whose landscapes guide ours+prior (e.g. your sweeps on the old GPU)",
+        help="tidy table or published allData.csv whose landscapes guide ours+history (e.g. your sweeps on the old GPU)",
     )
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(func=cmd_search)

@@ -11,11 +11,13 @@ distinct configurations they evaluate: each one is a GPU job.
 - ``tpe``: hyperopt's TPE, the study's optimizer, over the study's encoding (two ``hp.choice``).
 - ``ours`` (:class:`Structured`): climbs batch size in log2 steps on one GPU count, compares GPU
   counts at the best batch, and treats a failure at batch b as a sign that larger batches at that
-  GPU count fail too; it then falls back to the untried points nearest the best ones, so it
-  still reaches every point on irregular landscapes.
-- ``ours+prior``: the same search led by a :class:`~infpop_analysis.hpo.prior.Prior` (the shapes
-  of other landscapes of the engine): it runs the configuration most likely to be the optimum
-  given what was measured, and falls back to ``ours`` where the prior sees no chance left.
+  GPU count fail too; it proposes only configurations that could still beat the incumbent
+  (:func:`~infpop_analysis.hpo.stopping.plausible`) and stops when none is left.
+- ``ours+physics``: the same, starting at the best roofline among configurations predicted to
+  fit, and ruling out those predicted to run out of memory or bounded below the incumbent.
+- ``ours+history`` / ``ours+prior``: physics, and led by a :class:`~infpop_analysis.hpo.prior.Prior`
+  (the same model on another GPU / other models' landscapes): each step runs the plausible
+  configuration most likely to be the optimum; the same evidence stops it.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ from infpop.errors import InputError
 
 from infpop_analysis.hpo.landscape import Config
 from infpop_analysis.hpo.prior import Prior
+from infpop_analysis.hpo.stopping import SLACK, TOLERANCE, Physics, plausible
 
 #: Hyperopt's loss for a failure: the study's script scored a failure 99999999 ("worst").
 FAILURE_LOSS = 99999999.0
@@ -168,11 +171,12 @@ class TPE:
 class Structured:
     """The structured search ("ours"): a pure function of the observations, whatever their order.
 
-    With a ``prior``, each step first asks it which untried configuration is likeliest to be the
-    optimum given the trials so far, and runs that one (fewer GPUs first among equals: cheaper);
-    the steps below take over only when the prior gives no untried point a chance (a landscape
-    unlike every reference), so the search stays complete. Without a prior (or with one that
-    holds no reference of the engine), it is:
+    Every step proposes among the *plausible* configurations only (:meth:`candidates`); when
+    none is left it stops (:meth:`stop_reason`). With a ``prior``, each step first asks it which
+    plausible configuration is likeliest to be the optimum given the trials so far, and runs that
+    one (fewer GPUs first among equals: cheaper); the steps below take over when the prior gives
+    none a chance. With ``physics`` and nothing measured yet, the first trial is the best
+    roofline among configurations predicted to fit. Otherwise:
 
     1. Start at the centre of the grid (the upper-middle GPU count, the middle batch size): a
        model that needs several GPUs fails or crawls (CPU offload) on one, the most GPUs cost
@@ -182,23 +186,46 @@ class Structured:
     3. Compare the adjacent GPU counts (fewer first, as they cost less) at that batch size; when
        one wins, steps 2-3 continue from it, so GPU count is climbed like batch size.
     4. Refine: one level up and down around the best.
-    5. Fall back to every remaining point, those next to the best results first, pruned points
-       last: the search stays complete when a landscape breaks the assumptions.
+    5. Fall back to the remaining plausible points, those next to the best results first.
     """
 
     prior: Prior | None = None
     name: str = "ours"
+    #: What the memory and roofline model say about this landscape (``ours+physics``).
+    physics: Physics | None = None
+    slack: float = SLACK
+
+    def candidates(self, space: Sequence[Config], history: Sequence[Observation]) -> list[Config]:
+        """The untried configurations that could still beat the incumbent (empty: stop)."""
+        seen = {o.config: o.value for o in history}
+        return plausible(space, seen, tolerance=TOLERANCE, slack=self.slack, physics=self.physics)
+
+    def stop_reason(self, space: Sequence[Config], history: Sequence[Observation]) -> str | None:
+        """Why the search stops now, or None while it goes on."""
+        if not _untried(space, history):
+            return "every configuration was tried"
+        todo = self.candidates(space, history)
+        evidence = "trend along batch size and GPU count, OOMs seen" + (
+            ", OOMs predicted and the roofline bound" if self.physics is not None else ""
+        )
+        if not todo:
+            return f"no untried configuration can beat the incumbent by more than {TOLERANCE:.0%} ({evidence})"
+        return None
 
     def propose(self, space: Sequence[Config], history: Sequence[Observation]) -> Config | None:
-        todo = _untried(space, history)
-        if not todo:
+        if self.stop_reason(space, history) is not None:
             return None
+        todo = self.candidates(space, history)
         seen = {o.config: o.value for o in history}
         if self.prior is not None and self.prior.surfaces:
             chance = self.prior.hit_probability(todo, seen)
             likeliest = max(todo, key=lambda c: (chance[c], -c.n_gpus, -c.batch_size))
             if chance[likeliest] > 0:
                 return likeliest
+        if self.physics is not None and self.physics.roofline and not any(v is not None for v in seen.values()):
+            fits = [c for c in todo if c in self.physics.roofline]
+            if fits:
+                return max(fits, key=lambda c: (self.physics.roofline[c], -c.n_gpus, -c.batch_size))
         levels = {g: sorted(c.batch_size for c in space if c.n_gpus == g) for g in {c.n_gpus for c in space}}
         gpus = sorted(levels)
         todo_set = set(todo)
@@ -281,30 +308,42 @@ class Structured:
         return max(todo, key=priority)
 
 
-METHODS: tuple[str, ...] = ("tpe", "random", "grid", "ours", "ours+prior")
+METHODS: tuple[str, ...] = ("tpe", "random", "grid", "ours", "ours+physics", "ours+history", "ours+prior")
 #: Methods whose proposals do not depend on the seed.
-DETERMINISTIC: frozenset[str] = frozenset({"grid", "ours", "ours+prior"})
+DETERMINISTIC: frozenset[str] = frozenset({"grid", "ours", "ours+physics", "ours+history", "ours+prior"})
+#: Methods that search with a prior (``ours+history``: the same model on the other GPU;
+#: ``ours+prior``: other models' landscapes).
+PRIOR_METHODS: frozenset[str] = frozenset({"ours+history", "ours+prior"})
+#: Methods that use the memory and roofline model.
+PHYSICS_METHODS: frozenset[str] = frozenset({"ours+physics", "ours+history", "ours+prior"})
 
 
 def make(
-    method: str, seed: int, batch_sizes: Sequence[int], gpu_counts: Sequence[int], prior: Prior | None = None
+    method: str,
+    seed: int,
+    batch_sizes: Sequence[int],
+    gpu_counts: Sequence[int],
+    prior: Prior | None = None,
+    physics: Physics | None = None,
+    slack: float = SLACK,
 ) -> Optimizer:
     """The optimizer named ``method``; ``batch_sizes``/``gpu_counts`` are TPE's lists.
 
-    ``prior`` is required by ``ours+prior`` and refused by every other method, so a report never
-    names a method that did not use the prior it was given (or used one it was not).
+    ``prior`` is required by the prior methods and refused by every other method, so a report
+    never names a method that did not use the prior it was given (or used one it was not);
+    ``physics`` is used by the physics methods only (they search without it where the model or
+    GPU is not in the catalog).
     """
-    if (method == "ours+prior") != (prior is not None):
+    if (method in PRIOR_METHODS) != (prior is not None):
         need = "requires a prior" if prior is None else "takes no prior"
         raise InputError(f"optimizer: method {method!r} {need}")
-    if method == "ours+prior":
-        return Structured(prior=prior, name=method)
+    physics = physics if method in PHYSICS_METHODS else None
+    if method in PRIOR_METHODS or method in ("ours", "ours+physics"):
+        return Structured(prior=prior, name=method, physics=physics, slack=slack)
     if method == "tpe":
         return TPE(tuple(batch_sizes), tuple(gpu_counts), seed=seed)
     if method == "random":
         return RandomSearch(seed)
     if method == "grid":
         return Grid()
-    if method == "ours":
-        return Structured()
     raise InputError(f"optimizer: unknown method {method!r}; known: {', '.join(METHODS)}")

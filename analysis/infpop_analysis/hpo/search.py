@@ -1,19 +1,29 @@
-"""Live search: an optimizer picks (GPU count, batch size); each pick runs as a real trial job.
+"""Live search: an optimizer picks (GPU count, batch size); the picks run as real trial jobs.
 
 A manifest defines the space (its ``gpu_counts`` x ``batch_sizes``, at its first max_new_tokens,
 repetition 0), the planner turns each pick into the trial a sweep would run (same id, same result
-path), and :func:`infpop.sweep.submit` runs it on the partition's executor (local or SLURM).
+path), and the search ends by the same stopping rule as in the benchmark (:mod:`.stopping`),
+or at ``--budget`` trials where one is given.
+
+*One model load per GPU count visited*: a search job (:class:`Session`) holds the GPUs of one
+GPU count, loads the model once, and keeps asking the optimizer (in the job) for the next
+configuration while it stays at that GPU count; it ends when the optimizer moves to another
+GPU count or stops. A partition whose jobs run in a container image (a launcher) cannot run
+the optimizer there, so each of its trials is a job of its own (one load each), and says so.
 
 The results on disk are the whole search state: every step re-reads them, hands them to the
-optimizer in the order they finished, and asks for the next configuration. An interrupted search
-therefore resumes where it stopped, and a finished trial (any status, an error included) is never
-run again. A summary of the search (``.infpop/hpo/<target>.json``) is rewritten after each trial
-for people to read; nothing reads it back.
+optimizer and asks for the next configuration, so an interrupted search resumes where it
+stopped and a finished trial (any status) is never run again. The search writes only under
+``<root>/<study>/.infpop/search/``: its state (``<target>.json``, rewritten after each job, read
+by the report) and, for container partitions, its one-trial group files. A sweep's group files
+(``.infpop/groups/``) are never touched, so a search and a sweep of one study coexist.
 
-``ours+prior`` searches each target with a :class:`~infpop_analysis.hpo.prior.Prior` learned from
-the landscapes the user supplies (the published data, or their own sweeps on the old hardware:
-after a hardware change, the same models' old landscapes are exactly what should guide the
-search), restricted to the target's engine.
+``ours+history`` searches each target with a :class:`~infpop_analysis.hpo.prior.Prior` learned
+from the landscapes the user supplies (the published data, or their own sweeps on the old
+hardware: after a hardware change, the same models' old landscapes are what should guide the
+search), restricted to the target's engine; ``ours+physics`` (the default where the manifest
+gives the model's ``architecture`` and the GPU is in the catalog) uses the memory and roofline
+model of :mod:`infpop.physics`.
 """
 
 from __future__ import annotations
@@ -23,18 +33,20 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from infpop.errors import InputError
-from infpop.jobs import study_dir
+from infpop.jobs import GroupJob, study_dir
 from infpop.plan import GroupSpec, TrialSpec, plan
 from infpop.profile import PartitionProfile
 from infpop.results import ResultStore, TrialResult, write_atomic
 
 from infpop_analysis.hpo.landscape import Config, Landscape
-from infpop_analysis.hpo.optimizers import Observation, Optimizer, make
+from infpop_analysis.hpo.optimizers import PRIOR_METHODS, Observation, Optimizer, Structured, make
 from infpop_analysis.hpo.prior import Prior
+from infpop_analysis.hpo.stopping import PATIENCE, TOLERANCE, Physics, no_improvement, tied
 
-#: How often to look for a SLURM trial's result file, and the slack beyond the job's time limit.
+#: How often to look for a SLURM job's end, and the slack beyond the job's time limit.
 POLL_S = 2.0
 WAIT_SLACK_S = 120.0
 
@@ -43,13 +55,22 @@ WAIT_SLACK_S = 120.0
 class Target:
     """One searched landscape: the trials of one (model, engine) on the partition's hardware."""
 
-    group: GroupSpec
+    groups: dict[int, GroupSpec]
     trials: dict[Config, TrialSpec]
 
     @property
+    def first(self) -> TrialSpec:
+        return next(iter(self.trials.values()))
+
+    @property
     def name(self) -> str:
-        t = self.group.first
+        t = self.first
         return f"{t.hardware}__{t.engine}__{t.model.name}"
+
+    def group_at(self, n_gpus: int, configs: Sequence[Config]) -> GroupSpec:
+        """A job of this target at ``n_gpus`` running ``configs`` (no OOM pruning: the search decides)."""
+        trials = [self.trials[c] for c in configs]
+        return self.groups[n_gpus].model_copy(update={"trials": trials, "prune_oom": False})
 
 
 def targets(groups: Sequence[GroupSpec], max_new_tokens: int) -> list[Target]:
@@ -58,7 +79,8 @@ def targets(groups: Sequence[GroupSpec], max_new_tokens: int) -> list[Target]:
     for g in groups:
         for t in g.trials:
             if t.repetition == 0 and t.max_new_tokens == max_new_tokens:
-                target = found.setdefault((t.model.name, t.engine), Target(g, {}))
+                target = found.setdefault((t.model.name, t.engine), Target({}, {}))
+                target.groups.setdefault(t.n_gpus, g)
                 target.trials[Config(t.n_gpus, t.batch_size)] = t
     return list(found.values())
 
@@ -75,115 +97,265 @@ def observe(store: ResultStore, target: Target) -> list[tuple[Observation, Trial
     return found
 
 
-def job_for(target: Target, config: Config) -> GroupSpec:
-    """The one-trial job that measures ``config`` (a group of its own: the model loads for it alone)."""
-    trial = target.trials[config]
-    return target.group.model_copy(update={"trials": [trial], "prune_oom": False})
+class _KeptEngine:
+    """An engine loaded once for a session: later trials reuse it (their ``load_s`` is ~0)."""
+
+    def __init__(self, engine: Any):
+        self._engine = engine
+        self._loaded = False
+
+    def load(self) -> None:
+        if not self._loaded:
+            self._engine.load()
+            self._loaded = True
+
+    def close(self) -> None:
+        """Kept open until the session ends (:meth:`shutdown`)."""
+
+    def shutdown(self) -> None:
+        if self._loaded:
+            self._engine.close()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._engine, name)
 
 
-def run_trial(group: GroupSpec, partition: str, part: PartitionProfile) -> TrialResult | None:
-    """Run one trial through the partition's executor; wait for its result file on SLURM."""
-    from infpop.sweep import submit
+@dataclass(frozen=True)
+class Session:
+    """A search job at one GPU count: loads the model once, runs what the optimizer proposes there."""
 
-    report = submit([group], partition, part)
-    store = ResultStore(group.output_root)
+    target: Target
+    n_gpus: int
+    optimizer: Optimizer
+    budget: int | None
+
+    def next_config(self, store: ResultStore) -> Config | None:
+        history = [o for o, _ in observe(store, self.target)]
+        if self.budget is not None and len(history) >= self.budget:
+            return None
+        if not isinstance(self.optimizer, Structured) and no_improvement([o.value for o in history]):
+            return None
+        config = self.optimizer.propose(sorted(self.target.trials), history)
+        return config if config is not None and config.n_gpus == self.n_gpus else None
+
+    def __call__(self) -> list[str]:
+        from infpop.trial import default_engine, run_group
+
+        group = self.target.groups[self.n_gpus]
+        store = ResultStore(group.output_root)
+        ran: list[str] = []
+        engine: _KeptEngine | None = None
+        try:
+            while (config := self.next_config(store)) is not None:
+                one = self.target.group_at(self.n_gpus, [config])
+                if engine is None:
+                    engine = _KeptEngine(default_engine(one))
+                run_group(one, engine_factory=lambda _g, e=engine: e)
+                ran.append(str(config))
+                if store.read(self.target.trials[config]) is None:
+                    break  # an error result: the model may be unusable; the driver decides
+        finally:
+            if engine is not None:
+                engine.shutdown()
+        return ran
+
+
+def _submit(job: Callable[[], Any], group: GroupSpec, partition: str, part: PartitionProfile):
+    """Submit ``job`` with the resources of ``group`` through the partition's executor."""
+    import submitit
+
+    folder = study_dir(group.output_root, group.first.study) / "search" / "logs" / "%j"
     if part.executor == "local":
-        return store.read(group.first)
+        executor = submitit.LocalExecutor(folder=folder)
+        gpus = group.n_gpus if part.resolved_gpus_per_node() is not None else 0
+        executor.update_parameters(timeout_min=part.time_min, gpus_per_node=gpus)
+    else:
+        from infpop.slurm import sbatch_parameters
+
+        executor = submitit.SlurmExecutor(folder=folder)
+        executor.update_parameters(**sbatch_parameters([group], partition, part))
+    return executor.submit(job)
+
+
+def _wait(job, part: PartitionProfile) -> str | None:
+    """Wait for a job; return why it failed, or None."""
     deadline = time.monotonic() + part.time_min * 60 + WAIT_SLACK_S
-    while time.monotonic() < deadline and not report.failed:
-        result = store.read(group.first)
-        if result is not None:
-            return result
+    while not job.done() and time.monotonic() < deadline:
         time.sleep(POLL_S)
-    return store.read(group.first)
+    if not job.done():
+        return f"job {job.job_id} still running after its time limit"
+    try:
+        job.result()
+    except Exception as exc:  # a crashed job: its finished trials are on disk already
+        return f"job {job.job_id}: {type(exc).__name__}: see {job.paths.stderr}"
+    return None
 
 
-def write_summary(
-    path: Path,
-    target: Target,
-    method: str,
-    seed: int,
-    history: list[tuple[Observation, TrialResult]],
-    prior: Prior | None = None,
-) -> None:
-    best = max((o for o, _ in history if o.value is not None), key=lambda o: o.value, default=None)
-    state = {
-        "target": target.name,
-        "method": method,
-        "seed": seed,
-        "prior": {"source": prior.provenance, "references": len(prior.surfaces)} if prior else None,
-        "best": {"config": str(best.config), "throughput": best.value} if best else None,
-        "trials": [
-            {"config": str(o.config), "status": r.status, "throughput": r.throughput, "trial_id": r.trial.trial_id}
-            for o, r in history
-        ],
+def run_session(
+    target: Target, config: Config, optimizer: Optimizer, budget: int | None, partition: str, part: PartitionProfile
+) -> str | None:
+    """Run the trials the optimizer wants at ``config.n_gpus``, from ``config`` on; None when fine."""
+    group = target.groups[config.n_gpus]
+    if group.launcher:
+        # The image has no optimizer: this trial alone, from a group file of the search's own.
+        one = target.group_at(config.n_gpus, [config])
+        path = study_dir(one.output_root, one.first.study) / "search" / "groups" / f"{target.name}__{config}.json"
+        write_atomic(path, one.model_dump_json(indent=1))
+        job = GroupJob(str(path), launcher=one.launcher, cpu_threads=part.cpus_per_gpu)
+        return _wait(_submit(job, one, partition, part), part)
+    return _wait(_submit(Session(target, config.n_gpus, optimizer, budget), group, partition, part), part)
+
+
+def _interval(store: ResultStore, trial: TrialSpec, repetitions: int) -> tuple[float, float] | None:
+    """(min, max) throughput over the repetitions on disk of ``trial``'s configuration (two or more)."""
+    values = []
+    for r in range(repetitions):
+        result = store.done(trial.model_copy(update={"repetition": r}))
+        if result is not None and result.status == "ok" and result.throughput:
+            values.append(result.throughput)
+    return (min(values), max(values)) if len(values) >= 2 else None
+
+
+def pick(
+    history: Sequence[tuple[Observation, TrialResult]], store: ResultStore, target: Target, repetitions: int
+) -> dict | None:
+    """The best configuration measured, its interval where repetitions exist, and its ties."""
+    ok = [o for o, _ in history if o.value is not None]
+    if not ok:
+        return None
+    best = max(ok, key=lambda o: o.value)
+    spread = {o.config: _interval(store, target.trials[o.config], repetitions) for o in ok}
+    ties = [
+        str(o.config)
+        for o in ok
+        if o.config != best.config
+        and (o.value >= best.value * (1 - TOLERANCE) or tied(spread[o.config], spread[best.config]))
+    ]
+    return {
+        "config": str(best.config),
+        "throughput": best.value,
+        "interval": list(spread[best.config]) if spread[best.config] else None,
+        "interval_note": "min-max over repetitions on disk" if spread[best.config] else "one repetition: no interval",
+        "tied_with": ties,
     }
-    write_atomic(path, json.dumps(state, indent=1))
+
+
+def write_summary(path: Path, target: Target, method: str, state: dict, history) -> None:
+    trials = [
+        {
+            "config": str(o.config),
+            "status": r.status,
+            "throughput": r.throughput,
+            "load_s": r.load_s,
+            "trial_id": r.trial.trial_id,
+        }
+        for o, r in history
+    ]
+    write_atomic(path, json.dumps({"target": target.name, "method": method, **state, "trials": trials}, indent=1))
+
+
+def physics_of(target: Target, loaded, part: PartitionProfile) -> Physics | None:
+    """The physical prior of a target, where its model has an architecture and its GPU is known."""
+    from infpop import physics
+    from infpop.workloads import load_prompts
+
+    from infpop_analysis.hpo.oom import physics_for
+
+    t = target.first
+    arch = t.model.architecture
+    if arch is None or physics.gpu(t.hardware) is None:
+        return None
+    group = next(iter(target.groups.values()))
+    prompts = load_prompts(t.workload, Path(group.workload_path) if group.workload_path else None, t.workload.url)
+    workload = physics.chars_workload([len(p.text) for p in prompts], t.max_new_tokens)
+    land = Landscape(t.engine, t.model.name, t.hardware, dict.fromkeys(target.trials))
+    return physics_for(land, arch, workload)
 
 
 def search(
     loaded,
     partition: str,
     part: PartitionProfile,
-    budget: int,
+    budget: int | None = None,
     *,
-    method: str = "ours",
+    method: str = "ours+physics",
     seed: int = 0,
     output_root: Path | None = None,
     prior_lands: Sequence[Landscape] = (),
     prior_source: str = "",
     log: Callable[[str], None] = print,
-) -> dict[str, tuple[Config, float] | None]:
-    """Search every (model, engine) of the manifest until ``budget`` trials each have results.
+) -> dict[str, dict | None]:
+    """Search every (model, engine) of the manifest until the stopping rule (or ``budget``) ends it.
 
-    ``ours+prior`` learns each target's prior from ``prior_lands`` (described by ``prior_source``).
-    Returns the best configuration and throughput per target (None where nothing succeeded).
+    Returns, per target, its pick (configuration, throughput, interval, ties) or None.
     """
-    if budget < 1:
+    if budget is not None and budget < 1:
         raise InputError(f"search: budget: must be at least 1, got {budget}")
-    if (method == "ours+prior") != bool(prior_lands):
+    if (method in PRIOR_METHODS) != bool(prior_lands):
         raise InputError(f"search: method {method!r}: a prior table is {'required' if not prior_lands else 'not used'}")
     groups = plan(loaded, partition, part, output_root=output_root, prune_oom=False)
-    best: dict[str, tuple[Config, float] | None] = {}
     m = loaded.manifest
+    picks: dict[str, dict | None] = {}
     for target in targets(groups, m.max_new_tokens[0]):
-        space = sorted(target.trials)
-        first = target.group.first
+        first = target.first
         prior = (
             Prior.learn(prior_lands, first.engine, first.hardware, provenance=prior_source)
-            if method == "ours+prior"
+            if method in PRIOR_METHODS
             else None
         )
+        physics = physics_of(target, loaded, part)
+        if method in ("ours+physics", "ours+history") and physics is None:
+            log(
+                f"{target.name}: no architecture for the model or GPU {first.hardware!r} not in the catalog: no physics"
+            )
         if prior is not None and not prior.surfaces:
-            log(f"{target.name}: the prior holds no {first.engine} landscape; searching as 'ours'")
-        optimizer: Optimizer = make(method, seed, m.batch_sizes, m.gpu_counts, prior=prior)
-        store = ResultStore(target.group.output_root)
-        summary = study_dir(target.group.output_root, target.group.first.study) / "hpo" / f"{target.name}.json"
+            log(f"{target.name}: the prior holds no {first.engine} landscape; searching without it")
+            method_used, prior = ("ours+physics" if method == "ours+history" else "ours"), None
+        else:
+            method_used = method
+        optimizer = make(method_used, seed, m.batch_sizes, m.gpu_counts, prior=prior, physics=physics)
+        store = ResultStore(groups[0].output_root)
+        space = sorted(target.trials)
+        summary = study_dir(groups[0].output_root, first.study) / "search" / f"{target.name}.json"
+        state: dict = {"seed": seed, "budget": budget, "prior": prior.provenance if prior else None}
+        state["physics"] = physics is not None
         while True:
             history = observe(store, target)
             observations = [o for o, _ in history]
-            write_summary(summary, target, method, seed, history, prior)
-            if len(history) >= budget:
-                break
-            config = optimizer.propose(space, observations)
+            reason = None
+            if budget is not None and len(history) >= budget:
+                reason = f"budget of {budget} trials reached"
+            elif isinstance(optimizer, Structured):
+                reason = optimizer.stop_reason(space, observations)
+            elif no_improvement([o.value for o in observations]):
+                reason = f"{PATIENCE} trials without improvement"
+            config = None if reason else optimizer.propose(space, observations)
             if config is None:
+                state["stop_reason"] = reason or "every configuration was tried"
+                state["pick"] = pick(history, store, target, m.repetitions)
+                write_summary(summary, target, method_used, state, history)
                 break
-            result = run_trial(job_for(target, config), partition, part)
-            if result is None:
-                log(f"{target.name}: {config}: no result file appeared; stopping this target")
+            state["stop_reason"] = None
+            write_summary(summary, target, method_used, state, history)
+            failure = run_session(target, config, optimizer, budget, partition, part)
+            after = observe(store, target)
+            for o, r in after[len(history) :]:
+                log(
+                    f"{target.name}: trial {after.index((o, r)) + 1} {o.config}: {r.status}"
+                    + (f" {o.value:.1f} tok/s" if o.value is not None else "")
+                )
+            if len(after) == len(history):
+                log(f"{target.name}: {config}: no result appeared ({failure or 'no trial ran'}); stopping this target")
+                state["stop_reason"] = f"no result for {config}: {failure or 'no trial ran'}"
+                state["pick"] = pick(after, store, target, m.repetitions)
+                write_summary(summary, target, method_used, state, after)
                 break
-            value = result.throughput if result.status == "ok" else None
-            top = max(
-                (o for o in [*observations, Observation(config, value)] if o.value is not None),
-                key=lambda o: o.value,
-                default=None,
-            )
+        result = state.get("pick")
+        picks[target.name] = result
+        if result:
             log(
-                f"{target.name}: trial {len(history) + 1}/{budget} {config}: {result.status}"
-                + (f" {value:.1f} tok/s" if value is not None else "")
-                + (f"; best so far {top.config} {top.value:.1f} tok/s" if top else "; nothing succeeded yet")
+                f"{target.name}: pick {result['config']} {result['throughput']:.1f} tok/s; stopped: {state['stop_reason']}"
             )
-        ok = [o for o, _ in observe(store, target) if o.value is not None]
-        top = max(ok, key=lambda o: o.value, default=None)
-        best[target.name] = (top.config, top.value) if top else None
-    return best
+        else:
+            log(f"{target.name}: no successful trial; stopped: {state['stop_reason']}")
+    return picks

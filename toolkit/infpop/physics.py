@@ -1,0 +1,217 @@
+"""What a model's architecture and a GPU's datasheet say about a trial before it runs.
+
+Two predictions, both from numbers a user has before the first trial (the model's
+``config.json`` and the GPU's datasheet), used by the HPO search (:mod:`infpop_analysis.hpo`)
+on the login node, hence no torch here:
+
+- :func:`peak_memory` / :func:`predicts_oom`: the bytes the busiest GPU holds at a trial's
+  largest batch (weights, KV cache, the transient logits and activations of the prefill) against
+  its memory: where the out-of-memory frontier lies per GPU count;
+- :func:`roofline`: tokens/s a trial cannot exceed, from FLOP/s and HBM bandwidth (prefill and
+  decode per batch), for the engine's parallelism (``hf``'s ``device_map="auto"`` runs the
+  layers on one GPU after the other; ``vllm`` splits every layer across GPUs).
+
+The constants of the memory model are in :class:`Calibration`; the benchmark scores them both
+in-sample and cross-validated (leave one model family out, leave one GPU type out).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from pydantic import BaseModel, ConfigDict, Field
+
+GB = 1e9
+
+
+class Architecture(BaseModel):
+    """The shape of a transformer decoder, as its ``config.json`` gives it (names follow Llama's)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    layers: int = Field(gt=0, description="num_hidden_layers / n_layer")
+    hidden_size: int = Field(gt=0)
+    heads: int = Field(gt=0, description="num_attention_heads / n_head")
+    kv_heads: int = Field(gt=0, description="num_key_value_heads (1 for multi-query attention)")
+    head_dim: int = Field(gt=0)
+    intermediate_size: int = Field(gt=0, description="MLP width (4 x hidden where the config has none)")
+    vocab_size: int = Field(gt=0)
+    #: SwiGLU/GeGLU MLPs have three matrices, GELU MLPs two.
+    gated_mlp: bool
+    tied_embeddings: bool
+    #: Mixture of experts: experts per layer and experts each token uses.
+    experts: int = Field(default=1, gt=0)
+    experts_per_token: int = Field(default=1, gt=0)
+    #: Where every value comes from (e.g. "config.json of codellama/CodeLlama-7b-hf").
+    source: str = Field(min_length=1)
+
+    def _layer_params(self, experts: int) -> int:
+        h, q, kv = self.hidden_size, self.heads * self.head_dim, self.kv_heads * self.head_dim
+        attention = h * q + 2 * h * kv + q * h
+        mlp = (3 if self.gated_mlp else 2) * h * self.intermediate_size
+        return attention + experts * mlp
+
+    @property
+    def params(self) -> int:
+        """Parameter count (biases and norms left out: under 0.5 % for these models)."""
+        embeddings = self.vocab_size * self.hidden_size * (1 if self.tied_embeddings else 2)
+        return self.layers * self._layer_params(self.experts) + embeddings
+
+    @property
+    def active_params(self) -> int:
+        """Parameters each token passes through (all of them, except in a mixture of experts)."""
+        embeddings = self.vocab_size * self.hidden_size * (1 if self.tied_embeddings else 2)
+        return self.layers * self._layer_params(self.experts_per_token) + embeddings
+
+    def kv_bytes_per_token(self, dtype_bytes: int) -> int:
+        return 2 * self.layers * self.kv_heads * self.head_dim * dtype_bytes
+
+
+@dataclass(frozen=True)
+class GPU:
+    """Datasheet figures of one accelerator (dense fp16 tensor FLOP/s, HBM bandwidth)."""
+
+    name: str
+    memory_gb: float
+    bandwidth_gbs: float
+    fp16_tflops: float
+
+
+#: The accelerators the catalog knows; keys are the hardware labels of result paths, plus sizes.
+GPUS: dict[str, GPU] = {
+    "a100-40gb": GPU("NVIDIA A100-SXM4-40GB", 40, 1555, 312),
+    "a100-80gb": GPU("NVIDIA A100-SXM4-80GB", 80, 2039, 312),
+    "v100-16gb": GPU("Tesla V100-SXM2-16GB", 16, 900, 125),
+    "v100-32gb": GPU("Tesla V100-SXM2-32GB", 32, 900, 125),
+    "h100": GPU("NVIDIA H100 SXM5 80GB", 80, 3350, 989),
+    "h200": GPU("NVIDIA H200 SXM 141GB", 141, 4800, 989),
+    # The embedded default's CPU "device": a nominal server socket (memory is host RAM).
+    "cpu": GPU("CPU (nominal socket)", 64, 100, 2),
+}
+#: Hardware labels as results name them; the study's A100s had 40 GB and its V100s 32 GB.
+ALIASES = {"a100": "a100-40gb", "v100": "v100-32gb", "tesla": "v100-32gb", "h100-80gb": "h100", "h200-141gb": "h200"}
+
+
+def gpu(hardware: str) -> GPU | None:
+    """The catalog entry for a hardware label (``a100``, ``v100-16gb``, ``h200``...), or None."""
+    key = hardware.lower()
+    return GPUS.get(ALIASES.get(key, key))
+
+
+@dataclass(frozen=True)
+class Calibration:
+    """The memory model's constants: what a trial can use of a GPU, and its transients.
+
+    ``usable``: share of a GPU's memory a trial can fill (the CUDA context and allocator slack
+    take the rest); ``offload_cap``: share of a GPU that ``device_map="auto"`` fills with weights
+    before it offloads the rest to the CPU; per prompt token of the largest batch,
+    ``kv_copies`` copies of the KV cache and ``hidden_copies`` copies of one hidden state per
+    layer, both split across the GPUs with the layers, and ``logit_bytes`` bytes per vocabulary
+    entry of the logits, on the last GPU alone (fp16 output upcast to fp32); ``vllm_utilization``:
+    vLLM's ``gpu_memory_utilization`` (its default); ``vllm_min_context``: tokens of context vLLM
+    must fit in its KV cache to start. The defaults are those chosen on the published study's
+    outcomes (``infpop hpo benchmark`` prints them in-sample and cross-validated).
+    """
+
+    usable: float = 0.8
+    offload_cap: float = 0.5
+    kv_copies: float = 2.0
+    hidden_copies: float = 4.0
+    logit_bytes: float = 5.0
+    vllm_utilization: float = 0.9
+    vllm_min_context: int = 2048
+
+
+DEFAULT_CALIBRATION = Calibration()
+
+
+@dataclass(frozen=True)
+class Workload:
+    """Prompt lengths in tokens, in the order a trial sends them, and tokens generated per prompt."""
+
+    prompt_tokens: tuple[int, ...]
+    new_tokens: int
+
+    def batches(self, batch_size: int) -> list[tuple[int, int]]:
+        """(prompts, padded length) of each batch: a batch is padded to its longest prompt."""
+        p = self.prompt_tokens
+        return [(len(p[i : i + batch_size]), max(p[i : i + batch_size])) for i in range(0, len(p), batch_size)]
+
+
+def peak_memory(
+    arch: Architecture,
+    engine: str,
+    device: GPU,
+    n_gpus: int,
+    batch_size: int,
+    workload: Workload,
+    dtype_bytes: int = 2,
+    cal: Calibration = DEFAULT_CALIBRATION,
+) -> float:
+    """Bytes the busiest GPU needs at the trial's worst batch (the most padded tokens).
+
+    ``hf`` (``device_map="auto"``): the weights split across the GPUs layer by layer, up to
+    ``offload_cap`` of each (the rest goes to the CPU); per padded token, the KV cache and the
+    per-layer hidden states split the same way, while the prefill's logits sit on the last GPU.
+    ``vllm``: the weights split by tensor parallelism, then the KV cache must hold one full
+    context; batch size does not matter (the scheduler admits what fits).
+    """
+    weights = arch.params * dtype_bytes / n_gpus
+    kv = arch.kv_bytes_per_token(dtype_bytes)
+    if engine == "vllm":
+        context = max(cal.vllm_min_context, max(workload.prompt_tokens) + workload.new_tokens)
+        return weights + kv * context / n_gpus
+    tokens = max(prompts * (length + workload.new_tokens) for prompts, length in workload.batches(batch_size))
+    split = cal.kv_copies * kv + cal.hidden_copies * arch.layers * arch.hidden_size * dtype_bytes
+    on_gpu = min(weights, cal.offload_cap * device.memory_gb * GB)
+    return on_gpu + tokens * (split / n_gpus + cal.logit_bytes * arch.vocab_size)
+
+
+def predicts_oom(
+    arch: Architecture,
+    engine: str,
+    device: GPU,
+    n_gpus: int,
+    batch_size: int,
+    workload: Workload,
+    dtype_bytes: int = 2,
+    cal: Calibration = DEFAULT_CALIBRATION,
+) -> bool:
+    """Whether the trial is predicted to run out of memory on ``n_gpus`` of ``device``."""
+    share = cal.vllm_utilization if engine == "vllm" else cal.usable
+    need = peak_memory(arch, engine, device, n_gpus, batch_size, workload, dtype_bytes, cal)
+    return need > share * device.memory_gb * GB
+
+
+def roofline(
+    arch: Architecture,
+    engine: str,
+    device: GPU,
+    n_gpus: int,
+    batch_size: int,
+    workload: Workload,
+    dtype_bytes: int = 2,
+) -> float:
+    """Generated tokens/s the trial cannot beat: each batch's prefill and decode steps at the
+    slower of compute and memory traffic, on the GPUs that work at once (one for ``hf``'s
+    layer-by-layer split, all for ``vllm``'s tensor parallelism)."""
+    active = n_gpus if engine == "vllm" else 1
+    flops = device.fp16_tflops * 1e12 * active
+    bandwidth = device.bandwidth_gbs * GB * active
+    weights = arch.params * dtype_bytes
+    per_token = 2 * arch.active_params
+    kv = arch.kv_bytes_per_token(dtype_bytes)
+    seconds = 0.0
+    for prompts, length in workload.batches(batch_size):
+        seconds += max(per_token * prompts * length / flops, weights / bandwidth)
+        for step in range(workload.new_tokens):
+            traffic = weights + kv * prompts * (length + step)
+            seconds += max(per_token * prompts / flops, traffic / bandwidth)
+    return len(workload.prompt_tokens) * workload.new_tokens / seconds
+
+
+def chars_workload(prompt_chars: Sequence[int], new_tokens: int, chars_per_token: float = 3.5) -> Workload:
+    """A workload from prompt lengths in characters (no tokenizer on the login node): code runs
+    about 3.5 characters per token for these tokenizers."""
+    return Workload(tuple(max(1, round(c / chars_per_token)) for c in prompt_chars), new_tokens)
