@@ -49,10 +49,9 @@ def cell_table(df: pd.DataFrame, max_new_tokens: int) -> pd.DataFrame:
     """Per cell at ``max_new_tokens``: median non-missing throughput (NaN if none), whether it hit
     OOM, and whether a run failed (error or timeout)."""
     d = df[df["max_new_tokens"] == max_new_tokens]
+    d = d.assign(oom=d["status"].isin(OOM_STATUSES).astype(bool), failed=d["status"].isin(FAILED_STATUSES).astype(bool))
     out = d.groupby(CELL, observed=True).agg(
-        throughput=("throughput", "median"),
-        oom=("status", lambda s: bool(s.isin(OOM_STATUSES).any())),
-        failed=("status", lambda s: bool(s.isin(FAILED_STATUSES).any())),
+        throughput=("throughput", "median"), oom=("oom", "any"), failed=("failed", "any")
     )
     return out.reset_index().astype({"hardware": str, "engine": str, "model": str, "n_gpus": int, "batch_size": int})
 
@@ -70,23 +69,26 @@ def cell_states(thp: pd.DataFrame, oom: pd.DataFrame, failed: pd.DataFrame, meas
 
 def landscape_grid(cells: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
     """GPU count x batch size grids of throughput (NaN where none) and of OOM flags, for one model."""
-    thp = cells.pivot_table(index="n_gpus", columns="batch_size", values="throughput", aggfunc="first", dropna=False)
     rows, cols = sorted(cells["n_gpus"].unique()), sorted(cells["batch_size"].unique())
-    return thp.reindex(index=rows, columns=cols), _flag_grid(cells, "oom", rows, cols)
+    thp = _grid(cells, "throughput", rows, cols).astype(float)
+    return thp, _grid(cells, "oom", rows, cols).fillna(False).astype(bool)
 
 
-def _flag_grid(cells: pd.DataFrame, flag: str, rows: list, cols: list) -> pd.DataFrame:
-    """GPU count x batch size grid of a boolean column of ``cells``; False where no cell."""
-    grid = cells.pivot_table(index="n_gpus", columns="batch_size", values=flag, aggfunc="any", dropna=False)
-    return grid.reindex(index=rows, columns=cols).fillna(False).astype(bool)
+def _grid(cells: pd.DataFrame, column: str, rows: list, cols: list) -> pd.DataFrame:
+    """GPU count x batch size grid of one column of ``cells`` (one row per cell; NaN where none)."""
+    at_row, at_col = {v: i for i, v in enumerate(rows)}, {v: j for j, v in enumerate(cols)}
+    grid = np.full((len(rows), len(cols)), np.nan, dtype=object)
+    for g, b, v in zip(cells["n_gpus"], cells["batch_size"], cells[column]):
+        grid[at_row[g], at_col[b]] = v
+    return pd.DataFrame(grid, index=pd.Index(rows, name="n_gpus"), columns=pd.Index(cols, name="batch_size"))
 
 
 def landscape_states(cells: pd.DataFrame) -> tuple[pd.DataFrame, np.ndarray]:
     """Throughput grid of one model and the state of each grid cell (:func:`cell_states`)."""
     thp, oom = landscape_grid(cells)
     rows, cols = list(thp.index), list(thp.columns)
-    failed = _flag_grid(cells.assign(failed=cells.get("failed", False)), "failed", rows, cols)
-    measured = _flag_grid(cells.assign(measured=True), "measured", rows, cols)
+    failed = _grid(cells.assign(failed=cells.get("failed", False)), "failed", rows, cols).fillna(False).astype(bool)
+    measured = _grid(cells.assign(measured=True), "measured", rows, cols).fillna(False).astype(bool)
     return thp, cell_states(thp, oom, failed, measured)
 
 
@@ -100,7 +102,7 @@ def _save(fig: plt.Figure, out: Path) -> Path:
 #: Marks at the foot of a plot for cells without a throughput: (state, matplotlib style, legend label).
 FOOT_MARKS = (
     ("oom", dict(color=OOM_COLOR, marker="x", s=25), "OOM, no throughput (foot)"),
-    ("failed", dict(color=FAILED_COLOR, marker="s", s=14), "failed: error/timeout (foot)"),
+    ("failed", dict(color=FAILED_COLOR, marker="s", s=14), "failed, error or timeout (foot)"),
     ("missing", dict(facecolors="none", edgecolors=MISSING_COLOR, marker="o", s=16), "not measured (foot)"),
 )
 
@@ -141,7 +143,7 @@ def landscape_figure(cells: pd.DataFrame, title: str) -> plt.Figure:
 PLOTLY_MARKS = (
     ("oom", True, dict(color="red", symbol="circle", size=4), "OOM (partial throughput)"),
     ("oom", False, dict(color="red", symbol="diamond", size=5), "OOM, no throughput (floor)"),
-    ("failed", False, dict(color="black", symbol="square", size=4), "failed: error/timeout (floor)"),
+    ("failed", False, dict(color="black", symbol="square", size=4), "failed, error or timeout (floor)"),
     ("missing", False, dict(color="grey", symbol="circle-open", size=4), "not measured (floor)"),
 )
 
