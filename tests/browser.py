@@ -8,6 +8,7 @@ screenshots. Debian's ``chromium`` package provides the browser; CI installs it.
 from __future__ import annotations
 
 import base64
+import fcntl
 import json
 import os
 import select
@@ -96,6 +97,12 @@ class _Pipe:
         return json.loads(message)
 
 
+def _high(fd: int) -> int:
+    high = fcntl.fcntl(fd, fcntl.F_DUPFD_CLOEXEC, 10)
+    os.close(fd)
+    return high
+
+
 def render(
     page: Path,
     ready: str,
@@ -111,22 +118,30 @@ def render(
     exe = chromium()
     if exe is None:
         raise RuntimeError("chromium is not installed")
-    to_browser, from_browser = os.pipe(), os.pipe()
+    # Pipe ends at fds >= 10, so that moving them to 3 and 4 in the child cannot clobber one another.
+    to_browser, from_browser = (tuple(_high(fd) for fd in os.pipe()) for _ in range(2))
     profile = tempfile.mkdtemp(prefix="infpop-chromium-")
-    # The browser reads commands on fd 3 and writes replies on fd 4.
+    log = open(Path(profile) / "chromium.log", "w+b")  # noqa: SIM115 (closed below, read on failure)
+    # The browser reads commands on fd 3 and writes replies on fd 4 (bash: dash takes one-digit fds only).
     shell = f'exec "$@" 3<&{to_browser[0]} 4>&{from_browser[1]}'
     proc = subprocess.Popen(
-        ["sh", "-c", shell, "sh", exe, *FLAGS, f"--user-data-dir={profile}", f"--window-size={width},{height}"],
+        ["bash", "-c", shell, "bash", exe, *FLAGS, f"--user-data-dir={profile}", f"--window-size={width},{height}"],
         pass_fds=(to_browser[0], from_browser[1]),
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
+        stdout=log,
+        stderr=log,
     )
     os.close(to_browser[0])
     os.close(from_browser[1])
     pipe = _Pipe(to_browser[1], from_browser[0])
     out = Rendered()
     try:
-        target = pipe.send("Target.createTarget", {"url": "about:blank"})["targetId"]
+        try:
+            target = pipe.send("Target.createTarget", {"url": "about:blank"})["targetId"]
+        except (RuntimeError, TimeoutError) as exc:
+            log.seek(0)
+            raise RuntimeError(
+                f"chromium did not start: {exc}\n{log.read().decode(errors='replace')[-3000:]}"
+            ) from None
         session = pipe.send("Target.attachToTarget", {"targetId": target, "flatten": True})["sessionId"]
         for domain in ("Network", "Page", "Runtime"):
             pipe.send(f"{domain}.enable", session=session)
@@ -154,7 +169,8 @@ def render(
             box = evaluate(
                 f"(() => {{ const e = document.querySelector({json.dumps(selector)}); e.scrollIntoView();"
                 " const r = e.getBoundingClientRect();"
-                " return {x: r.x + window.scrollX, y: r.y + window.scrollY, width: r.width, height: r.height}; })()"
+                " return {x: r.x + window.scrollX, y: Math.max(0, r.y + window.scrollY - 8), width: r.width,"
+                " height: r.height + 8}; })()"
             )
             time.sleep(1.0)  # let WebGL scenes scrolled into view repaint
             shot = pipe.send(
@@ -180,5 +196,6 @@ def render(
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
+        log.close()
         shutil.rmtree(profile, ignore_errors=True)
     return out

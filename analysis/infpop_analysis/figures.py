@@ -154,15 +154,21 @@ def landscape_plotly(cells: pd.DataFrame, title: str):
     import plotly.graph_objects as go
 
     fig = go.Figure()
-    buttons, n_traces = [], []
+    buttons, n_traces, ranges = [], [], []
     models = sorted(cells["model"].unique())
+    measured = cells.groupby("model")["throughput"].count()
+    first = next((m for m in models if measured[m] > 0), models[0])  # open on a model that has a surface
     for model in models:
         thp, state = landscape_states(cells[cells["model"] == model])
         xs, ys = [str(b) for b in thp.columns], [str(g) for g in thp.index]
         Z = thp.to_numpy(dtype=float)
-        visible = model == models[0]
-        fig.add_trace(go.Surface(x=xs, y=ys, z=Z, colorscale="Viridis", visible=visible, name=model,
-                                 colorbar=dict(title=dict(text="tokens/s"), len=0.75)))  # fmt: skip
+        visible = model == first
+        # The floor is 0 tokens/s: the scale starts there, so floor marks never read as a measured zero.
+        top = float(np.nanmax(Z)) * 1.05 if np.isfinite(Z).any() else 1.0
+        ranges.append([0, top])
+        fig.add_trace(go.Surface(x=xs, y=ys, z=Z, colorscale="Viridis", visible=visible, name=model, cmin=0, cmax=top,
+                                 showscale=bool(np.isfinite(Z).any()),
+                                 colorbar=dict(title=dict(text="tokens/s", side="right"), len=0.75)))  # fmt: skip
         n = 1
         for name, at_value, marker, label in PLOTLY_MARKS:
             gi, bi = np.nonzero((state == name) & (np.isfinite(Z) == at_value))
@@ -186,24 +192,37 @@ def landscape_plotly(cells: pd.DataFrame, title: str):
     for k, model in enumerate(models):
         mask = [m == k for m, n in enumerate(n_traces) for _ in range(n)]
         buttons.append(
-            dict(label=model, method="update", args=[{"visible": mask}, {"title.text": f"{title}: {model}"}])
+            dict(
+                label=model,
+                method="update",
+                args=[{"visible": mask}, {"title.text": f"{title}: {model}", "scene.zaxis.range": ranges[k]}],
+            )
         )
     fig.update_layout(
-        title=dict(text=f"{title}: {models[0]}", x=0.01, xanchor="left", y=0.98, yanchor="top", yref="container"),
+        title=dict(text=f"{title}: {first}", x=0.01, xanchor="left", y=0.98, yanchor="top", yref="container"),
         height=640,
         margin=dict(l=0, r=30, t=100, b=50),
         showlegend=True,
         scene=dict(
             xaxis=dict(title=dict(text="batch size"), type="category"),
             yaxis=dict(title=dict(text="GPUs"), type="category"),
-            zaxis=dict(title=dict(text="tokens/s"), rangemode="tozero"),
+            zaxis=dict(title=dict(text="tokens/s"), range=ranges[models.index(first)]),
             # Far and low enough, and looking a little below the centre, that the whole box fits the scene.
             camera=dict(eye=dict(x=1.75, y=1.75, z=0.9), center=dict(x=0, y=0, z=-0.15)),
         ),
         legend=dict(orientation="h", x=0, y=0, yanchor="top"),
         # In paper coordinates: just above the scene, below the title, so neither hides the other.
         updatemenus=[
-            dict(buttons=buttons, direction="down", x=0, xanchor="left", y=1, yanchor="bottom", pad=dict(b=6))
+            dict(
+                buttons=buttons,
+                active=models.index(first),
+                direction="down",
+                x=0,
+                xanchor="left",
+                y=1,
+                yanchor="bottom",
+                pad=dict(b=6),
+            )
         ],
     )
     return fig
