@@ -90,6 +90,23 @@ def test_report_shows_every_outcome_and_carries_plotly_once(tmp_path: Path) -> N
     assert "No online trials" in page and "No HPO replay, benchmark or live search found" in page
 
 
+def test_report_draws_online_latency_per_workload(tmp_path: Path) -> None:
+    """Online trials: a latency curve per setting, a line per workload; invalid runs are named, not drawn."""
+    rows = [
+        dict(study="w", hardware="cpu", engine="hf", model="tiny", n_gpus=1, batch_size=4, max_new_tokens=8,
+             repetition=0, workload=w, scenario="online", output_length="fixed", request_rate=r, status="ok",
+             throughput=10.0 * r, valid=r < 4, latency_per_token_p50_s=0.01 * r * (2 if w == "alpaca" else 1))
+        for w in ("alpaca", "dolly") for r in (1.0, 2.0, 4.0)
+    ]  # fmt: skip
+    table = tmp_path / "table.parquet"
+    write_table(conform(pd.DataFrame(rows)), table)
+    assert main(["report", str(table), "-o", str(tmp_path)]) == 0
+    page = (tmp_path / "report.html").read_text()
+    assert 'id="online-0"' in page and '"name":"alpaca"' in page and '"name":"dolly"' in page
+    assert "Invalid runs not drawn: 2" in page
+    assert "<th>best/worst</th>" in page, "throughput by workload"
+
+
 def _sweep_with_a_broken_model(write_manifest, tiny_model: Path, tmp_path: Path) -> Path:
     """A real local sweep of the tiny model and of a copy without weights, whose trials fail."""
     broken = tmp_path / "broken-model"
