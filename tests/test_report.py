@@ -175,7 +175,19 @@ def test_paper_report_renders_in_chromium(tmp_path: Path) -> None:
     # The report draws the landscapes itself; their PNG/PDF pages are not needed for it.
     kinds = "gpu_scaling,batch_size,hardware"
     assert main(["figures", str(table), "-o", str(tmp_path / "figures"), "--only", kinds]) == 0
-    replay = ["hpo", "replay", str(table), "-o", str(tmp_path / "hpo"), "--model", "Phi-1", "--repetitions", "1"]
+    replay = [
+        "hpo",
+        "replay",
+        str(table),
+        "-o",
+        str(tmp_path / "hpo"),
+        "--model",
+        "Phi-1",
+        "--repetitions",
+        "1",
+        "--evaluations",
+        "20",
+    ]
     assert main(replay) == 0
     assert main(["report", str(table), "-o", str(tmp_path)]) == 0
     page = tmp_path / "report.html"

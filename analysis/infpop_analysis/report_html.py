@@ -417,12 +417,18 @@ def _json_html(obj: object) -> str:
     if isinstance(obj, list) and obj and all(isinstance(v, dict) for v in obj):
         return table_html(pd.DataFrame(obj), 3, max_rows=200)
     if isinstance(obj, dict):
-        rows = "".join(
-            f"<tr><th>{esc(k)}</th><td>{_json_html(v) if isinstance(v, (dict, list)) else esc(_cell(v, 3))}</td></tr>"
-            for k, v in obj.items()
-        )
+        rows = "".join(f"<tr><th>{esc(k)}</th><td>{_json_value(v)}</td></tr>" for k, v in obj.items())
         return f"<table class='facts'>{rows}</table>"
     return esc(json.dumps(obj))
+
+
+def _json_value(v: object) -> str:
+    """A value in a JSON summary; long lists and dicts (per-run detail) folded away."""
+    if not isinstance(v, (dict, list)):
+        return esc(_cell(v, 3))
+    if len(v) > 12:
+        return f"<details><summary>{len(v)} entries</summary>{_json_html(v)}</details>"
+    return _json_html(v)
 
 
 def section_hpo(src: Sources) -> str:
