@@ -143,7 +143,12 @@ def _present(df: pd.DataFrame, columns) -> list[str]:
 
 
 def _unique(values: pd.Series, limit: int = 12) -> str:
-    items = sorted({str(v) for v in values.dropna() if str(v)})
+    distinct = values.dropna().unique()
+    try:
+        distinct = sorted(distinct)  # numbers in numeric order
+    except TypeError:
+        distinct = sorted(distinct, key=str)
+    items = list(dict.fromkeys(str(v) for v in distinct if str(v)))
     if not items:
         return "–"
     shown = ", ".join(items[:limit])
@@ -245,8 +250,8 @@ def section_best(df: pd.DataFrame, stats: Path) -> str:
     when `infpop stats` wrote one, else the median over repetitions of the ok, valid runs."""
     group = ["hardware", "engine", "model"]
     configs = stats / "configs.csv"
-    if configs.exists():
-        c = pd.read_csv(configs)
+    c = pd.read_csv(configs) if configs.exists() else None
+    if c is not None and "mean" in c and c["mean"].notna().any():
         keys = [k for k in group if k in c]
         best = c.loc[c.dropna(subset=["mean"]).groupby(keys)["mean"].idxmax()].reset_index(drop=True)
         if {"ci_low", "ci_high"} <= set(best.columns):
