@@ -239,18 +239,22 @@ def section_outcomes(df: pd.DataFrame) -> str:
     return out
 
 
-def config_axes(df: pd.DataFrame) -> list[str]:
-    """The configuration axes the table fills, repetition excluded."""
+def _config_axes(df: pd.DataFrame) -> list[str]:
+    """The configuration axes the table fills, repetition excluded (issue 10 adds the shared one to table.py)."""
     axes = [c for c in KEY + SCENARIO_KEY + list(EXTRA_AXES) if c != "repetition"]
     return _present(df, axes)
 
 
-def section_best(df: pd.DataFrame, stats: Path) -> str:
-    """The best configuration per (model, engine, hardware): from configs.csv (with its interval)
-    when `infpop stats` wrote one, else the median over repetitions of the ok, valid runs."""
+def section_best(df: pd.DataFrame, stats: Path, tokens: int) -> str:
+    """The best configuration per (model, engine, hardware) at the analysed max_new_tokens (the
+    landscapes' slice): from configs.csv (with its interval) when `infpop stats` wrote one, else the
+    median over repetitions of the ok, valid runs."""
     group = ["hardware", "engine", "model"]
     configs = stats / "configs.csv"
     c = pd.read_csv(configs) if configs.exists() else None
+    if c is not None and "max_new_tokens" in c:
+        c = c[c["max_new_tokens"] == tokens]
+    df = df[df["max_new_tokens"] == tokens]
     if c is not None and "mean" in c and c["mean"].notna().any():
         keys = [k for k in group if k in c]
         best = c.loc[c.dropna(subset=["mean"]).groupby(keys)["mean"].idxmax()].reset_index(drop=True)
@@ -264,7 +268,8 @@ def section_best(df: pd.DataFrame, stats: Path) -> str:
             if col not in ("ci_low", "ci_high", "ci_level") and not col.startswith("latency_")
         ]
         sentence = (
-            f"From {configs.name}: per (hardware, engine, model) the configuration with the highest mean throughput "
+            f"From {configs.name}, at {tokens} new tokens: per (hardware, engine, model) the configuration with the "
+            "highest mean throughput "
             "(tokens/s) over its repetitions, with the 95% bootstrap interval of the mean where it has two or more; "
             "`noisy` marks a coefficient of variation above the stats threshold."
         )
@@ -272,7 +277,7 @@ def section_best(df: pd.DataFrame, stats: Path) -> str:
     ok = df[(df["status"] == "ok") & df["throughput"].notna() & (df["valid"].fillna(True).astype(bool))]
     if not len(ok):
         return "<p class='missing'>No run finished ok with a throughput.</p>"
-    axes = config_axes(ok)
+    axes = _config_axes(ok)
     measures = ["throughput"] + _present(ok, EXTRA_MEASURES)
     per_config = ok.groupby(axes, dropna=False).agg(
         repetitions=("throughput", "size"), **{m: (m, "median") for m in measures}
@@ -288,8 +293,8 @@ def section_best(df: pd.DataFrame, stats: Path) -> str:
         else "Each configuration ran once, so there is no interval."
     )
     sentence = (
-        "Per (hardware, engine, model) the configuration with the highest median throughput over its ok, valid runs "
-        f"(tokens/s; OOM partial throughputs are not candidates). {interval}"
+        f"At {tokens} new tokens, per (hardware, engine, model) the configuration with the highest median throughput "
+        f"over its ok, valid runs (tokens/s; OOM partial throughputs are not candidates). {interval}"
     )
     return f"<p>{esc(sentence)}</p>" + table_html(best.sort_values(group), max_rows=500)
 
@@ -507,7 +512,7 @@ def render_report(df: pd.DataFrame, src: Sources, max_new_tokens: int | None = N
     sections = [
         ("summary", "Study and provenance", section_summary(df, src)),
         ("outcomes", "Trial outcomes", section_outcomes(df)),
-        ("best", "Best configuration per model, engine and hardware", section_best(df, src.stats)),
+        ("best", "Best configuration per model, engine and hardware", section_best(df, src.stats, tokens)),
         ("landscapes", "Throughput landscapes", section_landscapes(df, tokens)),
         ("curves", "Scaling, batch-size and hardware curves", section_curves(src.figures)),
         ("statistics", "Statistics", section_statistics(src.stats)),
