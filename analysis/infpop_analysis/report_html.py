@@ -97,9 +97,9 @@ def _cell(v: object, digits: int) -> str:
 
 
 def table_html(df: pd.DataFrame, digits: int = 2, max_rows: int | None = None) -> str:
-    """An HTML table of ``df`` (index included when named); missing values are "–"."""
-    if df.index.name is not None or not isinstance(df.index, pd.RangeIndex):
-        df = df.reset_index()
+    """An HTML table of ``df`` (its index included when named); missing values are "–"."""
+    named = any(n is not None for n in df.index.names)
+    df = df.reset_index(drop=not named)
     more = ""
     if max_rows is not None and len(df) > max_rows:
         more = f"<p class='note'>First {max_rows} of {len(df)} rows.</p>"
