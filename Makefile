@@ -28,7 +28,7 @@ PROFILE_ARG := $(if $(PROFILE),--profile $(PROFILE),)
 SHARED_DATA := ../shared/data/humaneval-infilling/HumanEval-SingleLineInfilling.jsonl.gz
 DATA := data/HumanEval-SingleLineInfilling.jsonl.gz
 
-.PHONY: lint help install demo sweep plan status aggregate figures data test clean containers models stats paper hpo
+.PHONY: lint help install demo sweep plan status aggregate figures data test clean containers models stats paper hpo report
 
 help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -77,12 +77,17 @@ figures: aggregate ## draw the figures of $(TABLE) into $(FIGURES)
 stats: aggregate ## statistical tests, tables and report.md of $(TABLE) into $(STATS)
 	$(INFPOP) stats $(TABLE) -o $(STATS)
 
-paper: install ## the paper's appendix from its published data: table, stats, figures (+ HPO replay) in $(PAPER_OUT)
+report: install ## one self-contained report.html of $(TABLE) (with stats/, figures/, hpo/ beside it when present)
+	$(INFPOP) report $(TABLE) -o $(OUT)/$(STUDY)
+
+paper: install ## the paper's appendix from its published data: table, stats, figures (+ HPO replay), report.html in $(PAPER_OUT)
 	$(INFPOP) import-published $(PUBLISHED) -o $(PAPER_OUT)/table.parquet --catalog manifests/paper.yaml
 	$(INFPOP) stats $(PAPER_OUT)/table.parquet -o $(PAPER_OUT)/stats
 	$(INFPOP) figures $(PAPER_OUT)/table.parquet -o $(PAPER_OUT)/figures
 	$(INFPOP) hpo replay $(PAPER_OUT)/table.parquet -o $(PAPER_OUT)/hpo
+	$(INFPOP) report $(PAPER_OUT)/table.parquet -o $(PAPER_OUT) >/dev/null
 	@echo "appendix: $(PAPER_OUT)/stats/report.md  tables: $(PAPER_OUT)/stats/tables  figures: $(PAPER_OUT)/figures"
+	@echo "report (open in a browser): $(PAPER_OUT)/report.html"
 
 hpo: install ## RQ5 HPO replay (10 reps, ~5 min) and the optimizer benchmark on the published data, in $(PAPER_OUT)/hpo
 	$(INFPOP) hpo replay $(PUBLISHED) -o $(PAPER_OUT)/hpo
@@ -92,7 +97,10 @@ demo: install build/tiny-model/config.json $(DATA) ## the whole path on CPU: tin
 	$(INFPOP) sweep manifests/demo.yaml --partition local --output-root $(OUT)
 	$(INFPOP) aggregate $(OUT)/demo -o $(OUT)/demo/table.parquet
 	$(INFPOP) figures $(OUT)/demo/table.parquet -o $(OUT)/demo/figures
+	$(INFPOP) stats $(OUT)/demo/table.parquet -o $(OUT)/demo/stats >/dev/null
+	$(INFPOP) report $(OUT)/demo/table.parquet -o $(OUT)/demo >/dev/null
 	@echo "results: $(OUT)/demo/cpu  table: $(OUT)/demo/table.parquet (.csv)  figures: $(OUT)/demo/figures"
+	@echo "report (open in a browser): $(OUT)/demo/report.html"
 
 test: install lint ## run the test suite (after the linter)
 	$(BIN)/python -m pytest -q

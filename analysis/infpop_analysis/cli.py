@@ -49,6 +49,15 @@ def cmd_import_published(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_report(args: argparse.Namespace) -> int:
+    from infpop_analysis.report_html import Sources, write_report
+    from infpop_analysis.table import read_table
+
+    src = Sources.beside(args.table, stats=args.stats, figures=args.figures, hpo=args.hpo, search=args.search)
+    print(write_report(read_table(args.table), src, args.out, max_new_tokens=args.max_new_tokens))
+    return 0
+
+
 def cmd_stats(args: argparse.Namespace) -> int:
     from infpop_analysis.report import write_stats
     from infpop_analysis.table import read_table
@@ -111,6 +120,26 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="max_new_tokens to analyse (default: 5 as the paper, else the smallest in the table)",
     )
     p.set_defaults(func=cmd_stats)
+
+    p = sub.add_parser("report", help="one self-contained report.html of a study (opens offline in a browser)")
+    p.add_argument("table", type=Path)
+    p.add_argument("-o", "--out", type=Path, required=True, help="output folder (report.html is written there)")
+    for name, what in (
+        ("stats", "infpop stats"),
+        ("figures", "infpop figures"),
+        ("hpo", "infpop hpo replay/benchmark"),
+    ):
+        p.add_argument(
+            f"--{name}", type=Path, default=None, help=f"folder {what} wrote (default: {name}/ beside TABLE)"
+        )
+    p.add_argument(
+        "--search",
+        type=Path,
+        default=None,
+        help="live-search summaries (default: .infpop/search and .infpop/hpo beside TABLE)",
+    )
+    p.add_argument("--max-new-tokens", type=int, default=None, help="landscape slice (default: as infpop stats)")
+    p.set_defaults(func=cmd_report)
 
     p = sub.add_parser("workloads", help="latency vs request rate and throughput by workload (the workload study)")
     p.add_argument("table", type=Path)

@@ -1,14 +1,15 @@
 """Figures from the tidy table.
 
 Each cell is one throughput (the median of its non-missing throughputs, as the statistics use
-it). A cell never measured is a gap; an OOM cell is marked as OOM: drawn at its partial
-throughput when the run left one, else as a red cross at the foot of the plot. Nothing missing
-is ever drawn as zero.
+it). An OOM cell is marked as OOM: drawn at its partial throughput when the run left one, else
+as a red cross at the foot of the plot; a failed cell (error or timeout, no throughput) is a
+black square at the foot; a landscape cell never measured is a gap with a hollow grey circle at
+its foot. Nothing missing is ever drawn as zero: marks at the foot say what is missing there.
 
 Kinds (``draw_all(kinds=...)``, ``infpop figures --only``):
 - ``landscape``: per (hardware, engine, model) a 3-D surface over batch size x GPU count, as PNG,
-  one multi-page PDF per (hardware, engine), and one self-contained interactive HTML per
-  (hardware, engine) with a model selector;
+  one multi-page PDF per (hardware, engine), and one interactive HTML per (hardware, engine)
+  with a model selector, all reading the one ``plotly.min.js`` written beside them (offline);
 - ``gpu_scaling``: throughput vs GPU count at batch 1, one line per model;
 - ``batch_size``: throughput vs batch size per GPU count, one line per model;
 - ``hardware``: A100 vs V100 throughput of the cells measured on both.
@@ -17,6 +18,7 @@ Each 2-D figure has a linear and a log-scale panel side by side.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Iterable
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
@@ -35,24 +37,59 @@ from infpop_analysis.stats import CELL, NEW_HW, OLD_HW, choose_tokens  # noqa: E
 
 KINDS = ("landscape", "gpu_scaling", "batch_size", "hardware")
 OOM_STATUSES = ("oom", "skipped_oom")
+FAILED_STATUSES = ("error", "timeout")
 OOM_COLOR = "tab:red"
+FAILED_COLOR = "black"
+MISSING_COLOR = "grey"
+#: The file every interactive landscape reads plotly.js from (written once per folder).
+PLOTLY_JS = "plotly.min.js"
 
 
 def cell_table(df: pd.DataFrame, max_new_tokens: int) -> pd.DataFrame:
-    """Per cell at ``max_new_tokens``: median non-missing throughput (NaN if none) and whether it hit OOM."""
+    """Per cell at ``max_new_tokens``: median non-missing throughput (NaN if none), whether it hit
+    OOM, and whether a run failed (error or timeout)."""
     d = df[df["max_new_tokens"] == max_new_tokens]
+    d = d.assign(oom=d["status"].isin(OOM_STATUSES).astype(bool), failed=d["status"].isin(FAILED_STATUSES).astype(bool))
     out = d.groupby(CELL, observed=True).agg(
-        throughput=("throughput", "median"), oom=("status", lambda s: bool(s.isin(OOM_STATUSES).any()))
+        throughput=("throughput", "median"), oom=("oom", "any"), failed=("failed", "any")
     )
     return out.reset_index().astype({"hardware": str, "engine": str, "model": str, "n_gpus": int, "batch_size": int})
 
 
+def cell_states(thp: pd.DataFrame, oom: pd.DataFrame, failed: pd.DataFrame, measured: pd.DataFrame) -> np.ndarray:
+    """Per grid cell: "ok", "oom" (with or without a partial throughput), "failed" (error or
+    timeout, no throughput) or "missing" (never measured, or measured without a throughput)."""
+    has = np.isfinite(thp.to_numpy(dtype=float))
+    state = np.full(has.shape, "missing", dtype=object)
+    state[has] = "ok"
+    state[~has & failed.to_numpy() & measured.to_numpy()] = "failed"
+    state[oom.to_numpy()] = "oom"
+    return state
+
+
 def landscape_grid(cells: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
     """GPU count x batch size grids of throughput (NaN where none) and of OOM flags, for one model."""
-    thp = cells.pivot_table(index="n_gpus", columns="batch_size", values="throughput", aggfunc="first", dropna=False)
-    oom = cells.pivot_table(index="n_gpus", columns="batch_size", values="oom", aggfunc="any", dropna=False)
     rows, cols = sorted(cells["n_gpus"].unique()), sorted(cells["batch_size"].unique())
-    return thp.reindex(index=rows, columns=cols), oom.reindex(index=rows, columns=cols).fillna(False).astype(bool)
+    thp = _grid(cells, "throughput", rows, cols).astype(float)
+    return thp, _grid(cells, "oom", rows, cols).fillna(False).astype(bool)
+
+
+def _grid(cells: pd.DataFrame, column: str, rows: list, cols: list) -> pd.DataFrame:
+    """GPU count x batch size grid of one column of ``cells`` (one row per cell; NaN where none)."""
+    at_row, at_col = {v: i for i, v in enumerate(rows)}, {v: j for j, v in enumerate(cols)}
+    grid = np.full((len(rows), len(cols)), np.nan, dtype=object)
+    for g, b, v in zip(cells["n_gpus"], cells["batch_size"], cells[column]):
+        grid[at_row[g], at_col[b]] = v
+    return pd.DataFrame(grid, index=pd.Index(rows, name="n_gpus"), columns=pd.Index(cols, name="batch_size"))
+
+
+def landscape_states(cells: pd.DataFrame) -> tuple[pd.DataFrame, np.ndarray]:
+    """Throughput grid of one model and the state of each grid cell (:func:`cell_states`)."""
+    thp, oom = landscape_grid(cells)
+    rows, cols = list(thp.index), list(thp.columns)
+    failed = _grid(cells.assign(failed=cells.get("failed", False)), "failed", rows, cols).fillna(False).astype(bool)
+    measured = _grid(cells.assign(measured=True), "measured", rows, cols).fillna(False).astype(bool)
+    return thp, cell_states(thp, oom, failed, measured)
 
 
 def _save(fig: plt.Figure, out: Path) -> Path:
@@ -62,9 +99,17 @@ def _save(fig: plt.Figure, out: Path) -> Path:
     return out
 
 
+#: Marks at the foot of a plot for cells without a throughput: (state, matplotlib style, legend label).
+FOOT_MARKS = (
+    ("oom", dict(color=OOM_COLOR, marker="x", s=25), "OOM, no throughput (foot)"),
+    ("failed", dict(color=FAILED_COLOR, marker="s", s=14), "failed, error or timeout (foot)"),
+    ("missing", dict(facecolors="none", edgecolors=MISSING_COLOR, marker="o", s=16), "not measured (foot)"),
+)
+
+
 def landscape_figure(cells: pd.DataFrame, title: str) -> plt.Figure:
     """3-D surface of one (hardware, engine, model); axes are grid positions labelled with values."""
-    thp, oom = landscape_grid(cells)
+    thp, state = landscape_states(cells)
     Z = thp.to_numpy(dtype=float)
     X, Y = np.meshgrid(np.arange(Z.shape[1]), np.arange(Z.shape[0]))
     fig = plt.figure(figsize=(7, 5.5))
@@ -72,16 +117,15 @@ def landscape_figure(cells: pd.DataFrame, title: str) -> plt.Figure:
     fig.subplots_adjust(left=0, right=0.95, bottom=0.02, top=0.95)
     if Z.shape[0] > 1 and Z.shape[1] > 1 and np.isfinite(Z).sum() >= 3:
         ax.plot_surface(X, Y, np.ma.masked_invalid(Z), cmap="viridis", edgecolor="k", linewidth=0.3, alpha=0.85)
-    ok = np.isfinite(Z) & ~oom.to_numpy()
-    partial = np.isfinite(Z) & oom.to_numpy()
-    none = ~np.isfinite(Z) & oom.to_numpy()
+    ok = state == "ok"
+    partial = np.isfinite(Z) & (state == "oom")
     ax.scatter(X[ok], Y[ok], Z[ok], color="k", s=10, label="measured")
     if partial.any():
         ax.scatter(X[partial], Y[partial], Z[partial], color=OOM_COLOR, s=18, label="OOM (partial throughput)")
-    if none.any():
-        ax.scatter(
-            X[none], Y[none], np.zeros(none.sum()), color=OOM_COLOR, marker="x", s=25, label="OOM, no throughput (foot)"
-        )
+    for name, style, label in FOOT_MARKS:
+        at = ~np.isfinite(Z) & (state == name)
+        if at.any():
+            ax.scatter(X[at], Y[at], np.zeros(at.sum()), label=label, **style)
     ax.set_xticks(range(Z.shape[1]), [str(b) for b in thp.columns], fontsize=7)
     ax.set_yticks(range(Z.shape[0]), [str(g) for g in thp.index])
     ax.set_xlabel("batch size")
@@ -93,74 +137,155 @@ def landscape_figure(cells: pd.DataFrame, title: str) -> plt.Figure:
     return fig
 
 
-def landscape_html(cells: pd.DataFrame, title: str, out: Path) -> Path:
-    """One self-contained interactive HTML for a (hardware, engine): a surface per model, chosen from a menu."""
+#: Plotly marks of the interactive landscape for cells not drawn on the surface: (state, whether
+#: at its partial throughput, marker, legend name). gl3d draws symbols as glyphs, so only the
+#: basic shapes every font has are used.
+PLOTLY_MARKS = (
+    ("oom", True, dict(color="red", symbol="circle", size=4), "OOM (partial throughput)"),
+    ("oom", False, dict(color="red", symbol="diamond", size=5), "OOM, no throughput (floor)"),
+    ("failed", False, dict(color="black", symbol="square", size=4), "failed, error or timeout (floor)"),
+    ("missing", False, dict(color="grey", symbol="circle-open", size=4), "not measured (floor)"),
+)
+
+
+def landscape_plotly(cells: pd.DataFrame, title: str):
+    """Interactive landscape of one (hardware, engine): a surface per model, chosen from a menu
+    above the scene; cells without a throughput are marked on the floor by what they are."""
     import plotly.graph_objects as go
 
     fig = go.Figure()
-    buttons, n_traces = [], []
+    buttons, n_traces, ranges = [], [], []
     models = sorted(cells["model"].unique())
+    measured = cells.groupby("model")["throughput"].count()
+    first = next((m for m in models if measured[m] > 0), models[0])  # open on a model that has a surface
     for model in models:
-        thp, oom = landscape_grid(cells[cells["model"] == model])
+        thp, state = landscape_states(cells[cells["model"] == model])
         xs, ys = [str(b) for b in thp.columns], [str(g) for g in thp.index]
         Z = thp.to_numpy(dtype=float)
-        visible = model == models[0]
-        fig.add_trace(go.Surface(x=xs, y=ys, z=Z, colorscale="Viridis", visible=visible, name=model,
-                                 colorbar=dict(title="tokens/s")))  # fmt: skip
-        gi, bi = np.nonzero(oom.to_numpy())
-        fig.add_trace(
-            go.Scatter3d(
-                x=[xs[j] for j in bi],
-                y=[ys[i] for i in gi],
-                z=[0 if np.isnan(Z[i, j]) else Z[i, j] for i, j in zip(gi, bi)],
-                mode="markers",
-                marker=dict(color="red", symbol="x", size=4),
-                name="OOM",
-                visible=visible,
-            )  # fmt: skip
-        )
-        n_traces.append(2)
+        visible = model == first
+        # The floor is 0 tokens/s: the scale starts there, so floor marks never read as a measured zero.
+        top = float(np.nanmax(Z)) * 1.05 if np.isfinite(Z).any() else 1.0
+        ranges.append([0, top])
+        fig.add_trace(go.Surface(x=xs, y=ys, z=Z, colorscale="Viridis", visible=visible, name=model, cmin=0, cmax=top,
+                                 showscale=bool(np.isfinite(Z).any()),
+                                 colorbar=dict(title=dict(text="tokens/s", side="right"), len=0.75)))  # fmt: skip
+        n = 1
+        for name, at_value, marker, label in PLOTLY_MARKS:
+            gi, bi = np.nonzero((state == name) & (np.isfinite(Z) == at_value))
+            if not len(gi):
+                continue
+            fig.add_trace(
+                go.Scatter3d(
+                    x=[xs[j] for j in bi],
+                    y=[ys[i] for i in gi],
+                    z=[Z[i, j] if at_value else 0.0 for i, j in zip(gi, bi)],
+                    mode="markers",
+                    marker=marker,
+                    name=label,
+                    text=[f"{label}: batch {xs[j]}, {ys[i]} GPU(s)" for i, j in zip(gi, bi)],
+                    hoverinfo="text",
+                    visible=visible,
+                )  # fmt: skip
+            )
+            n += 1
+        n_traces.append(n)
     for k, model in enumerate(models):
         mask = [m == k for m, n in enumerate(n_traces) for _ in range(n)]
-        buttons.append(dict(label=model, method="update", args=[{"visible": mask}, {"title": f"{title}: {model}"}]))
+        buttons.append(
+            dict(
+                label=model,
+                method="update",
+                args=[{"visible": mask}, {"title.text": f"{title}: {model}", "scene.zaxis.range": ranges[k]}],
+            )
+        )
     fig.update_layout(
-        title=f"{title}: {models[0]}",
+        title=dict(text=f"{title}: {first}", x=0.01, xanchor="left", y=0.98, yanchor="top", yref="container"),
+        height=640,
+        margin=dict(l=0, r=30, t=100, b=50),
+        showlegend=True,
         scene=dict(
-            xaxis_title="batch size",
-            yaxis_title="GPUs",
-            zaxis_title="tokens/s",
-            xaxis_type="category",
-            yaxis_type="category",
+            xaxis=dict(title=dict(text="batch size"), type="category"),
+            yaxis=dict(title=dict(text="GPUs"), type="category"),
+            zaxis=dict(title=dict(text="tokens/s"), range=ranges[models.index(first)]),
+            # Far and low enough, and looking a little below the centre, that the whole box fits the scene.
+            camera=dict(eye=dict(x=1.75, y=1.75, z=0.9), center=dict(x=0, y=0, z=-0.15)),
         ),
-        updatemenus=[dict(buttons=buttons, direction="down", x=0, y=1.1, xanchor="left")],
+        legend=dict(orientation="h", x=0, y=0, yanchor="top"),
+        # In paper coordinates: just above the scene, below the title, so neither hides the other.
+        updatemenus=[
+            dict(
+                buttons=buttons,
+                active=models.index(first),
+                direction="down",
+                x=0,
+                xanchor="left",
+                y=1,
+                yanchor="bottom",
+                pad=dict(b=6),
+            )
+        ],
     )
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fig.write_html(out, include_plotlyjs=True, full_html=True)
+    return fig
+
+
+def write_plotly_js(folder: Path) -> Path:
+    """plotly.js, once per folder, for the interactive files beside it (atomic: drawing processes race)."""
+    import plotly.offline
+
+    path = folder / PLOTLY_JS
+    if not path.exists():
+        folder.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{PLOTLY_JS}.{os.getpid()}.tmp")
+        tmp.write_text(plotly.offline.get_plotlyjs())
+        tmp.replace(path)
+    return path
+
+
+def landscape_html(cells: pd.DataFrame, title: str, out: Path) -> Path:
+    """Interactive HTML of a (hardware, engine), reading plotly.js from the file beside it (offline)."""
+    write_plotly_js(out.parent)
+    landscape_plotly(cells, title).write_html(out, include_plotlyjs=PLOTLY_JS, full_html=True)
     return out
 
 
-def _oom_marks(ax: plt.Axes, xs: Iterable, color: str) -> None:
-    """OOM cells without throughput: crosses at the foot of the axes (axes fraction), not at y = 0."""
+def _foot_marks(ax: plt.Axes, xs: Iterable, style: dict) -> None:
+    """Cells without throughput: marks at the foot of the axes (axes fraction), not at y = 0."""
     xs = list(xs)
     if xs:
         trans = blended_transform_factory(ax.transData, ax.transAxes)
-        ax.scatter(xs, [0.02] * len(xs), transform=trans, marker="x", color=color, s=30, clip_on=False)
+        ax.scatter(xs, [0.02] * len(xs), transform=trans, clip_on=False, **style)
+
+
+def _line_foot_styles(color) -> dict[str, dict]:
+    """Foot marks of one line's cells by state, in the line's colour (shapes as in :data:`FOOT_MARKS`)."""
+    return {
+        "oom": dict(marker="x", color=color, s=30),
+        "failed": dict(marker="s", color=color, s=16),
+        "missing": dict(marker="o", facecolors="none", edgecolors=color, s=16),
+    }
 
 
 def lines_figure(cells: pd.DataFrame, x: str, title: str) -> plt.Figure:
     """Throughput vs ``x`` (n_gpus or batch_size), one line per model, on a linear and a log
-    panel; gaps where missing."""
+    panel; gaps where missing, with a mark at the foot saying why (OOM, failed, not measured)."""
     fig, axes = plt.subplots(1, 2, figsize=(12, 4.8))
     fig.subplots_adjust(left=0.06, right=0.83, top=0.88, bottom=0.12, wspace=0.22)
     positions = {v: i for i, v in enumerate(sorted(cells[x].unique()))}
     colors = plt.get_cmap("tab20")
+    seen: set[str] = set()
     for ax, log in zip(axes, (False, True)):
         for k, (model, part) in enumerate(cells.groupby("model")):
             part = part.set_index(x).reindex(list(positions))
             color = colors(k % 20)
             ax.plot(list(positions.values()), part["throughput"], marker="o", ms=3, color=color, label=model)
-            no_thp = part["oom"].astype("boolean").fillna(False) & part["throughput"].isna()
-            _oom_marks(ax, [positions[v] for v in no_thp[no_thp].index], color)
+            no_thp = part["throughput"].isna()
+            oom = part["oom"].astype("boolean").fillna(False)
+            failed = part.get("failed", pd.Series(False, index=part.index)).astype("boolean").fillna(False)
+            state = pd.Series(np.where(oom, "oom", np.where(failed, "failed", "missing")), index=part.index)
+            for name, style in _line_foot_styles(color).items():
+                at = no_thp & (state == name)
+                _foot_marks(ax, [positions[v] for v in at[at].index], style)
+                seen |= {name} if at.any() else set()
         ax.set_xticks(list(positions.values()), [str(v) for v in positions])
         ax.set_xlabel({"n_gpus": "GPUs", "batch_size": "batch size"}[x])
         ax.set_ylabel("tokens/s" + (" (log scale)" if log else ""))
@@ -169,7 +294,8 @@ def lines_figure(cells: pd.DataFrame, x: str, title: str) -> plt.Figure:
         else:
             ax.set_ylim(bottom=0)
         ax.grid(alpha=0.3)
-    note = "  (x at the foot: OOM, no throughput)" if cells["oom"].any() else ""
+    labels = {"oom": "x OOM", "failed": "\u25a0 failed", "missing": "\u25cb not measured"}
+    note = f"  (at the foot, no throughput: {', '.join(labels[n] for n in labels if n in seen)})" if seen else ""
     fig.suptitle(title + note, fontsize=11)
     axes[1].legend(fontsize=7, ncol=1, bbox_to_anchor=(1.02, 1), loc="upper left")
     return fig
