@@ -11,6 +11,7 @@ they cannot drift (``tests/test_containers.py`` checks the committed files again
 from __future__ import annotations
 
 import hashlib
+import os
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -41,6 +42,9 @@ IMAGE_ENV = {
 
 #: GPU names for the comments of a recipe (compute capability -> name).
 GPU_NAMES = {"7.0": "V100", "8.0": "A100", "9.0": "H100"}
+
+#: Modification time of the folders of a staged build context (2000-01-01).
+STAGED_MTIME = 946684800
 
 
 def describe(lock: ImageLock) -> str:
@@ -156,6 +160,10 @@ def stage_context(lock: ImageLock, recipe: str, recipe_name: str, repo: Path, op
             name, version = whl.name.split("-")[:2]
             if (_norm(name), version) in wanted:
                 shutil.copy2(whl, dest / WHEELS_DIR / whl.name)
+    # Files keep their times (copy2); folders are new at every staging: give them one fixed time,
+    # so a build cache that looks at metadata (ch-image's) sees an unchanged context as unchanged.
+    for folder in [dest, *(p for p in dest.rglob("*") if p.is_dir())]:
+        os.utime(folder, (STAGED_MTIME, STAGED_MTIME))
     return dest
 
 

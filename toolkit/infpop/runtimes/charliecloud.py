@@ -96,9 +96,10 @@ class Charliecloud(ContainerRuntime):
         return [*argv, image, "--", f"{VENV}/bin/python"]
 
     def build(self, lock: ImageLock, context: Path, image: Path, opts: BuildOptions) -> None:
-        env = tool_env()
+        # ch-convert has no storage option: every ch-* tool reads the build storage from the environment.
         storage = (opts.cache / "ch-image").resolve()
-        ch_image = ["ch-image", "--storage", str(storage)]
+        env = {**tool_env(), "CH_IMAGE_STORAGE": str(storage)}
+        ch_image = ["ch-image"]
         args = []
         if lock.debootstrap is not None:
             tarball, sha = debootstrap_base(lock.debootstrap, opts.cache.resolve())
@@ -121,11 +122,7 @@ class Charliecloud(ContainerRuntime):
             (tree / root.lstrip("/")).mkdir(parents=True, exist_ok=True)
         tmp = image.with_name(image.name + ".part")
         tmp.unlink(missing_ok=True)
-        subprocess.run(
-            ["ch-convert", "-s", str(storage), "-i", "ch-image", "-o", "squash", lock.name, str(tmp)],
-            env=env,
-            check=True,
-        )
+        subprocess.run(["ch-convert", "-i", "ch-image", "-o", "squash", lock.name, str(tmp)], env=env, check=True)
         tmp.replace(image)
 
 
