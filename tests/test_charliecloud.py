@@ -26,6 +26,7 @@ from infpop.manifest import load_manifest
 from infpop.plan import plan
 from infpop.profile import load_profile
 from infpop.results import ResultStore
+from infpop.runtimes import get_runtime
 from infpop.runtimes.base import file_sha256
 from infpop.slurm import ACTIVE_STATES, job_states
 
@@ -51,15 +52,33 @@ def cpu_image() -> Path:
     return image
 
 
+def _user_env() -> dict[str, str]:
+    """This environment with ``$USER`` set: ch-run refuses to start without it."""
+    return {**os.environ, "USER": os.environ.get("USER") or getpass.getuser()}
+
+
+@pytest.fixture(scope="module")
+def image_tiny_model(cpu_image: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The tiny model, built inside the image: saved by the image's transformers, so its files
+    are the format that version reads (the host venv's newer one writes a tokenizer class the
+    pinned one does not know, as a site's staged models must match their image too)."""
+    out = tmp_path_factory.mktemp("image-model")
+    argv = get_runtime("charliecloud").exec_argv(str(cpu_image), (str(out),), {})
+    subprocess.run([*argv, "-m", "infpop", "make-tiny-model", str(out / "tiny")], env=_user_env(), check=True)
+    return out / "tiny"
+
+
 @pytest.fixture
-def site(tmp_path: Path, tiny_model: Path, humaneval_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, Path]:
+def site(
+    tmp_path: Path, image_tiny_model: Path, humaneval_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> dict[str, Path]:
     """A site laid out like the university profile: results and data under one shared root,
     models under another; those two are the only host folders a job binds."""
-    monkeypatch.setenv("USER", os.environ.get("USER") or getpass.getuser())  # ch-run refuses to start without it
+    monkeypatch.setenv("USER", _user_env()["USER"])
     monkeypatch.setenv("HF_TOKEN", TOKEN)
     monkeypatch.setenv("HUGGING_FACE_HUB_TOKEN", TOKEN)
     infpop, models = tmp_path / "shared" / "infpop", tmp_path / "shared" / "models"
-    shutil.copytree(tiny_model, models / "tiny")
+    shutil.copytree(image_tiny_model, models / "tiny")
     (models / "hf").mkdir()
     data = infpop / "data" / "humaneval.jsonl.gz"
     data.parent.mkdir(parents=True)
@@ -182,29 +201,11 @@ def test_trial_in_the_image_writes_only_its_bound_roots_and_sees_no_token(
     assert probe["env"]["HF_HUB_OFFLINE"] == "1" and probe["env"]["INFPOP_CONTAINER_IMAGE"] == str(cpu_image)
 
 
-def test_image_holds_no_token_and_records_its_debootstrap_base(
-    cpu_image: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setenv("USER", os.environ.get("USER") or getpass.getuser())
-    script = (
-        "cat /opt/infpop/base.sha256; cat /ch/environment 2>/dev/null; find / -xdev -name token -path '*huggingface*'"
-    )
+def test_image_holds_no_token_and_records_its_debootstrap_base(cpu_image: Path) -> None:
+    script = "cat /opt/infpop/base.sha256; cat /ch/environment; find / -xdev -name token -path '*huggingface*'"
+    clean = ["env", "-i", f"USER={_user_env()['USER']}", "PATH=/usr/bin:/bin"]
     out = subprocess.run(
-        [
-            "env",
-            "-i",
-            f"USER={os.environ['USER']}",
-            "PATH=/usr/bin:/bin",
-            "ch-run",
-            str(cpu_image),
-            "--",
-            "sh",
-            "-c",
-            script,
-        ],
-        capture_output=True,
-        text=True,
-        check=True,
+        [*clean, "ch-run", str(cpu_image), "--", "sh", "-c", script], capture_output=True, text=True, check=True
     ).stdout
     base_sha, *rest = out.splitlines()
     kept = [p.read_text().split()[0] for p in (REPO / "build/containers/cache/debootstrap").glob("*.tar.sha256")]
