@@ -1,8 +1,10 @@
-"""Container images without apptainer: static checks of the def files and locks, the launcher a
-job runs, and the plan's refusals of combinations known not to work.
+"""Container images without a runtime: static checks of the recipes and locks, the launcher a
+job runs with each runtime, and the plan's refusals of combinations known not to work.
 
-apptainer cannot be installed here, so nothing is built or executed in a container; the def
-files are parsed with spython (the parser of the Singularity/Apptainer project's Python client).
+apptainer cannot be installed here, so no SIF is built; the def files are parsed with spython (the
+parser of the Singularity/Apptainer project's Python client; it reads ``Bootstrap: docker`` only, so
+a debootstrap def is read section by section here), the Dockerfiles with spython's Docker parser.
+Charliecloud images are built and run for real in tests/test_charliecloud.py.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ import tomllib
 import yaml
 from infpop.container import (
     CONTAINERS_DIR,
+    ImageLock,
     Runtime,
     cuda_supports,
     image_digest,
@@ -29,11 +32,15 @@ from infpop.errors import InputError
 from infpop.manifest import load_manifest
 from infpop.plan import plan
 from infpop.profile import PartitionProfile, load_profile
-from spython.main.parse.parsers import SingularityParser
+from infpop.runtimes.base import CA_DIR, WHEELS_DIR
+from spython.main.parse.parsers import DockerParser, SingularityParser
 
 REPO = Path(__file__).resolve().parents[1]
 UNIVERSITY = REPO / "slurm" / "profiles" / "university.yaml"
 DEFS = sorted(CONTAINERS_DIR.glob("*.def"))
+DOCKERFILES = sorted(CONTAINERS_DIR.glob("*.Dockerfile"))
+LOCKS = sorted(CONTAINERS_DIR.glob("*.lock.toml"))
+GPU_LOCKS = [p for p in LOCKS if read_lock(p).compute_capability is not None]
 PIN = re.compile(r"^([A-Za-z0-9][A-Za-z0-9._-]*)==([^\s=]+)$")
 
 
@@ -42,48 +49,103 @@ def _norm(name: str) -> str:
 
 
 def _pip_installs(post: list[str]) -> list[list[str]]:
-    """The arguments of every ``pip install`` line of a %post section."""
-    return [shlex.split(line.split("pip install", 1)[1]) for line in post if "pip install" in line]
+    """The arguments of every ``pip install`` line of a %post section or a Dockerfile RUN."""
+    return [
+        shlex.split(line.split("pip install", 1)[1].rstrip().removesuffix("\\"))
+        for line in post
+        if "pip install" in line
+    ]
 
 
-def test_every_def_has_a_lock_and_every_lock_a_def() -> None:
-    assert DEFS, "no def files in containers/"
-    assert {d.stem for d in DEFS} == {p.name.removesuffix(".lock.toml") for p in CONTAINERS_DIR.glob("*.lock.toml")}
+def _assert_installs_exactly_the_lock(recipe: Path, install: list[str], lock: ImageLock) -> None:
+    installed: dict[str, str] = {}
+    for args in _pip_installs(install):
+        for arg in args:
+            if arg.startswith("-") or arg.startswith("/opt/infpop/"):
+                continue
+            match = PIN.match(arg)
+            assert match, f"{recipe.name}: {arg!r} is not pinned with =="
+            name, version = _norm(match[1]), match[2]
+            assert installed.setdefault(name, version) == version, f"{name} installed at two versions"
+    pinned = {_norm(k): v for k, v in lock.packages.items()}
+    assert installed == pinned, f"{recipe.name} must install exactly the lock's packages at the lock's versions"
+    # infpop itself goes in last, without resolving anything: its dependencies are the pins.
+    last = _pip_installs(install)[-1]
+    assert "--no-deps" in last and "/opt/infpop/src" in last
+
+
+def _def_sections(path: Path) -> tuple[dict[str, str], dict[str, list[str]]]:
+    """Header keywords and %sections of a def file (for the bootstraps spython does not read)."""
+    header: dict[str, str] = {}
+    sections: dict[str, list[str]] = {}
+    current = None
+    for line in path.read_text().splitlines():
+        if line.startswith("%"):
+            current = sections.setdefault(line[1:].strip(), [])
+        elif current is not None:
+            if line.strip():
+                current.append(line.strip())
+        elif ":" in line and not line.startswith("#"):
+            key, value = line.split(":", 1)
+            header[key.strip()] = value.strip()
+    return header, sections
+
+
+def _in_repository_or_staged(src: str) -> bool:
+    """A recipe copies files of the repository, or folders the build stages (CA certificates, wheels)."""
+    return (REPO / src).exists() or src in (CA_DIR, WHEELS_DIR)
+
+
+def test_every_lock_has_a_def_and_a_dockerfile_rendered_from_it() -> None:
+    """The lock is the one source of truth: both recipes are its render (`python -m infpop.images recipes`)."""
+    from infpop.images import stale_recipes
+
+    names = {p.name.removesuffix(".lock.toml") for p in LOCKS}
+    assert names and {d.stem for d in DEFS} == names == {d.stem for d in DOCKERFILES}
+    assert stale_recipes(write=False) == [], "recipes drifted from their locks: run `python -m infpop.images recipes`"
 
 
 @pytest.mark.parametrize("deffile", DEFS, ids=lambda p: p.stem)
 def test_def_parses_and_installs_exactly_the_lock(deffile: Path) -> None:
-    stages = SingularityParser(str(deffile)).recipe
-    assert len(stages) == 1, "one build stage"
-    recipe = next(iter(stages.values()))
     lock = read_lock(CONTAINERS_DIR / f"{deffile.stem}.lock.toml")
-    for entry in recipe.files:
-        assert (REPO / entry.split()[0]).exists(), f"%files source {entry.split()[0]} is not in the repository"
-    assert recipe.fromHeader == lock.base, "From: must be the lock's base image"
-    labels = dict(line.split(None, 1) for line in recipe.labels)
+    header, sections = _def_sections(deffile)
+    files = sections["files"]
+    labels = dict(line.split(None, 1) for line in sections["labels"])
+    if lock.debootstrap is None:
+        stages = SingularityParser(str(deffile)).recipe
+        assert len(stages) == 1, "one build stage"
+        recipe = next(iter(stages.values()))
+        assert recipe.fromHeader == lock.base, "From: must be the lock's base image"
+        assert recipe.files == files and dict(line.split(None, 1) for line in recipe.labels) == labels
+        install = recipe.install
+    else:
+        assert header["Bootstrap"] == "debootstrap"
+        assert header["OSVersion"] == lock.debootstrap["suite"] and header["MirrorURL"] == lock.debootstrap["mirror"]
+        assert header["Include"].split() == lock.debootstrap["include"]
+        install = sections["post"]
+    for entry in files:
+        assert _in_repository_or_staged(entry.split()[0]), f"%files source {entry.split()[0]} is not in the repository"
     assert labels["org.infpop.engine"] == lock.engine
-    assert labels["org.infpop.compute_capability"] == lock.compute_capability
-    assert labels["org.infpop.cuda"] == lock.cuda
-
-    installed: dict[str, str] = {}
-    for args in _pip_installs(recipe.install):
-        for arg in args:
-            if arg.startswith("-") or arg.startswith("/opt/infpop/src"):
-                continue
-            match = PIN.match(arg)
-            assert match, f"{deffile.name}: {arg!r} is not pinned with =="
-            name, version = _norm(match[1]), match[2]
-            assert installed.setdefault(name, version) == version, f"{name} installed at two versions"
-    pinned = {_norm(k): v for k, v in lock.packages.items()}
-    assert installed == pinned, f"{deffile.name} must install exactly the lock's packages at the lock's versions"
-    # infpop itself goes in last, without resolving anything: its dependencies are the pins.
-    last = _pip_installs(recipe.install)[-1]
-    assert "--no-deps" in last and "/opt/infpop/src" in last
+    assert labels.get("org.infpop.compute_capability") == lock.compute_capability
+    assert labels.get("org.infpop.cuda") == lock.cuda
+    _assert_installs_exactly_the_lock(deffile, install, lock)
 
 
-@pytest.mark.parametrize("deffile", DEFS, ids=lambda p: p.stem)
-def test_cuda_base_and_torch_build_support_the_images_architecture(deffile: Path) -> None:
-    lock = read_lock(CONTAINERS_DIR / f"{deffile.stem}.lock.toml")
+@pytest.mark.parametrize("dockerfile", DOCKERFILES, ids=lambda p: p.stem)
+def test_dockerfile_parses_and_installs_exactly_the_lock(dockerfile: Path) -> None:
+    lock = read_lock(CONTAINERS_DIR / f"{dockerfile.stem}.lock.toml")
+    recipe = next(iter(DockerParser(str(dockerfile)).recipe.values()))
+    base = f"infpop-base:{lock.debootstrap['suite']}" if lock.debootstrap else lock.base
+    assert recipe.fromHeader == base
+    for src, _ in recipe.files:
+        assert _in_repository_or_staged(src), f"COPY source {src} is not in the repository"
+    assert "HF_HUB_OFFLINE=1" in recipe.environ
+    _assert_installs_exactly_the_lock(dockerfile, recipe.install, lock)
+
+
+@pytest.mark.parametrize("lockfile", GPU_LOCKS, ids=lambda p: p.name.removesuffix(".lock.toml"))
+def test_cuda_base_and_torch_build_support_the_images_architecture(lockfile: Path) -> None:
+    lock = read_lock(lockfile)
     tag = re.fullmatch(r"nvidia/cuda:(\d+\.\d+)\.\d+-\w+-ubuntu\d+\.\d+", lock.base)
     assert tag, f"base {lock.base!r} is not an nvidia/cuda image"
     assert tag[1] == lock.cuda == lock.torch_cuda, "base CUDA, lock cuda and torch's CUDA build must agree"
@@ -92,7 +154,7 @@ def test_cuda_base_and_torch_build_support_the_images_architecture(deffile: Path
         "add torch's architecture list for this build to TORCH_BUILD_ARCHS (from PyTorch's release matrix)"
     )
     assert lock.unsupported(lock.compute_capability) is None
-    assert deffile.stem.endswith("sm" + lock.compute_capability.replace(".", ""))
+    assert lock.name.endswith("sm" + lock.compute_capability.replace(".", ""))
 
 
 def test_vllm_images_pin_the_engine_with_the_torch_it_requires() -> None:
@@ -265,3 +327,100 @@ def test_no_container_flag_reaches_the_jobs(capsys: pytest.CaptureFixture[str]) 
     assert main(args) == 0
     out = capsys.readouterr().out
     assert "apptainer" not in out and "HF_HUB_OFFLINE=1" in out
+
+
+# ---- the runtime axis ---------------------------------------------------------------------
+
+CH_PART = PartitionProfile(
+    slurm_partition="charliecloud", hardware="cpu", gpu_type="a100", runtime="charliecloud",
+    images={"hf": "/img/infpop-hf-cpu.sqfs"},
+)  # fmt: skip
+
+
+def test_charliecloud_launcher_binds_only_the_shared_roots_with_a_private_tmp() -> None:
+    argv = launcher_argv(CH_PART, "hf", ["/shared/a", "/shared/b"], digest="cd" * 32, model_cache="/shared/b/hf")
+    assert argv[:5] == ["env", "-u", "HF_TOKEN", "-u", "HUGGING_FACE_HUB_TOKEN"]
+    ch = argv[5:]
+    assert ch[:2] == ["ch-run", "--private-tmp"], "a private /tmp: the host's /tmp is not writable from a trial"
+    assert [ch[k + 1] for k, a in enumerate(ch) if a == "-b"] == ["/shared/a", "/shared/b"]
+    envs = [a.removeprefix("--set-env=") for a in ch if a.startswith("--set-env=")]
+    assert {"HF_HUB_OFFLINE=1", "PYTHONNOUSERSITE=1", "HF_HOME=/shared/b/hf"} <= set(envs)
+    assert "INFPOP_CONTAINER_IMAGE=/img/infpop-hf-cpu.sqfs" in envs and "INFPOP_CONTAINER_SHA256=" + "cd" * 32 in envs
+    assert ch[-5:] == ["/img/infpop-hf-cpu.sqfs", "--", "/opt/infpop/venv/bin/python", "-m", "infpop"]
+    assert not any("TOKEN=" in a for a in argv) and "-w" not in ch, "the image stays read-only"
+
+
+def test_profile_names_a_known_runtime_or_is_refused_naming_the_field(tmp_path: Path) -> None:
+    data = yaml.safe_load((REPO / "slurm" / "profiles" / "testcluster.yaml").read_text())
+    assert load_profile(UNIVERSITY).partition("a100").runtime == "apptainer", "the default stays Apptainer"
+    data["partitions"]["charliecloud"]["runtime"] = "docker"
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(yaml.safe_dump(data))
+    with pytest.raises(InputError, match=r"partitions\.charliecloud\.runtime.*unknown container runtime 'docker'"):
+        load_profile(bad)
+
+
+def test_testcluster_profile_builds_the_cpu_image_with_charliecloud() -> None:
+    from infpop.images import targets
+
+    (target,) = targets(str(REPO / "slurm" / "profiles" / "testcluster.yaml"), REPO / "build" / "containers")
+    assert target.runtime.name == "charliecloud" and target.lock.name == "hf-cpu"
+    assert target.image == REPO / "build" / "containers" / "infpop-hf-cpu.sqfs", "relative to the profile's folder"
+    assert target.lock.compute_capability is None and target.lock.packages["torch"] == "2.13.0+cpu"
+
+
+def test_build_without_the_runtime_tools_says_what_is_missing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from infpop.images import main as images_main
+
+    monkeypatch.setenv("PATH", str(tmp_path))  # nothing installed
+    profile = str(REPO / "slurm" / "profiles" / "testcluster.yaml")
+    assert images_main(["build", "--profile", profile, "--cache", str(tmp_path / "cache")]) == 2
+    assert "ch-image, ch-convert, ch-run, mksquashfs not installed" in capsys.readouterr().err
+    assert not (tmp_path / "cache").exists(), "nothing is written before the tools are there"
+
+
+def test_build_context_holds_only_the_sources_lock_and_options_never_a_token(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from infpop.runtimes import get_runtime
+    from infpop.runtimes.base import BuildOptions, stage_context
+
+    token = "hf_FAKEtokenForTheContextTest0123456789"
+    monkeypatch.setenv("HF_TOKEN", token)
+    (tmp_path / "certs").mkdir()
+    (tmp_path / "certs" / "proxy.crt").write_text("-----BEGIN CERTIFICATE-----\n")
+    (tmp_path / "wheels").mkdir()
+    for name in ("torch-2.13.0+cpu-cp311-cp311-manylinux_2_28_x86_64.whl", "torch-2.8.0-cp311-none.whl", "x-1-py3.whl"):
+        (tmp_path / "wheels" / name).write_bytes(b"whl")
+    lock = read_lock(CONTAINERS_DIR / "hf-cpu.lock.toml")
+    ch = get_runtime("charliecloud")
+    opts = BuildOptions(ca_certs=tmp_path / "certs", wheels=tmp_path / "wheels", mount_points=("/shared",))
+    ctx = stage_context(lock, ch.recipe(lock), "hf-cpu.Dockerfile", REPO, opts, tmp_path / "ctx")
+    assert sorted(p.name for p in (ctx / "wheels").iterdir()) == [
+        "torch-2.13.0+cpu-cp311-cp311-manylinux_2_28_x86_64.whl"
+    ]
+    assert [p.name for p in (ctx / "ca-certificates").iterdir()] == ["proxy.crt"]
+    assert (ctx / "hf-cpu.Dockerfile").read_text() == (CONTAINERS_DIR / "hf-cpu.Dockerfile").read_text()
+    assert not [p for p in ctx.rglob("*") if p.is_file() and token.encode() in p.read_bytes()]
+
+
+def test_plan_refuses_an_image_of_another_runtime(tmp_path: Path) -> None:
+    sif = CH_PART.model_copy(update={"images": {"hf": "/img/infpop-hf-cpu.sif"}})
+    with pytest.raises(InputError, match=r"images\.hf: /img/infpop-hf-cpu\.sif is not a charliecloud image \(a \.sqfs"):
+        plan(load_manifest(_manifest(tmp_path, engines=["hf"])), "charliecloud", sif)
+
+
+def test_sweep_refuses_an_unbuilt_image_before_writing_anything(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from infpop.cli import main
+
+    profile = tmp_path / "profile.yaml"
+    part = CH_PART.model_dump(exclude_defaults=True) | {"images": {"hf": str(tmp_path / "infpop-hf-cpu.sqfs")}}
+    profile.write_text(yaml.safe_dump({"name": "ch", "partitions": {"charliecloud": part}}))
+    manifest = _manifest(tmp_path, engines=["hf"], dtype="float32")
+    assert main(["sweep", str(manifest), "--partition", "charliecloud", "--profile", str(profile)]) != 0
+    assert "infpop-hf-cpu.sqfs does not exist; build it with `make containers`" in capsys.readouterr().err
+    assert not (tmp_path / "runs").exists()

@@ -135,6 +135,8 @@ NodeName=a100-node NodeHostname=localhost NodeAddr=127.0.0.1 Port=$A100_PORT CPU
 NodeName=v100-node NodeHostname=localhost NodeAddr=127.0.0.1 Port=$V100_PORT CPUs=32 RealMemory=128000 Gres=gpu:v100:8 State=UNKNOWN
 PartitionName=a100 Nodes=a100-node Default=YES MaxTime=INFINITE State=UP
 PartitionName=v100 Nodes=v100-node MaxTime=INFINITE State=UP
+# Trials in a container image (runtime: charliecloud in slurm/profiles/testcluster.yaml).
+PartitionName=charliecloud Nodes=a100-node MaxTime=INFINITE State=UP
 CONF
 # Daemons bind the hostname's address only; clients (outside the namespace) use the plain copy.
 { cat "$DIR/etc/client/slurm.conf"; echo "CommunicationParameters=NoInAddrAny,NoCtldInAddrAny"; } > "$DIR/etc/slurm.conf"

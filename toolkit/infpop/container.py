@@ -1,11 +1,12 @@
 """Where a trial runs: the pinned image of its partition, how a job enters it, and what cannot run.
 
-Each partition of a profile names one Apptainer image per engine (``images``). A job starts
-``apptainer exec --nv --bind <shared roots> IMAGE python -m infpop trial GROUP_FILE`` so CUDA,
-torch and the engine are the versions of that image's lock (``containers/<name>.lock.toml``),
-and the result records the image path and sha256. Models come from the profile's
-``model_cache``, read offline (``HF_HUB_OFFLINE=1``); tokens are removed from the job's
-environment, so nothing secret enters the container.
+Each partition of a profile names one image per engine (``images``) and the container runtime
+that runs them (``runtime``, :mod:`infpop.runtimes`: Apptainer by default, or Charliecloud). A
+job starts e.g. ``apptainer exec --nv --bind <shared roots> IMAGE python -m infpop trial
+GROUP_FILE`` so CUDA, torch and the engine are the versions of that image's lock
+(``containers/<name>.lock.toml``), and the result records the image path and sha256. Models come
+from the profile's ``model_cache``, read offline (``HF_HUB_OFFLINE=1``); tokens are removed from
+the job's environment, so nothing secret enters the container.
 
 Refusals happen at plan time, before anything is written, with a message naming the field:
 bf16 where the GPU has none, an image whose CUDA or torch build lacks the partition's GPU
@@ -14,7 +15,6 @@ architecture, an image built for another engine, a missing image or an unstaged 
 
 from __future__ import annotations
 
-import hashlib
 import sys
 from dataclasses import dataclass
 from functools import cache
@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from infpop.errors import InputError
+from infpop.runtimes import get_runtime
 
 if TYPE_CHECKING:
     from infpop.manifest import LoadedManifest
@@ -86,19 +87,28 @@ def torch_build_supports(torch_version: str, torch_cuda: str, cc: str) -> bool |
 
 @dataclass(frozen=True)
 class ImageLock:
-    """One image's pins: ``containers/<name>.lock.toml``; its def file installs exactly these."""
+    """One image's pins: ``containers/<name>.lock.toml``; its recipes (an Apptainer def file and a
+    Dockerfile, :mod:`infpop.runtimes`) are rendered from it and install exactly these.
+
+    A GPU image names its compute capability and CUDA; a CPU image has neither. ``debootstrap``
+    (suite, variant, mirror, include) builds the base from the Debian mirror instead of pulling
+    ``base`` from a registry.
+    """
 
     name: str
     engine: str
-    compute_capability: str
     base: str
-    cuda: str
-    torch_cuda: str
     python: str
     packages: dict[str, str]
+    compute_capability: str | None = None
+    cuda: str | None = None
+    torch_cuda: str | None = None
+    debootstrap: dict | None = None
 
     def unsupported(self, cc: str) -> str | None:
         """Why this image cannot run on compute capability ``cc``, or None when it can."""
+        if self.cuda is None or self.torch_cuda is None:
+            return "it is a CPU image (no CUDA)"
         if not cuda_supports(self.cuda, cc):
             return f"its CUDA {self.cuda} does not support compute capability {cc}"
         torch_ok = torch_build_supports(self.packages["torch"], self.torch_cuda, cc)
@@ -120,37 +130,29 @@ def read_lock(path: Path) -> ImageLock:
     return ImageLock(
         name=path.name.removesuffix(".lock.toml"),
         engine=image["engine"],
-        compute_capability=image["compute_capability"],
         base=image["base"],
-        cuda=image["cuda"],
-        torch_cuda=image["torch_cuda"],
         python=image["python"],
         packages=dict(data["packages"]),
+        compute_capability=image.get("compute_capability"),
+        cuda=image.get("cuda"),
+        torch_cuda=image.get("torch_cuda"),
+        debootstrap=data.get("debootstrap"),
     )
 
 
 def image_lock(image: str, containers_dir: Path = CONTAINERS_DIR) -> ImageLock | None:
-    """The lock of an image built by ``make containers`` (``infpop-<name>.sif``); None for other images."""
-    stem = Path(image).name.removesuffix(".sif").removeprefix("infpop-")
+    """The lock of an image built by ``make containers`` (``infpop-<name>.sif``, ``.sqfs``, ...);
+    None for other images."""
+    stem = Path(image).name.split(".", 1)[0].removeprefix("infpop-")
     path = containers_dir / f"{stem}.lock.toml"
     return read_lock(path) if path.is_file() else None
 
 
 @cache
-def image_digest(image: str) -> str | None:
-    """sha256 of an image: from ``IMAGE.sha256`` (written by ``make containers``) when it is not
-    older than the image, else computed; None when the image does not exist (a dry run)."""
-    path = Path(image)
-    if not path.is_file():
-        return None
-    sidecar = Path(f"{image}.sha256")
-    if sidecar.is_file() and sidecar.stat().st_mtime >= path.stat().st_mtime:
-        return sidecar.read_text().split()[0]
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 24), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
+def image_digest(image: str, runtime: str = "apptainer") -> str | None:
+    """sha256 of an image as its runtime takes it (cached: images are large); None when the image
+    does not exist (a dry run)."""
+    return get_runtime(runtime).digest(image)
 
 
 def job_env(model_cache: str | None) -> dict[str, str]:
@@ -172,8 +174,9 @@ def launcher_argv(
 ) -> list[str] | None:
     """The argv prefix that starts ``python -m infpop`` for a job of ``engine`` on ``part``.
 
-    With the partition's image for the engine: ``apptainer exec --nv --bind ROOTS --env ... IMAGE
-    python -m infpop`` (``digest`` is the image's sha256, recorded in every result); without one
+    With the partition's image for the engine: its runtime's argv, e.g. ``apptainer exec --nv
+    --bind ROOTS --env ... IMAGE python -m infpop`` (``digest`` is the image's sha256, recorded in
+    every result; the shared roots are the only binds); without one
     (or ``containers=False``) but with a model cache: this interpreter under ``env`` with the
     cache variables; otherwise None, and the job runs in-process. Tokens are unset in both forms.
     """
@@ -187,12 +190,8 @@ def launcher_argv(
     env = {**env, "INFPOP_CONTAINER_IMAGE": image}
     if digest is not None:
         env["INFPOP_CONTAINER_SHA256"] = digest
-    argv = ["env", *unset, "apptainer", "exec", "--nv"]
-    if shared_roots:
-        argv += ["--bind", ",".join(shared_roots)]
-    for key, value in env.items():
-        argv += ["--env", f"{key}={value}"]
-    return [*argv, image, "python", "-m", "infpop"]
+    argv = get_runtime(part.runtime).exec_argv(image, tuple(shared_roots), env)
+    return ["env", *unset, *argv, "-m", "infpop"]
 
 
 @dataclass(frozen=True)
@@ -222,7 +221,7 @@ class Runtime:
             engine,
             self.shared_roots,
             containers=self.containers,
-            digest=image_digest(image) if image else None,
+            digest=image_digest(image, part.runtime) if image else None,
             model_cache=self.model_cache,
         )
 
@@ -241,6 +240,11 @@ def check_runnable(loaded: LoadedManifest, partition: str, part: PartitionProfil
         if image is None:
             continue
         where = f"profile partition {partition!r}: images.{engine}"
+        suffix = get_runtime(part.runtime).image_suffix
+        if not image.endswith(suffix):
+            raise InputError(
+                f"{where}: {image} is not a {part.runtime} image (a {suffix} file, built by make containers)"
+            )
         lock = image_lock(image)
         if lock is not None and lock.engine != engine:
             raise InputError(

@@ -13,11 +13,12 @@ from pathlib import Path
 from typing import Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from infpop.errors import InputError
 from infpop.gpus import nvidia_smi_names
 from infpop.manifest import SAFE_NAME, format_validation_error
+from infpop.runtimes import known_runtimes
 
 
 class PartitionProfile(BaseModel):
@@ -40,8 +41,17 @@ class PartitionProfile(BaseModel):
     array_parallelism: int = Field(default=16, ge=1)
     #: Compute capability of the partition's GPUs, e.g. "8.0" (A100), "7.0" (V100).
     compute_capability: str | None = Field(default=None, pattern=r"^\d+\.\d+$")
-    #: Apptainer image per engine (``hf``, ``vllm``); trials run bare when none is set.
+    #: Image per engine (``hf``, ``vllm``); trials run bare when none is set.
     images: dict[str, str] = Field(default_factory=dict)
+    #: Container runtime that builds and runs the images: a module of :mod:`infpop.runtimes`.
+    runtime: str = "apptainer"
+
+    @field_validator("runtime")
+    @classmethod
+    def _known_runtime(cls, value: str) -> str:
+        if value not in known_runtimes():
+            raise ValueError(f"unknown container runtime {value!r}; known: {', '.join(sorted(known_runtimes()))}")
+        return value
 
     @model_validator(mode="after")
     def _slurm_needs_partition(self) -> PartitionProfile:
@@ -109,8 +119,25 @@ def load_profile(path: str | Path | None = None) -> ClusterProfile:
     except yaml.YAMLError as exc:
         raise InputError(f"{path}: not valid YAML: {exc}") from None
     try:
-        return ClusterProfile.model_validate(data)
+        profile = ClusterProfile.model_validate(data)
     except ValidationError as err:
         raise InputError(
             format_validation_error(str(path), err).replace("invalid manifest", "invalid profile")
         ) from None
+    return _images_relative_to(profile, path.parent)
+
+
+def _images_relative_to(profile: ClusterProfile, folder: Path) -> ClusterProfile:
+    """Relative image paths are relative to the profile's folder, so a profile kept in a
+    repository can name the images ``make containers`` builds inside it."""
+    parts = {
+        name: part.model_copy(
+            update={
+                "images": {
+                    e: i if Path(i).is_absolute() else str((folder / i).resolve()) for e, i in part.images.items()
+                }
+            }
+        )
+        for name, part in profile.partitions.items()
+    }
+    return profile.model_copy(update={"partitions": parts})

@@ -1,0 +1,28 @@
+# infpop trial image: transformers pipeline (HF engine) on CPU.
+# Generated from containers/hf-cpu.lock.toml by `python -m infpop.images recipes`; do not edit:
+# tests/test_containers.py checks that it installs exactly the lock's pins.
+# Build: `make containers PROFILE=...` (a profile partition with runtime: charliecloud).
+# infpop-base:bookworm is `debootstrap --variant=minbase --include=python3,python3-venv,ca-certificates bookworm ROOTFS http://deb.debian.org/debian`,
+# imported with ch-image; its tarball's sha256 is passed in as BASE_SHA256 and kept in the image.
+FROM infpop-base:bookworm
+ARG BASE_SHA256=none
+LABEL org.infpop.image=hf-cpu org.infpop.engine=hf
+COPY containers/hf-cpu.lock.toml /opt/infpop/lock.toml
+COPY ca-certificates /usr/local/share/ca-certificates/infpop
+COPY wheels /opt/infpop/wheels
+RUN set -eu \
+ && export DEBIAN_FRONTEND=noninteractive \
+ && update-ca-certificates \
+ && export PIP_CERT=/etc/ssl/certs/ca-certificates.crt \
+ && python3 -m venv /opt/infpop/venv \
+ && /opt/infpop/venv/bin/python -m pip install --no-cache-dir --find-links /opt/infpop/wheels pip==25.2 setuptools==80.9.0 wheel==0.45.1 \
+ && /opt/infpop/venv/bin/python -m pip install --no-cache-dir --find-links /opt/infpop/wheels torch==2.13.0+cpu accelerate==1.10.1 transformers==4.56.2 tokenizers==0.22.1 safetensors==0.6.2 huggingface-hub==0.35.3 pydantic==2.11.7 PyYAML==6.0.2 submitit==1.5.3 tqdm==4.67.1 \
+ && rm -rf /opt/infpop/wheels \
+ && echo $BASE_SHA256 > /opt/infpop/base.sha256
+COPY pyproject.toml /opt/infpop/src/pyproject.toml
+COPY README.md /opt/infpop/src/README.md
+COPY toolkit /opt/infpop/src/toolkit
+RUN /opt/infpop/venv/bin/python -m pip install --no-cache-dir --no-deps --no-build-isolation /opt/infpop/src \
+ && /opt/infpop/venv/bin/python -m pip freeze > /opt/infpop/pip-freeze.txt \
+ && /opt/infpop/venv/bin/python -c "import torch, transformers, accelerate, infpop.engines.hf; print('infpop image hf-cpu ok')"
+ENV PATH=/opt/infpop/venv/bin:$PATH PYTHONNOUSERSITE=1 HF_HUB_OFFLINE=1 HF_HUB_DISABLE_PROGRESS_BARS=1 TRANSFORMERS_VERBOSITY=error

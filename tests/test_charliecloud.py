@@ -1,0 +1,213 @@
+"""Trials inside a real image: the CPU image (containers/hf-cpu.lock.toml) built with Charliecloud,
+run by SLURM array jobs of the test cluster's ``charliecloud`` partition through ``ch-run``.
+
+The image comes from ``make containers PROFILE=slurm/profiles/testcluster.yaml`` (.ci/run builds it
+once per run, before the tests). Without Charliecloud installed the tests skip; with it installed
+but no image built, they fail and say how to build it, so CI cannot pass without running them.
+"""
+
+from __future__ import annotations
+
+import getpass
+import gzip
+import importlib.metadata
+import json
+import os
+import shutil
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+from infpop.cli import main
+from infpop.container import CONTAINERS_DIR, Runtime, read_lock
+from infpop.manifest import load_manifest
+from infpop.plan import plan
+from infpop.profile import load_profile
+from infpop.results import ResultStore
+from infpop.runtimes import get_runtime
+from infpop.runtimes.base import file_sha256
+from infpop.slurm import ACTIVE_STATES, job_states
+
+REPO = Path(__file__).resolve().parents[1]
+PROFILE = REPO / "slurm" / "profiles" / "testcluster.yaml"
+TOOLS = ("ch-run", "ch-image", "ch-convert", "mksquashfs", "debootstrap")
+TOKEN = "hf_FAKEtokenForTheCharliecloudTest012345"
+
+pytestmark = [pytest.mark.slow]
+
+
+@pytest.fixture(scope="module")
+def cpu_image() -> Path:
+    missing = [tool for tool in TOOLS if shutil.which(tool) is None]
+    if missing:
+        pytest.skip(f"Charliecloud is not installed ({', '.join(missing)} missing); .ci/run installs it")
+    image = Path(load_profile(PROFILE).partition("charliecloud").images["hf"])
+    if not image.is_file():
+        pytest.fail(
+            f"{image} is not built: run `make containers PROFILE=slurm/profiles/testcluster.yaml` (with CA_CERTS=DIR "
+            "WHEELS=DIR where needed, see README); .ci/run builds it before the tests"
+        )
+    return image
+
+
+def _user_env() -> dict[str, str]:
+    """This environment with ``$USER`` set: ch-run refuses to start without it."""
+    return {**os.environ, "USER": os.environ.get("USER") or getpass.getuser()}
+
+
+@pytest.fixture(scope="module")
+def image_tiny_model(cpu_image: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The tiny model, built inside the image: saved by the image's transformers, so its files
+    are the format that version reads (the host venv's newer one writes a tokenizer class the
+    pinned one does not know, as a site's staged models must match their image too)."""
+    out = tmp_path_factory.mktemp("image-model")
+    argv = get_runtime("charliecloud").exec_argv(str(cpu_image), (str(out),), {})
+    subprocess.run([*argv, "-m", "infpop", "make-tiny-model", str(out / "tiny")], env=_user_env(), check=True)
+    return out / "tiny"
+
+
+@pytest.fixture
+def site(
+    tmp_path: Path, image_tiny_model: Path, humaneval_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> dict[str, Path]:
+    """A site laid out like the university profile: results and data under one shared root,
+    models under another; those two are the only host folders a job binds."""
+    monkeypatch.setenv("USER", _user_env()["USER"])
+    monkeypatch.setenv("HF_TOKEN", TOKEN)
+    monkeypatch.setenv("HUGGING_FACE_HUB_TOKEN", TOKEN)
+    infpop, models = tmp_path / "shared" / "infpop", tmp_path / "shared" / "models"
+    shutil.copytree(image_tiny_model, models / "tiny")
+    (models / "hf").mkdir()
+    data = infpop / "data" / "humaneval.jsonl.gz"
+    data.parent.mkdir(parents=True)
+    with gzip.open(humaneval_path, "rt") as src, gzip.open(data, "wt") as dst:
+        dst.writelines(line for _, line in zip(range(16), src))
+    profile = yaml.safe_load(PROFILE.read_text())
+    profile["partitions"] = {"charliecloud": profile["partitions"]["charliecloud"]}
+    profile["partitions"]["charliecloud"]["images"]["hf"] = str(
+        load_profile(PROFILE).partition("charliecloud").images["hf"]
+    )
+    profile.update(shared_roots=[str(infpop), str(models)], model_cache=str(models / "hf"))
+    (tmp_path / "profile.yaml").write_text(yaml.safe_dump(profile))
+    manifest = {
+        "study": "ch",
+        "output_root": str(infpop / "runs"),
+        "models": [{"name": f"tiny-{x}", "source": str(models / "tiny")} for x in "ab"],
+        "engines": ["hf"],
+        "gpu_counts": [1],
+        "batch_sizes": [1, 2],
+        "max_new_tokens": [2],
+        "dtype": "float32",
+        "workload": {"path": str(data), "limit": 8},
+        "partitions": ["charliecloud"],
+    }
+    (tmp_path / "manifest.yaml").write_text(yaml.safe_dump(manifest))
+    (tmp_path / "outside").mkdir()
+    return {"profile": tmp_path / "profile.yaml", "manifest": tmp_path / "manifest.yaml", "root": infpop / "runs"}
+
+
+def _wait(job_ids: list[str], timeout_s: float) -> dict[str, str]:
+    deadline = time.monotonic() + timeout_s
+    while True:
+        states = job_states(job_ids)
+        if all(s not in ACTIVE_STATES and s != "UNKNOWN" for s in states.values()):
+            return states
+        assert time.monotonic() < deadline, f"jobs not finished after {timeout_s:.0f}s: {states}"
+        time.sleep(1)
+
+
+@pytest.mark.slurm
+def test_slurm_array_runs_trials_inside_the_cpu_image(
+    site: dict[str, Path], cpu_image: Path, slurm_conf: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    args = ["--partition", "charliecloud", "--profile", str(site["profile"])]
+    assert main(["sweep", str(site["manifest"]), *args]) == 0
+    assert "submitted 4 trials in 2 jobs" in capsys.readouterr().out
+    log = [json.loads(line) for line in (site["root"] / "ch/.infpop/submissions.jsonl").read_text().splitlines()]
+    states = _wait([e["job_id"] for e in log], 600)
+    assert set(states.values()) == {"COMPLETED"}, (states, [Path(e["log"]).read_text()[-2000:] for e in log])
+    assert len({e["job_id"].split("_")[0] for e in log}) == 1, "one array job"
+
+    groups = plan(
+        load_manifest(site["manifest"]), "charliecloud", load_profile(site["profile"]).partition("charliecloud")
+    )
+    store = ResultStore(site["root"])
+    results = [store.read(t) for g in groups for t in g.trials]
+    assert len(results) == 4 and {r.status for r in results} == {"ok"}, [r and r.error for r in results]
+    lock = read_lock(CONTAINERS_DIR / "hf-cpu.lock.toml")
+    digest = file_sha256(cpu_image)
+    assert Path(f"{cpu_image}.sha256").read_text().split()[0] == digest
+    for r in results:
+        prov = r.provenance
+        assert prov.container_image == str(cpu_image) and prov.container_sha256 == digest
+        assert prov.slurm["job_partition"] == "charliecloud" and "array_task_id" in prov.slurm
+        # Proof the trial ran on the image's Python: its libraries are the lock's, not this venv's.
+        for pkg in ("transformers", "tokenizers", "accelerate", "pydantic"):
+            assert prov.versions[pkg] == lock.packages[pkg] != importlib.metadata.version(pkg), pkg
+    assert {r.provenance.slurm["array_task_id"] for r in results} == {"0", "1"}
+    leaks = [p for p in site["root"].rglob("*") if p.is_file() and TOKEN.encode() in p.read_bytes()]
+    assert not leaks, f"token in {leaks}"
+
+
+PROBE = """
+import json, os, sys
+tried = {}
+for path in sys.argv[1:]:
+    try:
+        with open(path, "w") as fh:
+            fh.write("x")
+        tried[path] = "written"
+    except OSError as err:
+        tried[path] = err.strerror
+env = {k: v for k, v in os.environ.items() if "TOKEN" in k or k.startswith(("HF_", "INFPOP_"))}
+print(json.dumps({"tried": tried, "env": env, "prefix": sys.prefix}))
+"""
+
+
+def test_trial_in_the_image_writes_only_its_bound_roots_and_sees_no_token(
+    site: dict[str, Path], cpu_image: Path, tmp_path: Path
+) -> None:
+    """The argv a job runs, with a probe instead of ``-m infpop trial``: the token is set in the
+    caller's environment, and the probe tries to write inside and outside the bound roots."""
+    part = load_profile(site["profile"]).partition("charliecloud")
+    groups = plan(
+        load_manifest(site["manifest"]),
+        "charliecloud",
+        part,
+        runtime=Runtime.from_profile(load_profile(site["profile"])),
+    )
+    launcher = groups[0].launcher
+    assert launcher[-2:] == ["-m", "infpop"] and "ch-run" in launcher
+    site["root"].mkdir(parents=True)  # the output root, as a sweep creates it
+    inside = site["root"] / "probe.txt"
+    outside = [
+        tmp_path / "outside" / "probe.txt",  # a host folder next to the shared roots, not bound
+        REPO / "probe-from-trial.txt",  # the checkout
+        Path("/var/tmp") / f"probe-{os.getpid()}.txt",  # host scratch space
+        Path("/opt/infpop/probe.txt"),  # the image itself
+    ]
+    out = subprocess.run(
+        [*launcher[:-2], "-c", PROBE, str(inside), *map(str, outside)], capture_output=True, text=True, check=True
+    ).stdout
+    probe = json.loads(out.strip().splitlines()[-1])
+    assert probe["tried"][str(inside)] == "written" and inside.read_text() == "x"
+    for path in outside:
+        assert probe["tried"][str(path)] in ("Read-only file system", "No such file or directory"), probe["tried"]
+        assert not (path.exists() and path.read_text() == "x"), f"{path} was written from the container"
+    assert probe["prefix"] == "/opt/infpop/venv", "the image's Python, not the host's"
+    assert not [k for k in probe["env"] if "TOKEN" in k], probe["env"]
+    assert probe["env"]["HF_HUB_OFFLINE"] == "1" and probe["env"]["INFPOP_CONTAINER_IMAGE"] == str(cpu_image)
+
+
+def test_image_holds_no_token_and_records_its_debootstrap_base(cpu_image: Path) -> None:
+    script = "cat /opt/infpop/base.sha256; cat /ch/environment; find / -xdev -name token -path '*huggingface*'"
+    clean = ["env", "-i", f"USER={_user_env()['USER']}", "PATH=/usr/bin:/bin"]
+    out = subprocess.run(
+        [*clean, "ch-run", str(cpu_image), "--", "sh", "-c", script], capture_output=True, text=True, check=True
+    ).stdout
+    base_sha, *rest = out.splitlines()
+    kept = [p.read_text().split()[0] for p in (REPO / "build/containers/cache/debootstrap").glob("*.tar.sha256")]
+    assert base_sha in kept, "the image names the kept debootstrap base it was built on"
+    assert "TOKEN" not in out and "huggingface/token" not in out, rest
