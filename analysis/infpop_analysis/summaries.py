@@ -11,7 +11,8 @@ NaN, never invented.
 
 The percentile bootstrap is the interval ``scipy.stats.bootstrap`` computes; it needs no
 distributional assumption, but with few repetitions it is too narrow (the mean of 3 normal
-draws: about 76% coverage for a nominal 95%, measured by simulation; 89% at 10, 94% at 100).
+draws: about 76% coverage for a nominal 95%, 89% at 10, 94% at 100, measured by simulation),
+and more so for skewed measurements (log-normal with sigma 0.5: 93.6% at 100).
 """
 
 from __future__ import annotations
@@ -26,8 +27,8 @@ N_RESAMPLES = 2000
 #: Seed of the resampling, so the same table gives the same configs.csv.
 SEED = 0
 CV_THRESHOLD = 0.10
-#: Configurations per vectorised bootstrap call, which bounds memory to ~CHUNK x N_RESAMPLES x n.
-CHUNK = 256
+#: Resampled values held at once (8 bytes each): bounds the memory of a vectorised bootstrap.
+MAX_VALUES = 10_000_000
 #: Axes that tell configurations apart, in the order configs.csv lists them (those the table has).
 CONFIG_AXES = [
     "study", "hardware", "engine", "model", "n_gpus", "batch_size", "max_new_tokens", "workload", "scenario",
@@ -63,8 +64,9 @@ def bootstrap_mean_ci(
     low[constant] = high[constant] = x[constant, 0]
     rows = np.flatnonzero(~constant)
     rng = np.random.default_rng(seed)
-    for start in range(0, len(rows), CHUNK):
-        part = rows[start : start + CHUNK]
+    chunk = max(1, MAX_VALUES // (n_resamples * x.shape[1]))
+    for start in range(0, len(rows), chunk):
+        part = rows[start : start + chunk]
         res = sps.bootstrap(
             (x[part],), np.mean, axis=-1, vectorized=True, n_resamples=n_resamples,
             confidence_level=level, method="percentile", rng=rng,
@@ -74,19 +76,12 @@ def bootstrap_mean_ci(
 
 
 def describe(groups: pd.core.groupby.SeriesGroupBy, prefix: str = "") -> pd.DataFrame:
-    """n, mean, median, std, cv and the bootstrap interval of each group's values."""
-    values = [v.dropna().to_numpy(dtype=float) for _, v in groups]
-    out = pd.DataFrame(
-        {
-            "n": [len(v) for v in values],
-            "mean": [v.mean() if len(v) else np.nan for v in values],
-            "median": [np.median(v) if len(v) else np.nan for v in values],
-            "std": [v.std(ddof=1) if len(v) > 1 else np.nan for v in values],
-        }
-    )
+    """n, mean, median, std, cv and the bootstrap interval of each group's non-missing values."""
+    out = groups.agg(["count", "mean", "median", "std"]).reset_index(drop=True).rename(columns={"count": "n"})
     with np.errstate(divide="ignore", invalid="ignore"):
         out["cv"] = out["std"] / out["mean"]
     out["ci_low"], out["ci_high"] = np.nan, np.nan
+    values = [v.dropna().to_numpy(dtype=float) for _, v in groups] if (out["n"] > 1).any() else []
     # One vectorised bootstrap per sample size: the groups of a study mostly share theirs.
     for n in sorted(set(out["n"]) - {0, 1}):
         idx = np.flatnonzero(out["n"].to_numpy() == n)
