@@ -92,7 +92,9 @@ demo: install build/tiny-model/config.json $(DATA) ## the whole path on CPU: tin
 	$(INFPOP) sweep manifests/demo.yaml --partition local --output-root $(OUT)
 	$(INFPOP) aggregate $(OUT)/demo -o $(OUT)/demo/table.parquet
 	$(INFPOP) figures $(OUT)/demo/table.parquet -o $(OUT)/demo/figures
+	$(INFPOP) stats $(OUT)/demo/table.parquet -o $(OUT)/demo/stats
 	@echo "results: $(OUT)/demo/cpu  table: $(OUT)/demo/table.parquet (.csv)  figures: $(OUT)/demo/figures"
+	@echo "per-configuration intervals: $(OUT)/demo/stats/configs.csv  report: $(OUT)/demo/stats/report.md"
 
 test: install lint ## run the test suite (after the linter)
 	$(BIN)/python -m pytest -q
