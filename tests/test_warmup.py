@@ -51,7 +51,9 @@ def _run_counting(group: GroupSpec) -> tuple[list[TrialResult], list[int]]:
 
 def test_default_is_one_warm_up_batch_per_trial_and_bad_values_are_named(write_manifest) -> None:
     assert load_manifest(write_manifest()).manifest.warmup == Warmup(group_batches=0, trial_batches=1)
-    with pytest.raises(InputError, match=r"warmup\.trial_batches: Input should be greater than or equal to 0 \(got -1\)"):
+    with pytest.raises(
+        InputError, match=r"warmup\.trial_batches: Input should be greater than or equal to 0 \(got -1\)"
+    ):
         load_manifest(write_manifest(warmup={"trial_batches": -1}))
     with pytest.raises(InputError, match=r"warmup\.per_trial: Extra inputs are not permitted"):
         load_manifest(write_manifest(warmup={"per_trial": 1}))
@@ -60,7 +62,9 @@ def test_default_is_one_warm_up_batch_per_trial_and_bad_values_are_named(write_m
 def test_warm_up_batches_run_untimed_and_are_recorded(write_manifest) -> None:
     group = _group(write_manifest(batch_sizes=[4], max_new_tokens=[3], warmup={"group_batches": 2, "trial_batches": 1}))
     (r,), calls = _run_counting(group)
-    assert calls == [4, 4, 4] + [4, 4, 4], "2 after the load, 1 before the trial, then the 12 prompts in 3 timed batches"
+    assert calls == [4, 4, 4] + [4, 4, 4], (
+        "2 after the load, 1 before the trial, then the 12 prompts in 3 timed batches"
+    )
     assert r.status == "ok" and len(r.batch_latencies_s) == 3
     assert r.generated_tokens == 12 * 3, "warm-up tokens are not counted"
     assert r.throughput == pytest.approx(r.generated_tokens / r.wall_s)
@@ -93,7 +97,8 @@ def test_a_sweep_with_warm_up_no_longer_has_its_first_timed_batch_slowest(write_
     sweep = subprocess.run([sys.executable, "-m", "infpop", "sweep", str(manifest)], capture_output=True, text=True)
     assert sweep.returncode == 0, sweep.stderr
     results = sorted(
-        (r for r in iter_results(tmp_path / "runs") if isinstance(r, TrialResult)), key=lambda r: r.provenance.started_at
+        (r for r in iter_results(tmp_path / "runs") if isinstance(r, TrialResult)),
+        key=lambda r: r.provenance.started_at,
     )
     assert [(r.trial.repetition, r.trial.batch_size) for r in results] == [(r, b) for r in range(3) for b in (1, 2)]
     assert all(r.status == "ok" and r.warmup_s > 0 for r in results)
@@ -104,7 +109,9 @@ def test_a_sweep_with_warm_up_no_longer_has_its_first_timed_batch_slowest(write_
     run = [sys.executable, "-m", "infpop"]
     assert subprocess.run([*run, "aggregate", str(tmp_path / "runs" / "t"), "-o", str(table)]).returncode == 0
     assert pd.read_parquet(table)["warmup_s"].gt(0).all()
-    assert subprocess.run([*run, "stats", str(table), "-o", str(tmp_path / "stats")], capture_output=True).returncode == 0
+    assert (
+        subprocess.run([*run, "stats", str(table), "-o", str(tmp_path / "stats")], capture_output=True).returncode == 0
+    )
     configs = pd.read_csv(tmp_path / "stats" / "configs.csv")
     assert len(configs) == 2 and (configs["n"] == 3).all()
     assert (configs["ci_low"] <= configs["mean"]).all() and (configs["mean"] <= configs["ci_high"]).all()
