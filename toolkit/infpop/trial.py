@@ -6,7 +6,8 @@ already have a result are skipped, so a requeued or rerun job resumes where it s
 out-of-memory error ends a trial with status ``oom`` and, with pruning on, larger batches of
 the same series are recorded ``skipped_oom`` without running. A trial runs through its
 scenario's runner: :func:`run_trial` here (offline, the study's protocol), or
-:func:`infpop.scenarios.online.run_online`.
+:func:`infpop.scenarios.online.run_online`, after the trial's untimed warm-up batches
+(:mod:`infpop.warmup`).
 
 Only light imports here: the engine module brings torch when the group actually runs.
 """
@@ -202,7 +203,7 @@ def run_group(group: GroupSpec, engine_factory: EngineFactory = default_engine) 
             except Exception as exc:  # the timed loop would fail alike: the failure is the trial's outcome
                 engine.recover()
                 status = "oom" if engine.is_oom(exc) else "error"
-                result = run.result(trial, utcnow(), status=status, error=_error_text(exc))
+                result = run.result(trial, utcnow(), status=status, error="in warm-up: " + _error_text(exc))
             else:
                 result = _runner(trial)(engine, trial, prompts, run, group.trial_timeout_s)
                 result.warmup_s = warmup_s
