@@ -100,6 +100,7 @@ demo: install build/tiny-model/config.json $(DATA) ## the whole path on CPU: tin
 	$(INFPOP) stats $(OUT)/demo/table.parquet -o $(OUT)/demo/stats >/dev/null
 	$(INFPOP) report $(OUT)/demo/table.parquet -o $(OUT)/demo >/dev/null
 	@echo "results: $(OUT)/demo/cpu  table: $(OUT)/demo/table.parquet (.csv)  figures: $(OUT)/demo/figures"
+	@echo "per-configuration intervals: $(OUT)/demo/stats/configs.csv  report: $(OUT)/demo/stats/report.md"
 	@echo "report (open in a browser): $(OUT)/demo/report.html"
 
 test: install lint ## run the test suite (after the linter)

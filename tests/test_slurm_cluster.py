@@ -82,6 +82,7 @@ def timed_trials(humaneval_path: Path, n: int, seconds: float) -> dict:
         "max_new_tokens": [32],
         "trial_timeout_s": seconds,
         "workload": {"path": str(humaneval_path)},
+        "warmup": {"trial_batches": 0},  # untimed work would escape the timeout that sizes the trials
     }
 
 

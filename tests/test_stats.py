@@ -121,6 +121,16 @@ def test_report_reads_like_the_results_and_flags_disagreements(paper) -> None:
         assert (paper / "tables" / f"{name}.csv").exists() and (paper / "tables" / f"{name}.md").exists()
 
 
+@needs_published
+def test_published_data_has_one_repetition_and_no_invented_interval(paper) -> None:
+    configs = pd.read_csv(paper / "configs.csv")
+    measured = configs[configs["n"] > 0]
+    assert (measured["n"] == 1).all() and configs[["std", "cv", "ci_low", "ci_high"]].isna().all().all()
+    assert "permutation" not in set(_tests(paper)["test"])
+    report = (paper / "report.md").read_text()
+    assert "Every configuration was measured once" in report and "one repetition per configuration" in report
+
+
 def _synthetic(missing: bool) -> pd.DataFrame:
     """Two engines, three GPU counts, 6 models; vllm is 3x faster; GPU count 1 is twice as fast."""
     rng = np.random.default_rng(0)

@@ -215,7 +215,7 @@ def test_trials_count_tokens_from_token_ids_and_tear_the_engine_down(
     results = run_group(group)
     assert [r.status for r in results] == ["ok", "ok"]
     assert all(r.generated_tokens == 12 * 3 and r.n_prompts == 12 for r in results), "3 tokens x 12 prompts"
-    assert fake.calls == [1] * 12 + [4] * 3, "b prompts per generate call"
+    assert fake.calls == [1] * (1 + 12) + [4] * (1 + 3), "a warm-up batch, then b prompts per generate call"
     assert fake.created[0]["tensor_parallel_size"] == 1 and fake.created[0]["dtype"] == "float16"
     assert fake.shutdowns == 1 and fake.cleanups == 1, "engine torn down after the group"
 

@@ -62,7 +62,8 @@ def cmd_stats(args: argparse.Namespace) -> int:
     from infpop_analysis.report import write_stats
     from infpop_analysis.table import read_table
 
-    for path in write_stats(read_table(args.table), args.out, max_new_tokens=args.max_new_tokens):
+    table = read_table(args.table)
+    for path in write_stats(table, args.out, max_new_tokens=args.max_new_tokens, cv_threshold=args.cv_threshold):
         print(path)
     return 0
 
@@ -74,6 +75,14 @@ def cmd_workloads(args: argparse.Namespace) -> int:
     for path in write_workload_report(read_table(args.table), args.out):
         print(path)
     return 0
+
+
+def non_negative(text: str) -> float:
+    """A non-negative number, for argparse (which names the option and value when this raises)."""
+    value = float(text)
+    if not value >= 0:
+        raise ValueError(text)
+    return value
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -118,6 +127,12 @@ def register(sub: argparse._SubParsersAction) -> None:
         type=int,
         default=None,
         help="max_new_tokens to analyse (default: 5 as the paper, else the smallest in the table)",
+    )
+    p.add_argument(
+        "--cv-threshold",
+        type=non_negative,
+        default=0.10,
+        help="flag configurations whose coefficient of variation over repetitions exceeds this (default: 0.10)",
     )
     p.set_defaults(func=cmd_stats)
 

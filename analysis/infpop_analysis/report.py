@@ -13,7 +13,9 @@ import numpy as np
 import pandas as pd
 
 from infpop_analysis.effects import magnitude
-from infpop_analysis.stats import ALPHA, BASE, FAST, NEW_HW, OLD_HW, Analysis, analyse
+from infpop_analysis.replicates import repetition_tests
+from infpop_analysis.stats import ALPHA, BASE, FAST, NEW_HW, OLD_HW, TEST_COLUMNS, Analysis, analyse
+from infpop_analysis.summaries import CV_THRESHOLD, config_axes, config_summaries
 
 ENGINE_NAMES = {"hf": "HF pipelines", "vllm": "vLLM"}
 HW_NAMES = {"a100": "A100", "v100": "V100"}
@@ -207,7 +209,104 @@ def section_correlations(a: Analysis) -> list[str]:
     ]
 
 
-def render(a: Analysis, study: str) -> str:
+#: Rows of configs.csv the report lists before it shows only the noisy ones.
+MAX_CONFIG_ROWS = 60
+
+
+def section_configs(configs: pd.DataFrame, cv_threshold: float) -> list[str]:
+    """Each configuration's repetitions: n, mean and its 95% interval, CV, flagged when noisy."""
+    out = ["## Repetitions: each configuration with its interval\n"]
+    measured = configs[configs["n"] > 0]
+    if not len(measured):
+        return out + ["No configuration has a throughput.\n"]
+    if measured["n"].max() < 2:
+        return out + [
+            f"Every configuration was measured once (n = 1 for all {len(measured)} configurations with a throughput), "
+            "as the published study measured them: there is no spread to estimate, so configs.csv leaves the standard "
+            "deviation, the coefficient of variation and the 95% interval empty rather than inventing them.\n"
+        ]
+    noisy = measured[measured["noisy"]]
+    out.append(
+        f"configs.csv gives each of the {len(configs)} configurations its n ({int(measured['n'].min())} to "
+        f"{int(measured['n'].max())} repetitions with a throughput), mean, median, standard deviation, coefficient of "
+        f"variation (CV) and a {100 * configs['ci_level'].iloc[0]:.0f}% percentile-bootstrap interval of the mean "
+        f"throughput. With few repetitions that interval is too narrow (for 3 normal draws it covers the true mean "
+        f"about 76% of the time, by simulation): read it as the least uncertainty there is. {len(noisy)} "
+        f"configuration(s) have a CV above {fmt(cv_threshold, 2)} (`--cv-threshold`), flagged **noisy**; their "
+        "differences from neighbours deserve more repetitions before they are believed.\n"
+    )
+    axes = [c for c in config_axes(configs) if configs[c].nunique(dropna=False) > 1]
+    shown = measured if len(measured) <= MAX_CONFIG_ROWS else noisy
+    if len(shown) < len(measured):
+        out.append(f"{len(measured)} configurations are too many to list: only the noisy ones follow.\n")
+    table = pd.DataFrame(
+        {
+            **{c: shown[c] for c in axes},
+            "n": shown["n"],
+            "mean t/s": shown["mean"],
+            "95% CI": [f"[{fmt(lo, 1)}, {fmt(hi, 1)}]" for lo, hi in zip(shown["ci_low"], shown["ci_high"])],
+            "CV": shown["cv"],
+            "noisy": ["**noisy**" if x else "" for x in shown["noisy"]],
+        }
+    )
+    return out + [markdown_table(table.reset_index(drop=True), 3)]
+
+
+def _study_verdict(a: Analysis, r: pd.Series) -> str:
+    """The study's own test of the same pair on cell medians (Tukey HSD or Wilcoxon), if it ran."""
+    t = a.tests[(a.tests["analysis"] == r["analysis"]) & a.tests["test"].isin(["tukey", "wilcoxon"])]
+    for col in ("hardware", "engine", "n_gpus"):
+        if pd.notna(r[col]):
+            t = t[t[col] == r[col]]
+    same = t[
+        ((t["group1"] == r["group1"]) & (t["group2"] == r["group2"]))
+        | ((t["group1"] == r["group2"]) & (t["group2"] == r["group1"]))
+    ]
+    if not len(same):
+        return "not run"
+    row = same.iloc[0]
+    return f"{row['test']}: {'rejects' if row['reject'] else 'does not reject'} (p = {fmt(row['p_value'], 4)})"
+
+
+def section_repetition_tests(a: Analysis, configs: pd.DataFrame) -> list[str]:
+    """The study's comparisons tested against the noise of repetitions (:mod:`infpop_analysis.replicates`)."""
+    out = ["## Differences against the noise of repetitions\n"]
+    perm = a.tests[a.tests["test"] == "permutation"]
+    if not len(perm):
+        once = not len(configs) or configs["n"].max() < 2
+        return out + [
+            "The table has one repetition per configuration, so no test can compare a difference with the noise of "
+            "measuring it; the tests above compare single measurements.\n"
+            if once
+            else "No comparison has at least 2 repetitions of each side in a matched cell.\n"
+        ]
+    out.append(
+        "Beside the study's tests on cell medians, each comparison is tested on the repetitions themselves: a "
+        "permutation test stratified by the matched cells (the model and every other axis the comparison does not "
+        "set), statistic = mean log ratio of the two sides' mean throughputs, ratio = its exponential (side 1 over "
+        f"side 2), p-values Holm-adjusted within each scope. A difference *exceeds the noise* when the adjusted p is "
+        f"below α = {ALPHA}. With a single matched cell and 3 repetitions a side, the smallest attainable p is 0.1: "
+        "such a comparison needs more repetitions or more models to exceed the noise.\n"
+    )
+    rows = [
+        {
+            "analysis": r["analysis"],
+            "scope": ", ".join(f"{c} {r[c]}" for c in ("hardware", "engine", "n_gpus") if pd.notna(r[c])),
+            "side 1": r["group1"],
+            "side 2": r["group2"],
+            "ratio": r["effect"],
+            "p (Holm)": r["p_value"],
+            "exceeds noise": "yes" if r["reject"] else "no",
+            "study's test on cell medians": _study_verdict(a, r),
+        }
+        for _, r in perm.iterrows()
+    ]
+    n_yes = int(perm["reject"].astype(bool).sum())
+    out.append(f"{n_yes} of {len(perm)} differences exceed the noise.\n")
+    return out + [markdown_table(pd.DataFrame(rows), 4)]
+
+
+def render(a: Analysis, study: str, configs: pd.DataFrame | None = None, cv_threshold: float = CV_THRESHOLD) -> str:
     """report.md of an analysis."""
     from infpop_analysis.claims import claims_section
 
@@ -232,16 +331,29 @@ def render(a: Analysis, study: str) -> str:
             lines += [line for section in sections for line in section(part)]
     else:
         lines += [line for section in sections for line in section(a)]
+    if configs is not None:
+        lines += section_configs(configs, cv_threshold) + section_repetition_tests(a, configs)
     lines += claims_section(a, study)
     return "\n".join(lines).rstrip() + "\n"
 
 
-def write_stats(df: pd.DataFrame, out_dir: str | Path, max_new_tokens: int | None = None) -> list[Path]:
-    """Run :func:`analyse` and write tests.csv, tables/*.csv|.md and report.md into ``out_dir``."""
+def write_stats(
+    df: pd.DataFrame, out_dir: str | Path, max_new_tokens: int | None = None, cv_threshold: float = CV_THRESHOLD
+) -> list[Path]:
+    """Run :func:`analyse` and the repetition-aware tests, and write tests.csv, configs.csv,
+    tables/*.csv|.md and report.md into ``out_dir``."""
     out_dir = Path(out_dir)
     (out_dir / "tables").mkdir(parents=True, exist_ok=True)
     a = analyse(df, max_new_tokens)
+    perm = repetition_tests(df, a.max_new_tokens)
+    if perm:
+        a.tests = pd.concat([a.tests, pd.DataFrame(perm, columns=TEST_COLUMNS)], ignore_index=True)
+        a.tests = a.tests.astype({"n_gpus": "Int64", "n": "Int64"})
+    configs = config_summaries(df, cv_threshold)
     written = []
+    path = out_dir / "configs.csv"
+    configs.to_csv(path, index=False)
+    written.append(path)
     path = out_dir / "tests.csv"
     a.tests.to_csv(path, index=False)
     written.append(path)
@@ -256,6 +368,6 @@ def write_stats(df: pd.DataFrame, out_dir: str | Path, max_new_tokens: int | Non
         written.append(path)
     studies = sorted(df["study"].dropna().unique())
     path = out_dir / "report.md"
-    path.write_text(render(a, ", ".join(studies) or "unnamed study"))
+    path.write_text(render(a, ", ".join(studies) or "unnamed study", configs, cv_threshold))
     written.append(path)
     return written

@@ -217,6 +217,16 @@ class OnlineScenario(_Validity):
 Scenario = Annotated[OfflineScenario | OnlineScenario, Field(discriminator="kind")]
 
 
+class Warmup(_Strict):
+    """Untimed batches before measuring: the first batches after a model load, or at a new
+    batch shape, pay for kernel selection, allocator growth and caches, which a long-running
+    server pays once. Their time is recorded (``warmup_s``) and never counted in throughput.
+    The published study warmed nothing: ``{trial_batches: 0}`` repeats its protocol."""
+
+    group_batches: int = Field(default=0, ge=0, description="once per job after the model loads")
+    trial_batches: int = Field(default=1, ge=0, description="before each trial's timed loop, at its batch size")
+
+
 def _unique_positive(values: list[int]) -> list[int]:
     if not values:
         raise ValueError("must not be empty")
@@ -242,6 +252,7 @@ class Manifest(_Strict):
     workload: WorkloadSpec | None = Field(default=None, validate_default=True)
     scenario: Scenario = OfflineScenario()
     repetitions: int = Field(default=1, ge=1)
+    warmup: Warmup = Warmup()
     prune_oom: bool = Field(default=True, description="after an OOM at batch b, skip larger batches")
     trial_timeout_s: float | None = Field(default=None, gt=0)
     engine_options: dict[str, dict[str, Any]] = Field(default_factory=dict)

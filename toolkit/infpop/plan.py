@@ -57,6 +57,9 @@ class TrialSpec(BaseModel):
     #: The value of the manifest's ``gpu_memory_utilization`` axis (also in ``engine_options``,
     #: which is what the engine reads); ``None`` where the axis is not swept.
     gpu_memory_utilization: float | None = None
+    #: Untimed batches before the timed loop (the manifest's ``warmup.trial_batches``); 0 in
+    #: records from before warm-up existed, which had none.
+    warmup_batches: int = 0
 
     @property
     def group_key(self) -> tuple[str, str, str, int, str, float]:
@@ -118,6 +121,8 @@ class GroupSpec(BaseModel):
     #: The profile's ``group_shared``: the job lets the group read and write what it writes
     #: (:mod:`infpop.filemodes`).
     group_shared: bool = False
+    #: Untimed batches once after the model loads (the manifest's ``warmup.group_batches``).
+    warmup_batches: int = 0
     #: argv prefix that starts ``python -m infpop`` in the partition's image (see
     #: :mod:`infpop.container`); None runs the job in-process.
     launcher: list[str] | None = None
@@ -142,6 +147,12 @@ class GroupSpec(BaseModel):
 
 
 def _run_order(trial: TrialSpec) -> tuple[int, int, int]:
+    """Repetitions run in rounds: every configuration of the group once, then every one again.
+    Repetitions of one configuration are thus spread over the job rather than back to back, so
+    a drift of the node (thermal, a noisy neighbour) spreads over all configurations instead of
+    masquerading as a difference between them; within a round each series runs batch sizes
+    ascending, which OOM pruning needs. Interleaving stops at the group: going further would
+    reload the model."""
     return (trial.repetition, trial.max_new_tokens, trial.batch_size)
 
 
@@ -182,6 +193,7 @@ def expand_trials(loaded: LoadedManifest, partition: str, part: PartitionProfile
             scenario=m.scenario,
             request_rate=rate,
             gpu_memory_utilization=memory,
+            warmup_batches=m.warmup.trial_batches,
         )
         for model in m.models
         for engine in m.engines
@@ -259,6 +271,7 @@ def plan(
             prune_oom=m.prune_oom if prune_oom is None else prune_oom,
             trial_timeout_s=m.trial_timeout_s,
             group_shared=group_shared,
+            warmup_batches=m.warmup.group_batches,
             launcher=runtime.launcher(part, trials[0].engine),
         )
         for trials in group_trials(expand_trials(loaded, partition, part, hardware))

@@ -59,6 +59,11 @@ class TrialResult(BaseModel):
     #: Wall seconds of the inference loop only; model loading is ``load_s``.
     wall_s: float = 0.0
     load_s: float | None = None
+    #: Seconds of the untimed warm-up batches before this trial's loop, and once after the model
+    #: loaded (shared by the trials of that run); never part of ``wall_s`` or throughput.
+    #: ``None`` where none ran (and in records from before warm-up existed).
+    warmup_s: float | None = None
+    group_warmup_s: float | None = None
     #: Generated tokens per second of ``wall_s``; partial for an OOM or timeout, as the study kept it.
     throughput: float | None = None
     batch_latencies_s: list[float] = Field(default_factory=list)

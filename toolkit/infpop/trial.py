@@ -7,7 +7,8 @@ out-of-memory error ends a trial with status ``oom`` and, with pruning on, large
 the same series (online: and the same batch at its other request rates) are recorded
 ``skipped_oom`` without running; a rerun without pruning runs them. A trial runs through its
 scenario's runner: :func:`run_trial` here (offline, the study's protocol), or
-:func:`infpop.scenarios.online.run_online`.
+:func:`infpop.scenarios.online.run_online`, after the trial's untimed warm-up batches
+(:mod:`infpop.warmup`).
 
 Only light imports here: the engine module brings torch when the group actually runs.
 """
@@ -26,6 +27,7 @@ from infpop.filemodes import share_with_group
 from infpop.plan import GroupSpec, TrialSpec
 from infpop.results import Provenance, ResultStore, TrialResult, utcnow
 from infpop.scenarios.metrics import validity
+from infpop.warmup import warm_up, warm_up_group
 from infpop.workloads import Prompt, load_prompts, new_tokens, with_reference_tokens
 
 EngineFactory = Callable[[GroupSpec], Engine]
@@ -51,6 +53,7 @@ class _Run:
         self.group = group
         self.gpus = gpus
         self.load_s = load_s
+        self.group_warmup_s: float | None = None
         self.versions = provenance.library_versions()
         self.image, self.image_sha = provenance.container()
 
@@ -66,7 +69,9 @@ class _Run:
             started_at=started_at,
             finished_at=utcnow(),
         )
-        return TrialResult(trial=trial, provenance=prov, load_s=self.load_s, **fields)
+        return TrialResult(
+            trial=trial, provenance=prov, load_s=self.load_s, group_warmup_s=self.group_warmup_s, **fields
+        )
 
     def measured(
         self,
@@ -202,12 +207,21 @@ def run_group(group: GroupSpec, engine_factory: EngineFactory = default_engine) 
         return written
     run = _Run(group, engine.devices(), time.perf_counter() - t0)
     try:
+        run.group_warmup_s = warm_up_group(engine, pending[0], prompts, group.warmup_batches)
         for trial in pending:
             limit = pruned_by(trial, oom_at)
             if limit is not None:
                 record(run.result(trial, utcnow(), status="skipped_oom", error=f"OOM at batch {limit} in this series"))
                 continue
-            result = _runner(trial)(engine, trial, prompts, run, group.trial_timeout_s)
+            try:
+                warmup_s = warm_up(engine, trial, prompts, trial.warmup_batches)
+            except Exception as exc:  # the timed loop would fail alike: the failure is the trial's outcome
+                engine.recover()
+                status = "oom" if engine.is_oom(exc) else "error"
+                result = run.result(trial, utcnow(), status=status, error="in warm-up: " + _error_text(exc))
+            else:
+                result = _runner(trial)(engine, trial, prompts, run, group.trial_timeout_s)
+                result.warmup_s = warmup_s
             record(result)
             if result.status == "oom" and group.prune_oom:
                 oom_at[trial.series] = min(oom_at.get(trial.series, trial.batch_size), trial.batch_size)
