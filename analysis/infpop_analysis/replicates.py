@@ -29,8 +29,8 @@ import numpy as np
 import pandas as pd
 from statsmodels.stats.multitest import multipletests
 
-from infpop_analysis.stats import ALPHA, BASE, FAST, NEW_HW, OLD_HW, TEST_COLUMNS
-from infpop_analysis.summaries import config_axes, valid
+from infpop_analysis.stats import ALPHA, BASE, CELL, FAST, NEW_HW, OLD_HW, TEST_COLUMNS
+from infpop_analysis.table import config_axes, split_axes, valid_rows
 
 N_PERMUTATIONS = 9999
 SEED = 0
@@ -49,7 +49,7 @@ FAMILIES = {
 def has_repetitions(df: pd.DataFrame) -> bool:
     """Whether any configuration of ``df`` has at least two throughputs."""
     axes = config_axes(df)
-    d = valid(df).dropna(subset=["throughput"])
+    d = valid_rows(df)[0].dropna(subset=["throughput"])
     return bool(axes) and bool((d.groupby(axes, dropna=False, observed=True).size() >= MIN_REPETITIONS).any())
 
 
@@ -81,18 +81,21 @@ def _pair_strata(part: pd.DataFrame, axis: str, strata_axes: list[str], g1, g2) 
 def repetition_tests(df: pd.DataFrame, max_new_tokens: int) -> list[dict]:
     """Rows of the tidy test table (``test`` = "permutation") for every comparison of the study
     whose cells have repetitions; none for a table measured once per configuration."""
-    d = valid(df)
+    d = valid_rows(df)[0]
     d = d[(d["max_new_tokens"] == max_new_tokens) & d["throughput"].notna()]
     if not has_repetitions(d):
         return []
     axes = config_axes(d)
+    # As in the study's analyses, a workload, scenario, request rate or memory share is never
+    # pooled with another: each combination of them is its own family of tests.
+    split = split_axes(d, [*CELL, "max_new_tokens"])
     rows = []
     for analysis, (scope, axis, keep, pairs) in FAMILIES.items():
         sel = d
         for k, v in keep.items():
             sel = sel[sel[k] == v]
-        strata_axes = [a for a in axes if a not in scope and a != axis]
-        for where, part in sel.groupby(scope, observed=True):
+        strata_axes = [a for a in axes if a not in scope and a not in split and a != axis]
+        for where, part in sel.groupby(scope + split, observed=True, dropna=False):
             levels = sorted(part[axis].unique())
             family = [p for p in (pairs or _all_pairs(levels)) if set(p) <= set(levels)]
             found = []
@@ -103,13 +106,13 @@ def repetition_tests(df: pd.DataFrame, max_new_tokens: int) -> list[dict]:
                     n = sum(len(a) + len(b) for a, b in strata)
                     found.append(dict(analysis=analysis, test="permutation", group1=str(g1), group2=str(g2),
                                       statistic=stat, effect=float(np.exp(stat)), p_value=p, n=n,
-                                      **dict(zip(scope, where if isinstance(where, tuple) else (where,)))))  # fmt: skip
+                                      **dict(zip(scope + split, where if isinstance(where, tuple) else (where,)))))  # fmt: skip
             if found:
                 reject, adjusted, _, _ = multipletests([r["p_value"] for r in found], alpha=ALPHA, method="holm")
                 for r, rej, adj in zip(found, reject, adjusted):
                     r.update(p_value=float(adj), reject=bool(rej))
             rows += found
-    return [{c: r.get(c) for c in TEST_COLUMNS} for r in rows]
+    return [{c: r.get(c) for c in [*TEST_COLUMNS, *split]} for r in rows]
 
 
 def _all_pairs(levels: list) -> list[tuple]:

@@ -14,8 +14,9 @@ import pandas as pd
 
 from infpop_analysis.effects import magnitude
 from infpop_analysis.replicates import repetition_tests
-from infpop_analysis.stats import ALPHA, BASE, FAST, NEW_HW, OLD_HW, TEST_COLUMNS, Analysis, analyse
-from infpop_analysis.summaries import CV_THRESHOLD, config_axes, config_summaries
+from infpop_analysis.stats import ALPHA, BASE, FAST, NEW_HW, OLD_HW, Analysis, analyse
+from infpop_analysis.summaries import CV_THRESHOLD, config_summaries
+from infpop_analysis.table import config_axes
 
 ENGINE_NAMES = {"hf": "HF pipelines", "vllm": "vLLM"}
 HW_NAMES = {"a100": "A100", "v100": "V100"}
@@ -347,7 +348,7 @@ def write_stats(
     a = analyse(df, max_new_tokens)
     perm = repetition_tests(df, a.max_new_tokens)
     if perm:
-        a.tests = pd.concat([a.tests, pd.DataFrame(perm, columns=TEST_COLUMNS)], ignore_index=True)
+        a.tests = pd.concat([a.tests, pd.DataFrame(perm)], ignore_index=True)
         a.tests = a.tests.astype({"n_gpus": "Int64", "n": "Int64"})
     configs = config_summaries(df, cv_threshold)
     written = []

@@ -29,12 +29,10 @@ import pandas as pd
 
 from infpop_analysis.figures import cell_table, landscape_plotly, landscape_states
 from infpop_analysis.stats import choose_tokens
-from infpop_analysis.table import KEY, SCENARIO_KEY
+from infpop_analysis.table import config_axes
 
 #: Trial outcomes in the order they are shown (others follow, sorted).
 STATUSES = ("ok", "oom", "skipped_oom", "timeout", "error")
-#: Configuration axes beyond the table's key that a record may carry (vLLM's scheduler settings).
-EXTRA_AXES = ("batching", "max_num_seqs", "kv_cache_bytes")
 #: Measured engine counters a record may carry, shown as medians beside the best configuration.
 EXTRA_MEASURES = ("kv_cache_blocks", "num_preemptions")
 #: Live-search summaries under ``<study>/.infpop``.
@@ -239,12 +237,6 @@ def section_outcomes(df: pd.DataFrame) -> str:
     return out
 
 
-def _config_axes(df: pd.DataFrame) -> list[str]:
-    """The configuration axes the table fills, repetition excluded (issue 10 adds the shared one to table.py)."""
-    axes = [c for c in KEY + SCENARIO_KEY + list(EXTRA_AXES) if c != "repetition"]
-    return _present(df, axes)
-
-
 def section_best(df: pd.DataFrame, stats: Path, tokens: int) -> str:
     """The best configuration per (model, engine, hardware) at the analysed max_new_tokens (the
     landscapes' slice): from configs.csv (with its interval) when `infpop stats` wrote one, else the
@@ -277,7 +269,7 @@ def section_best(df: pd.DataFrame, stats: Path, tokens: int) -> str:
     ok = df[(df["status"] == "ok") & df["throughput"].notna() & (df["valid"].fillna(True).astype(bool))]
     if not len(ok):
         return "<p class='missing'>No run finished ok with a throughput.</p>"
-    axes = _config_axes(ok)
+    axes = config_axes(ok)
     measures = ["throughput"] + _present(ok, EXTRA_MEASURES)
     per_config = ok.groupby(axes, dropna=False).agg(
         repetitions=("throughput", "size"), **{m: (m, "median") for m in measures}

@@ -21,6 +21,8 @@ import numpy as np
 import pandas as pd
 from scipy import stats as sps
 
+from infpop_analysis.table import config_axes, valid_rows
+
 CI_LEVEL = 0.95
 #: Resamples per interval: the endpoints' Monte Carlo error is small against the interval itself.
 N_RESAMPLES = 2000
@@ -29,24 +31,9 @@ SEED = 0
 CV_THRESHOLD = 0.10
 #: Resampled values held at once (8 bytes each): bounds the memory of a vectorised bootstrap.
 MAX_VALUES = 10_000_000
-#: Axes that tell configurations apart, in the order configs.csv lists them (those the table has).
-CONFIG_AXES = [
-    "study", "hardware", "engine", "model", "n_gpus", "batch_size", "max_new_tokens", "workload", "scenario",
-    "output_length", "request_rate", "gpu_memory_utilization", "kv_cache_bytes", "max_num_seqs", "batching",
-]  # fmt: skip
 #: Latency columns of online trials, each summarised under its name without ``_s``.
 LATENCY_COLUMNS = [f"{m}_{p}_s" for m in ("latency", "ttft", "latency_per_token") for p in ("p50", "p90", "p99")]
 STATS = ["n", "mean", "median", "std", "cv", "ci_low", "ci_high"]
-
-
-def config_axes(df: pd.DataFrame) -> list[str]:
-    """The configuration axes present in ``df``: known axes with at least one value."""
-    return [c for c in CONFIG_AXES if c in df.columns and df[c].notna().any()]
-
-
-def valid(df: pd.DataFrame) -> pd.DataFrame:
-    """Rows of runs that count: ``valid`` is not False (missing for data from before the rule)."""
-    return df[df["valid"].ne(False).fillna(True).astype(bool)] if "valid" in df.columns else df
 
 
 def bootstrap_mean_ci(
@@ -92,8 +79,9 @@ def describe(groups: pd.core.groupby.SeriesGroupBy, prefix: str = "") -> pd.Data
 
 def config_summaries(df: pd.DataFrame, cv_threshold: float = CV_THRESHOLD) -> pd.DataFrame:
     """configs.csv: one row per configuration of ``df`` (see the module docstring)."""
-    axes = config_axes(df)
-    d = valid(df)
+    # configs.csv names the study too, so summaries of several studies stay apart
+    axes = [c for c in ("study",) if c in df and df[c].notna().any()] + config_axes(df)
+    d = valid_rows(df)[0]
     if not axes or d.empty:
         return pd.DataFrame(columns=[*axes, *STATS, "ci_level", "noisy"])
     by = d.groupby(axes, dropna=False, observed=True, sort=True)
