@@ -254,7 +254,7 @@ def write_summary(path: Path, target: Target, method: str, state: dict, history)
     write_atomic(path, json.dumps({"target": target.name, "method": method, **state, "trials": trials}, indent=1))
 
 
-def physics_of(target: Target, loaded, part: PartitionProfile) -> Physics | None:
+def physics_of(target: Target) -> Physics | None:
     """The physical prior of a target, where its model has an architecture and its GPU is known."""
     from infpop import physics
     from infpop.workloads import load_prompts
@@ -303,7 +303,7 @@ def search(
             if method in PRIOR_METHODS
             else None
         )
-        physics = physics_of(target, loaded, part)
+        physics = physics_of(target)
         if method in ("ours+physics", "ours+history") and physics is None:
             log(
                 f"{target.name}: no architecture for the model or GPU {first.hardware!r} not in the catalog: no physics"
