@@ -30,7 +30,12 @@ EngineFactory = Callable[[GroupSpec], Engine]
 def default_engine(group: GroupSpec) -> Engine:
     t = group.first
     return engine_class(t.engine)(
-        t.model, model_path=group.model_path, n_gpus=t.n_gpus, dtype=t.dtype, options=t.engine_options
+        t.model,
+        model_path=group.model_path,
+        n_gpus=t.n_gpus,
+        dtype=t.dtype,
+        options=t.engine_options,
+        scenario=t.scenario.kind,
     )
 
 

@@ -51,12 +51,23 @@ class Engine(ABC):
     #: Whether :meth:`stream` serves requests with continuous batching.
     streams: ClassVar[bool] = False
 
-    def __init__(self, model: ModelSpec, *, model_path: str, n_gpus: int, dtype: str, options: dict[str, Any]):
+    def __init__(
+        self,
+        model: ModelSpec,
+        *,
+        model_path: str,
+        n_gpus: int,
+        dtype: str,
+        options: dict[str, Any],
+        scenario: str = "offline",
+    ):
         self.model = model
         self.model_path = model_path
         self.n_gpus = n_gpus
         self.dtype = dtype
         self.options = options
+        #: The scenario kind of the group's trials: an engine may load differently to serve online.
+        self.scenario = scenario
 
     @abstractmethod
     def load(self) -> None:

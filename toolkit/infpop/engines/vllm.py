@@ -103,8 +103,8 @@ class VLLMEngine(Engine):
 
     @property
     def online(self) -> bool:
-        """An online group serves through the async engine: the planner set its concurrency cap."""
-        return "max_num_seqs" in self.options
+        """An online group serves through the async engine (continuous batching)."""
+        return self.scenario == "online"
 
     def llm_kwargs(self, *, on_cpu: bool = False) -> dict[str, Any]:
         """Arguments of ``vllm.LLM`` (and of ``AsyncEngineArgs``) for this group; engine arguments
