@@ -2,8 +2,9 @@
 
 The manifest schema validates names against these tables, and the plugin packages look their
 implementations up here, so the schema never imports a plugin package that imports it back.
-Third-party engines and scenarios register through the ``infpop.engines`` and
-``infpop.scenarios`` entry-point groups, as pandas' plotting backends do.
+Third-party engines register through the ``infpop.engines`` entry-point group, as pandas'
+plotting backends do; a new workload or scenario kind also needs its manifest schema, so it is
+added here.
 """
 
 from __future__ import annotations
@@ -59,8 +60,8 @@ WORKLOADS = Registry(
     },
 )
 
+#: Scenario runners by the manifest's ``scenario.kind``.
 SCENARIOS = Registry(
     "scenario",
     {"offline": "infpop.scenarios.offline:run_offline", "online": "infpop.scenarios.online:run_online"},
-    group="infpop.scenarios",
 )

@@ -154,7 +154,8 @@ def _serve_continuous(
         start = time.perf_counter() - clock0
         first = last = None
         produced = prompt_tokens = 0
-        async for chunk in engine.stream(prompt.text, asked if isinstance(asked, int) else asked[0], f"{i}"):
+        n = asked if isinstance(asked, int) else asked[0]
+        async for chunk in engine.stream(prompt.text, n, f"{trial.trial_id}#{i}"):
             now = time.perf_counter() - clock0
             prompt_tokens = chunk.prompt_tokens if chunk.prompt_tokens is not None else prompt_tokens
             if not chunk.new_tokens:
