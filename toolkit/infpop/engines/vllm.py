@@ -80,6 +80,12 @@ def _preemptions(output: Any) -> int | None:
     return getattr(getattr(output, "metrics", None), "num_preemptions", None)
 
 
+def _async_tokenizer(async_llm: Any, loop: asyncio.AbstractEventLoop) -> Any:
+    """``AsyncLLM.get_tokenizer()``: a coroutine in 0.10.2, a plain method in 0.32."""
+    tokenizer = async_llm.get_tokenizer()
+    return loop.run_until_complete(tokenizer) if asyncio.iscoroutine(tokenizer) else tokenizer
+
+
 def _shutdown_llm(llm: Any) -> None:
     """``LLM`` has no ``shutdown()`` in either version; its engine-core client has."""
     engine_core = getattr(llm.llm_engine, "engine_core", None)
@@ -215,10 +221,7 @@ class VLLMEngine(Engine):
         return None if engine is None else _kv_cache_blocks(engine.vllm_config)
 
     def count_tokens(self, texts: Sequence[str]) -> list[int]:
-        engine = self.llm if self.llm is not None else self.async_llm
-        tokenizer = engine.get_tokenizer()
-        if asyncio.iscoroutine(tokenizer):  # AsyncLLM.get_tokenizer is a coroutine in 0.10.2
-            tokenizer = self._loop.run_until_complete(tokenizer)
+        tokenizer = self.llm.get_tokenizer() if self.llm is not None else _async_tokenizer(self.async_llm, self._loop)
         return [len(tokenizer.encode(t, add_special_tokens=False)) for t in texts]
 
     def close(self) -> None:
