@@ -106,6 +106,7 @@ class VLLMEngine(Engine):
         self.async_llm: Any = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._preempted: int | None = None
+        self._params: dict[int, Any] = {}
 
     @property
     def online(self) -> bool:
@@ -174,12 +175,10 @@ class VLLMEngine(Engine):
         _shutdown_llm(LLM(**kwargs))
 
     def generate(self, prompts: Sequence[str], batch_size: int, max_new_tokens: int | Sequence[int]) -> BatchOutput:
-        from vllm import SamplingParams
-
         if isinstance(max_new_tokens, int):
-            params: Any = SamplingParams(**self.sampling_kwargs(max_new_tokens))
+            params: Any = self._sampling(max_new_tokens)
         else:  # one length per prompt (output_length: reference): vLLM pairs a list with the prompts
-            params = [SamplingParams(**self.sampling_kwargs(n)) for n in max_new_tokens]
+            params = [self._sampling(n) for n in max_new_tokens]
         outputs = self.llm.generate(list(prompts), params, use_tqdm=False)
         self._count_preemptions(outputs)
         per_prompt = tuple(len(o.outputs[0].token_ids) for o in outputs)
@@ -188,6 +187,14 @@ class VLLMEngine(Engine):
             generated_tokens=sum(per_prompt),
             per_prompt=per_prompt,
         )
+
+    def _sampling(self, max_new_tokens: int) -> Any:
+        """One ``SamplingParams`` per length, built once: a loop over ``generate`` by hand does so too."""
+        if max_new_tokens not in self._params:
+            from vllm import SamplingParams
+
+            self._params[max_new_tokens] = SamplingParams(**self.sampling_kwargs(max_new_tokens))
+        return self._params[max_new_tokens]
 
     async def stream(self, prompt: str, max_new_tokens: int, request_id: str) -> AsyncIterator[StreamChunk]:
         from vllm.sampling_params import RequestOutputKind, SamplingParams
