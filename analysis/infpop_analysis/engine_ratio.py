@@ -31,7 +31,7 @@ def engine_ratios(df: pd.DataFrame, num: str = "vllm", den: str = "hf") -> pd.Da
     best = best_batch(df).set_index(SETTING)
     a = best[best["engine"] == num][["batch_size", "throughput"]]
     b = best[best["engine"] == den][["batch_size", "throughput"]]
-    both = a.join(b, lsuffix=f"_{num}", rsuffix=f"_{den}", how="inner")
+    both = a.add_suffix(f"_{num}").join(b.add_suffix(f"_{den}"), how="inner")
     both["ratio"] = both[f"throughput_{num}"] / both[f"throughput_{den}"]
     return both.reset_index()
 
