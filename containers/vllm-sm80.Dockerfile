@@ -2,9 +2,9 @@
 # Generated from containers/vllm-sm80.lock.toml by `python -m infpop.images recipes`; do not edit:
 # tests/test_containers.py checks that it installs exactly the lock's pins.
 # Build: `make containers PROFILE=...` (a profile partition with runtime: charliecloud).
-FROM nvidia/cuda:12.8.1-base-ubuntu22.04
+FROM nvidia/cuda:13.0.2-base-ubuntu24.04
 ARG BASE_SHA256=none
-LABEL org.infpop.image=vllm-sm80 org.infpop.engine=vllm org.infpop.compute_capability=8.0 org.infpop.cuda=12.8
+LABEL org.infpop.image=vllm-sm80 org.infpop.engine=vllm org.infpop.compute_capability=8.0 org.infpop.cuda=13.0
 COPY containers/vllm-sm80.lock.toml /opt/infpop/lock.toml
 COPY ca-certificates /usr/local/share/ca-certificates/infpop
 COPY wheels /opt/infpop/wheels
@@ -16,8 +16,8 @@ RUN set -eu \
  && update-ca-certificates \
  && export PIP_CERT=/etc/ssl/certs/ca-certificates.crt \
  && python3 -m venv /opt/infpop/venv \
- && /opt/infpop/venv/bin/python -m pip install --no-cache-dir --find-links /opt/infpop/wheels pip==25.2 setuptools==80.9.0 wheel==0.45.1 \
- && /opt/infpop/venv/bin/python -m pip install --no-cache-dir --find-links /opt/infpop/wheels torch==2.8.0 vllm==0.10.2 transformers==4.56.2 tokenizers==0.22.1 safetensors==0.6.2 huggingface-hub==0.35.3 pydantic==2.11.7 PyYAML==6.0.2 submitit==1.5.3 tqdm==4.67.1 \
+ && /opt/infpop/venv/bin/python -m pip install --no-cache-dir --find-links /opt/infpop/wheels pip==25.2 setuptools==78.1.1 wheel==0.45.1 \
+ && /opt/infpop/venv/bin/python -m pip install --no-cache-dir --find-links /opt/infpop/wheels torch==2.13.0 vllm==0.32.0 transformers==5.19.0 tokenizers==0.23.3 safetensors==0.8.0 huggingface-hub==2.4.0 pydantic==2.14.4 PyYAML==6.0.2 submitit==1.5.3 tqdm==4.67.1 \
  && rm -rf /opt/infpop/wheels \
  && echo $BASE_SHA256 > /opt/infpop/base.sha256
 COPY pyproject.toml /opt/infpop/src/pyproject.toml

@@ -42,7 +42,8 @@ def test_every_kind_is_drawn(tmp_path) -> None:
     paths = draw_all(_table(), tmp_path)
     names = {p.relative_to(tmp_path).as_posix() for p in paths}
     assert {"landscapes/a100_hf_m0.png", "landscapes/a100_hf.pdf", "interactive/v100_vllm.html",
-            "gpu_scaling/a100_vllm.png", "batch_size/v100_hf_g2.png", "hardware/hf.png"} <= names  # fmt: skip
+            "gpu_scaling/a100_vllm.png", "batch_size/v100_hf_g2.png", "hardware/hf.png",
+            "engines/a100_m0_g1.png"} <= names  # fmt: skip
     assert all(p.stat().st_size > 5_000 for p in paths)
     html = (tmp_path / "interactive" / "a100_hf.html").read_text()
     assert '<script src="http' not in html and '<script charset="utf-8" src="plotly.min.js">' in html, "offline"
@@ -56,3 +57,19 @@ def test_only_some_kinds_and_unknown_kinds(tmp_path) -> None:
     assert {p.parent.name for p in paths} == {"gpu_scaling"}
     with pytest.raises(InputError, match="unknown figure kind 'surface'"):
         draw_all(_table(), tmp_path, kinds=["surface"])
+
+
+def test_engine_ratio_takes_each_engine_at_its_best_batch_size() -> None:
+    from infpop_analysis.engine_ratio import engine_ratios
+
+    rows = [
+        dict(study="s", hardware="cpu", engine=e, model="m", n_gpus=1, batch_size=b, max_new_tokens=5,
+             repetition=r, status=status, throughput=thp, workload="w", scenario="offline")
+        for e, b, r, status, thp in [
+            ("hf", 1, 0, "ok", 10.0), ("hf", 8, 0, "ok", 40.0), ("hf", 8, 1, "ok", 20.0), ("hf", 64, 0, "oom", 99.0),
+            ("vllm", 1, 0, "ok", 30.0), ("vllm", 64, 0, "ok", 120.0),
+        ]
+    ]  # fmt: skip
+    (r,) = engine_ratios(conform(pd.DataFrame(rows))).itertuples()
+    # hf: batch 8 (median 30 over its repetitions; the OOM run's partial throughput never counts)
+    assert (r.batch_size_vllm, r.batch_size_hf, r.ratio) == (64, 8, 4.0)

@@ -3,8 +3,8 @@ latency from arrival, percentiles that rise with the request rate, validity, and
 table's scenario columns. Also the planner's new axes (workloads, rates, GPU memory share),
 which must leave the study's own trial ids unchanged.
 
-vLLM's async engine cannot run here (no GPU): the online runner serves every engine through
-``Engine.generate_timed``; the HF engine is what these tests run.
+The HF engine serves online trials in dynamic batches (``Engine.generate_timed``), which these
+tests run; vLLM's continuous batching through its async engine is in tests/test_vllm_engine.py.
 """
 
 from __future__ import annotations
@@ -178,12 +178,29 @@ def test_workload_rate_and_memory_axes_expand_with_readable_unique_ids(tmp_path:
     assert len(trials) == 8 + 16 and len({t.trial_id for t in trials}) == 24
     ids = {t.trial_id for t in trials}
     assert "s/a100/hf/m/g1_b1_t64_r0_ref_rate0.5" in ids
-    assert "s/a100/vllm/m/g1_b8_t64_r0_w-alpaca_mem0.3_ref_rate2" in ids
-    assert len({g.group_id for g in groups}) == len(groups) == 2 + 4  # a job per workload and memory share
-    assert "s/a100/vllm/m/g1_w-alpaca_mem0.9" in {g.group_id for g in groups}
+    # vLLM serves online continuously: the batch size is its concurrency cap, set at load
+    assert "s/a100/vllm/m/g1_b8_t64_r0_w-alpaca_mem0.3_seqs8_ref_rate2" in ids
+    # a job per workload (hf), and per workload, memory share and concurrency cap (vllm)
+    assert len({g.group_id for g in groups}) == len(groups) == 2 + 8
+    assert "s/a100/vllm/m/g1_w-alpaca_mem0.9_seqs1" in {g.group_id for g in groups}
     for g in groups:
         assert g.workload_path == str(tmp_path / ("alpaca.json" if g.first.workload.name == "alpaca" else "he.jsonl"))
         assert {t.engine_options.get("gpu_memory_utilization") for t in g.trials} == {g.first.gpu_memory_utilization}
+        assert {t.engine_options.get("max_num_seqs") for t in g.trials} == {g.first.max_num_seqs}
+        assert g.first.max_num_seqs == (g.first.batch_size if g.first.engine == "vllm" else None)
+
+
+def test_kv_cache_bytes_is_the_memory_axis_on_cpu(tmp_path: Path) -> None:
+    sizes = {"gpu_memory_utilization": None, "kv_cache_bytes": [1 << 30, 64 << 20], "scenario": {"kind": "offline"}}
+    groups = plan(load_manifest(_axes_manifest(tmp_path, **sizes)), "local", LOCAL)
+    vllm = [g for g in groups if g.first.engine == "vllm"]
+    assert [g.group_id for g in vllm if g.first.workload.name == "alpaca"] == [
+        "s/cpu/vllm/m/g1_w-alpaca_kv64MiB",
+        "s/cpu/vllm/m/g1_w-alpaca_kv1024MiB",
+    ]
+    assert all(t.engine_options["kv_cache_memory_bytes"] == g.first.kv_cache_bytes for g in vllm for t in g.trials)
+    with pytest.raises(InputError, match="'vllm' on CPU .* needs an explicit KV-cache size"):
+        plan(load_manifest(_axes_manifest(tmp_path, gpu_memory_utilization=None)), "local", LOCAL)
 
 
 @pytest.mark.parametrize(
@@ -196,6 +213,8 @@ def test_workload_rate_and_memory_axes_expand_with_readable_unique_ids(tmp_path:
         ({"workload": {"path": "a"}}, "not both"),
         ({"workloads": None}, "give 'workload' \\(one\\) or 'workloads'"),
         ({"output_length": "longest"}, "output_length"),
+        ({"kv_cache_bytes": [1 << 20]}, "kv_cache_bytes: gpu_memory_utilization is swept too"),
+        ({"kv_cache_bytes": [0], "gpu_memory_utilization": None}, "kv_cache_bytes: must be positive"),
     ],
 )
 def test_malformed_axes_name_the_field(tmp_path: Path, fields: dict, message: str) -> None:

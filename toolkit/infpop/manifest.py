@@ -14,10 +14,9 @@ from typing import Annotated, Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
 
-from infpop.engines import known_engines
 from infpop.errors import InputError
 from infpop.physics import Architecture
-from infpop.workloads import SYNTHETIC, known_workloads
+from infpop.plugins import ENGINES, SYNTHETIC, WORKLOADS
 
 #: Names that become directory names in the result tree.
 SAFE_NAME = r"^[A-Za-z0-9][A-Za-z0-9._+-]*$"
@@ -31,8 +30,12 @@ OutputLength = Literal["fixed", "reference"]
 
 #: The study's workload; trial ids name the workload only when it is another one.
 DEFAULT_WORKLOAD = "humaneval-infilling"
-#: Engines whose KV-cache size ``gpu_memory_utilization`` sets (a load-time option of vLLM).
+#: Engines whose KV-cache size ``gpu_memory_utilization`` or ``kv_cache_bytes`` sets (a
+#: load-time option of vLLM).
 MEMORY_ENGINES = frozenset({"vllm"})
+#: Engines that serve the online scenario with continuous batching, capped at ``max_num_seqs``
+#: concurrent requests (a load-time option): there the trial's batch size sets that cap.
+CONTINUOUS_ENGINES = frozenset({"vllm"})
 
 
 class _Strict(BaseModel):
@@ -130,8 +133,9 @@ class WorkloadSpec(_Strict):
     @field_validator("name")
     @classmethod
     def _known_workload(cls, name: str) -> str:
-        if name not in known_workloads():
-            raise ValueError(f"unknown workload {name!r}; known: {', '.join(sorted(known_workloads()))}")
+        known = WORKLOADS.names() | {SYNTHETIC}
+        if name not in known:
+            raise ValueError(f"unknown workload {name!r}; known: {', '.join(sorted(known))}")
         return name
 
     @model_validator(mode="after")
@@ -258,6 +262,9 @@ class Manifest(_Strict):
     engine_options: dict[str, dict[str, Any]] = Field(default_factory=dict)
     #: vLLM's share of GPU memory (and so its KV-cache size), swept like batch size.
     gpu_memory_utilization: list[float] | None = None
+    #: vLLM's KV-cache size in bytes, swept like batch size: the memory axis on CPU, where
+    #: vLLM's default would take 90% of the machine's memory.
+    kv_cache_bytes: list[int] | None = None
 
     @field_validator("gpu_counts", "batch_sizes", "max_new_tokens")
     @classmethod
@@ -270,7 +277,7 @@ class Manifest(_Strict):
     @field_validator("engines")
     @classmethod
     def _known_engines(cls, values: list[str]) -> list[str]:
-        known = known_engines()
+        known = ENGINES.names()
         unknown = [v for v in values if v not in known]
         if unknown:
             raise ValueError(f"unknown engine {unknown[0]!r}; known: {', '.join(sorted(known))}")
@@ -333,6 +340,26 @@ class Manifest(_Strict):
         for engine in sorted(MEMORY_ENGINES & set(info.data.get("engine_options", {}))):
             if "gpu_memory_utilization" in info.data["engine_options"][engine]:
                 raise ValueError(f"engine_options.{engine} sets it too; keep one")
+        return sorted(values)
+
+    @field_validator("kv_cache_bytes")
+    @classmethod
+    def _cache_sizes(cls, values: list[int] | None, info: ValidationInfo) -> list[int] | None:
+        if values is None:
+            return None
+        bad = [v for v in values if v <= 0]
+        if bad or not values:
+            raise ValueError(f"must be positive byte counts, got {bad or values}")
+        if len(set(values)) != len(values):
+            raise ValueError(f"has duplicates: {values}")
+        engines = set(info.data.get("engines", []))
+        if not MEMORY_ENGINES & engines:
+            raise ValueError(f"applies to {sorted(MEMORY_ENGINES)}, none of which is in engines")
+        if info.data.get("gpu_memory_utilization"):
+            raise ValueError("gpu_memory_utilization is swept too; give one memory axis")
+        for engine in sorted(MEMORY_ENGINES & set(info.data.get("engine_options", {}))):
+            if "kv_cache_memory_bytes" in info.data["engine_options"][engine]:
+                raise ValueError(f"engine_options.{engine} sets kv_cache_memory_bytes too; keep one")
         return sorted(values)
 
     @property

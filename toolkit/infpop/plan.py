@@ -20,6 +20,7 @@ from pydantic import BaseModel, ConfigDict
 from infpop.container import Runtime, check_runnable
 from infpop.errors import InputError
 from infpop.manifest import (
+    CONTINUOUS_ENGINES,
     DEFAULT_WORKLOAD,
     MEMORY_ENGINES,
     Dtype,
@@ -60,9 +61,15 @@ class TrialSpec(BaseModel):
     #: Untimed batches before the timed loop (the manifest's ``warmup.trial_batches``); 0 in
     #: records from before warm-up existed, which had none.
     warmup_batches: int = 0
+    #: The value of the manifest's ``kv_cache_bytes`` axis (``kv_cache_memory_bytes`` in
+    #: ``engine_options``); ``None`` where the axis is not swept.
+    kv_cache_bytes: int | None = None
+    #: The concurrency cap of an online trial on a continuous-batching engine (vLLM's
+    #: ``max_num_seqs``, also in ``engine_options``): the batch size's role there. ``None`` otherwise.
+    max_num_seqs: int | None = None
 
     @property
-    def group_key(self) -> tuple[str, str, str, int, str, float]:
+    def group_key(self) -> tuple[str, str, str, int, str, float, int, int]:
         return (
             self.hardware,
             self.engine,
@@ -70,15 +77,23 @@ class TrialSpec(BaseModel):
             self.n_gpus,
             self.workload.id,
             self.gpu_memory_utilization or 0.0,
+            self.kv_cache_bytes or 0,
+            self.max_num_seqs or 0,
         )
 
     @property
     def group_suffix(self) -> str:
         """The job-splitting axes a study of the paper never had, named only where they are set:
-        ``_w-<workload>`` (not the study's workload) and ``_mem<gpu_memory_utilization>``."""
+        ``_w-<workload>`` (not the study's workload), ``_mem<gpu_memory_utilization>``,
+        ``_kv<size>`` (``kv_cache_bytes``, in MiB where whole) and ``_seqs<max_num_seqs>``."""
         workload = f"_w-{self.workload.id}" if self.workload.id != DEFAULT_WORKLOAD else ""
         memory = f"_mem{self.gpu_memory_utilization:g}" if self.gpu_memory_utilization is not None else ""
-        return workload + memory
+        kv = ""
+        if self.kv_cache_bytes is not None:
+            mib, rest = divmod(self.kv_cache_bytes, 1 << 20)
+            kv = f"_kv{mib}MiB" if not rest else f"_kv{self.kv_cache_bytes}B"
+        seqs = f"_seqs{self.max_num_seqs}" if self.max_num_seqs is not None else ""
+        return workload + memory + kv + seqs
 
     @property
     def trial_id(self) -> str:
@@ -166,14 +181,35 @@ def expand_trials(loaded: LoadedManifest, partition: str, part: PartitionProfile
                 f"{loaded.path}: gpu_counts: {too_many[0]} GPUs requested, but a node of partition "
                 f"{partition!r} has {per_node}"
             )
+    if hardware == "cpu":
+        unsized = [
+            e
+            for e in m.engines
+            if e in MEMORY_ENGINES
+            and not m.kv_cache_bytes
+            and "kv_cache_memory_bytes" not in m.engine_options.get(e, {})
+        ]
+        if unsized:
+            raise InputError(
+                f"{loaded.path}: engines: {unsized[0]!r} on CPU (partition {partition!r}) needs an explicit KV-cache "
+                "size: set kv_cache_bytes (e.g. [268435456]); its default would take 90% of the machine's memory"
+            )
     rates = m.scenario.request_rates if m.scenario.kind == "online" else [None]
 
-    def memory_axis(engine: str) -> list[float | None]:
-        return m.gpu_memory_utilization if m.gpu_memory_utilization and engine in MEMORY_ENGINES else [None]
+    def memory_axis(engine: str) -> list[tuple[float | None, int | None]]:
+        if engine not in MEMORY_ENGINES:
+            return [(None, None)]
+        if m.gpu_memory_utilization:
+            return [(share, None) for share in m.gpu_memory_utilization]
+        return [(None, size) for size in m.kv_cache_bytes or [None]]
 
-    def options(engine: str, memory: float | None) -> dict[str, Any]:
-        base = m.engine_options.get(engine, {})
-        return base if memory is None else {**base, "gpu_memory_utilization": memory}
+    def seqs(engine: str, b: int) -> int | None:
+        return b if m.scenario.kind == "online" and engine in CONTINUOUS_ENGINES else None
+
+    def options(engine: str, memory: tuple[float | None, int | None], b: int) -> dict[str, Any]:
+        share, size = memory
+        extra = {"gpu_memory_utilization": share, "kv_cache_memory_bytes": size, "max_num_seqs": seqs(engine, b)}
+        return {**m.engine_options.get(engine, {}), **{k: v for k, v in extra.items() if v is not None}}
 
     return [
         TrialSpec(
@@ -188,12 +224,14 @@ def expand_trials(loaded: LoadedManifest, partition: str, part: PartitionProfile
             repetition=r,
             dtype=m.dtype,
             workload=workload,
-            engine_options=options(engine, memory),
+            engine_options=options(engine, memory, b),
             output_length=m.output_length,
             scenario=m.scenario,
             request_rate=rate,
-            gpu_memory_utilization=memory,
+            gpu_memory_utilization=memory[0],
+            kv_cache_bytes=memory[1],
             warmup_batches=m.warmup.trial_batches,
+            max_num_seqs=seqs(engine, b),
         )
         for model in m.models
         for engine in m.engines

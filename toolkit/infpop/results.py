@@ -24,6 +24,10 @@ from infpop.scenarios.metrics import OnlineMetrics
 SCHEMA_VERSION = 1
 
 Status = Literal["ok", "oom", "error", "timeout", "skipped_oom"]
+#: How requests were grouped into engine work: fixed batches sent whole (``static``), batches
+#: formed from the requests waiting when the engine frees up (``dynamic``), or requests joining
+#: and leaving the running batch at every step (``continuous``, vLLM's scheduler).
+Batching = Literal["static", "dynamic", "continuous"]
 #: Statuses a rerun keeps; an ``error`` is retried, since it may have been transient.
 DONE = frozenset({"ok", "oom", "timeout", "skipped_oom"})
 
@@ -73,6 +77,12 @@ class TrialResult(BaseModel):
     invalid_reason: str | None = None
     #: Latency percentiles, goodput and per-request timings of an online trial.
     online: OnlineMetrics | None = None
+    #: The batching discipline that served the trial; ``None`` in records from before it was kept.
+    batching: Batching | None = None
+    #: KV-cache blocks the engine allocated at load (vLLM), and requests it preempted during the
+    #: trial for want of them; ``None`` for engines without a paged KV cache.
+    kv_cache_blocks: int | None = None
+    num_preemptions: int | None = None
     provenance: Provenance
 
 

@@ -1,36 +1,23 @@
 """Engine registry: one adapter module per engine, imported only when a trial needs it.
 
 Planning and validation need engine *names* only, so the login node never imports torch.
-Third-party engines register through the ``infpop.engines`` entry-point group.
+Third-party engines register through the ``infpop.engines`` entry-point group; the table of
+names is :data:`infpop.plugins.ENGINES`.
 """
 
 from __future__ import annotations
 
-import importlib
-from importlib.metadata import entry_points
 from typing import TYPE_CHECKING
+
+from infpop.plugins import ENGINES
 
 if TYPE_CHECKING:
     from infpop.engines.base import Engine
 
-BUILTIN: dict[str, str] = {
-    "hf": "infpop.engines.hf:HFPipelineEngine",
-    "vllm": "infpop.engines.vllm:VLLMEngine",
-}
-
-
-def _registry() -> dict[str, str]:
-    found = {ep.name: ep.value for ep in entry_points(group="infpop.engines")}
-    return {**found, **BUILTIN}
-
 
 def known_engines() -> set[str]:
-    return set(_registry())
+    return ENGINES.names()
 
 
 def engine_class(name: str) -> type[Engine]:
-    target = _registry().get(name)
-    if target is None:
-        raise KeyError(f"unknown engine {name!r}; known: {', '.join(sorted(_registry()))}")
-    module, _, attr = target.partition(":")
-    return getattr(importlib.import_module(module), attr)
+    return ENGINES.load(name)

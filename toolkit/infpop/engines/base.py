@@ -7,10 +7,11 @@ test doubles slot in side by side.
 
 from __future__ import annotations
 
+import asyncio
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Coroutine, Sequence
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import Any, ClassVar, TypeVar
 
 from infpop.manifest import ModelSpec
 
@@ -27,17 +28,46 @@ class BatchOutput:
     first_token_at: float | None = None
 
 
+@dataclass(frozen=True)
+class StreamChunk:
+    """What one streamed output of a request brought: its new tokens (and, on the first chunk,
+    the prompt's token count)."""
+
+    new_tokens: int
+    prompt_tokens: int | None = None
+
+
+T = TypeVar("T")
+
+
 class Engine(ABC):
-    """Loads a model once per trial group, then generates batch after batch."""
+    """Loads a model once per trial group, then generates batch after batch.
+
+    An engine that serves requests as they come (continuous batching) also implements
+    :meth:`stream` and sets ``streams``; the online scenario then submits each request at its
+    arrival instead of batching them itself."""
 
     name: ClassVar[str]
+    #: Whether :meth:`stream` serves requests with continuous batching.
+    streams: ClassVar[bool] = False
 
-    def __init__(self, model: ModelSpec, *, model_path: str, n_gpus: int, dtype: str, options: dict[str, Any]):
+    def __init__(
+        self,
+        model: ModelSpec,
+        *,
+        model_path: str,
+        n_gpus: int,
+        dtype: str,
+        options: dict[str, Any],
+        scenario: str = "offline",
+    ):
         self.model = model
         self.model_path = model_path
         self.n_gpus = n_gpus
         self.dtype = dtype
         self.options = options
+        #: The scenario kind of the group's trials: an engine may load differently to serve online.
+        self.scenario = scenario
 
     @abstractmethod
     def load(self) -> None:
@@ -56,6 +86,24 @@ class Engine(ABC):
         scenario (the study's protocol) must not pay; engines that cannot tell leave
         ``first_token_at`` unset."""
         return self.generate(prompts, batch_size, max_new_tokens)
+
+    def stream(self, prompt: str, max_new_tokens: int, request_id: str) -> AsyncIterator[StreamChunk]:
+        """Submit one request to the running engine and yield its output as it is generated
+        (greedy, exactly ``max_new_tokens``); only where ``streams`` is set."""
+        raise NotImplementedError(f"engine {self.name!r} does not stream requests")
+
+    def run_async(self, main: Coroutine[Any, Any, T]) -> T:
+        """Run ``main``, which awaits :meth:`stream`, to completion. An engine bound to an event
+        loop runs it on that loop."""
+        return asyncio.run(main)
+
+    def kv_cache_blocks(self) -> int | None:
+        """KV-cache blocks the loaded engine allocated; ``None`` where it has no paged cache."""
+        return None
+
+    def preemptions(self) -> int | None:
+        """Requests preempted since load (a running count); ``None`` where the engine never preempts."""
+        return None
 
     def count_tokens(self, texts: Sequence[str]) -> list[int]:
         """Tokens of each text with the model's tokenizer (reference output lengths)."""

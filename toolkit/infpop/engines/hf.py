@@ -137,7 +137,8 @@ class HFPipelineEngine(Engine):
         return [len(ids) for ids in self.pipe.tokenizer(list(texts), add_special_tokens=False)["input_ids"]]
 
     def recover(self) -> None:
-        self._counter.take()
+        if hasattr(self, "_counter"):  # not after a failed load
+            self._counter.take()
         import torch
 
         if torch.cuda.is_available():

@@ -43,6 +43,14 @@ class RequestTiming(_Record):
         """End-to-end latency over output tokens: the workload study's normalised latency."""
         return self.latency_s / max(self.output_tokens, 1)
 
+    @property
+    def tpot_s(self) -> float | None:
+        """Time per output token after the first (vLLM's TPOT); ``None`` for a one-token request
+        or without a first-token time."""
+        if self.first_token_s is None or self.output_tokens < 2:
+            return None
+        return (self.finish_s - self.first_token_s) / (self.output_tokens - 1)
+
 
 class Percentiles(_Record):
     p50: float
@@ -61,6 +69,11 @@ class OnlineMetrics(_Record):
     latency_s: Percentiles | None
     ttft_s: Percentiles | None
     latency_per_token_s: Percentiles | None
+    #: Time per output token after the first, over requests of two tokens or more.
+    tpot_s: Percentiles | None = None
+    #: Inter-token latency: gaps between consecutive streamed outputs of a request, over all
+    #: requests; only where the engine streams (continuous batching).
+    itl_s: Percentiles | None = None
     #: Completed requests per second that met every goodput target; ``None`` without targets,
     #: or when a target needs a measure the engine does not expose (TTFT).
     goodput: float | None
@@ -91,7 +104,11 @@ def _meets(r: RequestTiming, targets: GoodputTargets) -> bool:
 
 
 def summarise(
-    requests: list[RequestTiming], n_requests: int, wall_s: float, targets: GoodputTargets | None
+    requests: list[RequestTiming],
+    n_requests: int,
+    wall_s: float,
+    targets: GoodputTargets | None,
+    itl: Sequence[float] | None = None,
 ) -> OnlineMetrics:
     ttft_missing = any(r.first_token_s is None for r in requests)
     goodput = None
@@ -104,6 +121,8 @@ def summarise(
         latency_s=percentiles([r.latency_s for r in requests]),
         ttft_s=percentiles([r.ttft_s for r in requests]),
         latency_per_token_s=percentiles([r.latency_per_token_s for r in requests]),
+        tpot_s=percentiles([r.tpot_s for r in requests if r.tpot_s is not None]),
+        itl_s=percentiles(itl) if itl else None,
         goodput=goodput,
         requests=requests,
     )

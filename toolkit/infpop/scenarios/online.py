@@ -1,11 +1,19 @@
 """The online scenario: requests arrive as a Poisson process and are served as they come.
 
-Real time, on the real engine: a server loop takes up to ``batch_size`` requests that have
-arrived and not started, runs them as one batch (dynamic batching, as HF serving does
-without continuous batching), and sleeps until the next arrival when nothing waits. Every
-request is timed from its arrival, so queueing shows in its latency. Every request that
-arrives within ``duration_s`` is served; the trial lasts the window or, when requests are still queued at its
-end, until the last one finishes (or until ``trial_timeout_s``, status ``timeout``).
+Real time, on the real engine, in one of two batching disciplines, recorded in each result:
+
+- ``continuous`` (engines that stream, i.e. vLLM's async engine): each request is submitted
+  at its arrival and joins the running batch at the engine's next step; the engine's
+  concurrency cap (vLLM's ``max_num_seqs``, set from the trial's batch size by the planner)
+  plays batch size's role. Its output streams back token by token, so time to first token,
+  inter-token latency and time per output token are seen per request at the client.
+- ``dynamic`` (the others, e.g. HF): a server loop takes up to ``batch_size`` requests that
+  have arrived and not started, runs them as one batch (as HF serving does without continuous
+  batching), and sleeps until the next arrival when nothing waits.
+
+Every request is timed from its arrival, so queueing shows in its latency. Every request that
+arrives within ``duration_s`` is served; the trial lasts the window or, when requests are still
+queued at its end, until the last one finishes (or until ``trial_timeout_s``, status ``timeout``).
 
 The load is reproducible: the arrival times depend only on (rate, duration_s, seed), and
 request i sends the workload's prompt ``i mod n`` in the workload's order.
@@ -13,19 +21,16 @@ request i sends the workload's prompt ``i mod n`` in the workload's order.
 
 from __future__ import annotations
 
+import asyncio
 import random
 import time
-from typing import TYPE_CHECKING
 
 from infpop.engines.base import Engine
 from infpop.plan import TrialSpec
 from infpop.results import TrialResult, utcnow
+from infpop.scenarios.base import Recorder, error_text, preempted_since
 from infpop.scenarios.metrics import RequestTiming, summarise
-from infpop.trial import _error_text
 from infpop.workloads import Prompt, new_tokens
-
-if TYPE_CHECKING:
-    from infpop.trial import _Run
 
 
 def poisson_arrivals(rate: float, duration_s: float, seed: int) -> list[float]:
@@ -42,17 +47,52 @@ def poisson_arrivals(rate: float, duration_s: float, seed: int) -> list[float]:
 
 
 def run_online(
-    engine: Engine, trial: TrialSpec, prompts: list[Prompt], run: _Run, timeout_s: float | None
+    engine: Engine, trial: TrialSpec, prompts: list[Prompt], rec: Recorder, timeout_s: float | None
 ) -> TrialResult:
-    """Serve the trial's arrivals with dynamic batching up to ``trial.batch_size``."""
+    """Serve the trial's arrivals: continuously where the engine streams, else in dynamic batches."""
     assert trial.scenario.kind == "online" and trial.request_rate is not None, "run_online needs an online trial"
     started_at = utcnow()
     arrivals = poisson_arrivals(trial.request_rate, trial.scenario.duration_s, trial.scenario.seed)
+    preempted = engine.preemptions()
+    serve = _serve_continuous if engine.streams else _serve_dynamic
+    served = serve(engine, trial, prompts, arrivals, timeout_s)
+    # The server was up for the whole arrival window, even when the last request came early in it.
+    wall = max(served.wall_s, trial.scenario.duration_s if served.status == "ok" else 0.0)
+    return rec.measured(
+        trial,
+        started_at,
+        status=served.status,
+        error=served.error,
+        n_prompts=len(served.timings),
+        prompt_tokens=served.prompt_tokens,
+        generated_tokens=sum(t.output_tokens for t in served.timings),
+        wall_s=wall,
+        batch_latencies_s=served.batch_latencies,
+        online=summarise(served.timings, len(arrivals), wall, trial.scenario.goodput, served.itl),
+        batching="continuous" if engine.streams else "dynamic",
+        num_preemptions=preempted_since(engine, preempted),
+    )
+
+
+class _Served:
+    """What serving one trial's arrivals gave, in either discipline."""
+
+    def __init__(self) -> None:
+        self.timings: list[RequestTiming] = []
+        self.prompt_tokens = 0
+        self.batch_latencies: list[float] = []
+        #: Gaps between a request's consecutive streamed outputs, over all requests (continuous only).
+        self.itl: list[float] | None = None
+        self.status, self.error = "ok", None
+        self.wall_s = 0.0
+
+
+def _serve_dynamic(
+    engine: Engine, trial: TrialSpec, prompts: list[Prompt], arrivals: list[float], timeout_s: float | None
+) -> _Served:
+    """Batches of up to ``trial.batch_size`` requests that have arrived, one engine call each."""
+    served = _Served()
     b = trial.batch_size
-    timings: list[RequestTiming] = []
-    batch_latencies: list[float] = []
-    prompt_tokens = generated = 0
-    status, error = "ok", None
     clock0 = time.perf_counter()
     nxt = 0
     while nxt < len(arrivals):
@@ -68,17 +108,16 @@ def run_online(
         try:
             out = engine.generate_timed([p.text for p in batch], b, asked)
         except Exception as exc:  # an engine failure is an outcome to record, not a crash
-            status = "oom" if engine.is_oom(exc) else "error"
-            error = _error_text(exc)
+            served.status = "oom" if engine.is_oom(exc) else "error"
+            served.error = error_text(exc)
             engine.recover()
             break
         finish = time.perf_counter() - clock0
-        batch_latencies.append(finish - now)
-        prompt_tokens += out.prompt_tokens
-        generated += out.generated_tokens
+        served.batch_latencies.append(finish - now)
+        served.prompt_tokens += out.prompt_tokens
         per_prompt = out.per_prompt or ([asked] * len(batch) if isinstance(asked, int) else asked)
         first = None if out.first_token_at is None else out.first_token_at - clock0
-        timings += [
+        served.timings += [
             RequestTiming(
                 prompt_index=i % len(prompts),
                 arrival_s=arrivals[i],
@@ -91,19 +130,73 @@ def run_online(
         ]
         nxt = end
         if timeout_s is not None and finish > timeout_s and nxt < len(arrivals):
-            status, error = "timeout", f"trial_timeout_s={timeout_s} reached after {nxt} of {len(arrivals)} requests"
+            served.status = "timeout"
+            served.error = f"trial_timeout_s={timeout_s} reached after {nxt} of {len(arrivals)} requests"
             break
-    # The server was up for the whole arrival window, even when the last request came early in it.
-    wall = max(time.perf_counter() - clock0, trial.scenario.duration_s if status == "ok" else 0.0)
-    return run.measured(
-        trial,
-        started_at,
-        status=status,
-        error=error,
-        n_prompts=len(timings),
-        prompt_tokens=prompt_tokens,
-        generated_tokens=generated,
-        wall_s=wall,
-        batch_latencies_s=batch_latencies,
-        online=summarise(timings, len(arrivals), wall, trial.scenario.goodput),
-    )
+    served.wall_s = time.perf_counter() - clock0
+    return served
+
+
+def _serve_continuous(
+    engine: Engine, trial: TrialSpec, prompts: list[Prompt], arrivals: list[float], timeout_s: float | None
+) -> _Served:
+    """Each request submitted to the engine at its arrival, its output streamed back."""
+    served = _Served()
+    served.itl = []
+    done: list[tuple[int, RequestTiming]] = []
+
+    async def request(i: int, clock0: float) -> None:
+        delay = arrivals[i] - (time.perf_counter() - clock0)
+        if delay > 0:
+            await asyncio.sleep(delay)
+        prompt = prompts[i % len(prompts)]
+        asked = new_tokens([prompt], trial.output_length, trial.max_new_tokens)
+        start = time.perf_counter() - clock0
+        first = last = None
+        produced = prompt_tokens = 0
+        n = asked if isinstance(asked, int) else asked[0]
+        async for chunk in engine.stream(prompt.text, n, f"{trial.trial_id}#{i}"):
+            now = time.perf_counter() - clock0
+            prompt_tokens = chunk.prompt_tokens if chunk.prompt_tokens is not None else prompt_tokens
+            if not chunk.new_tokens:
+                continue
+            if first is None:
+                first = now
+            else:
+                served.itl.append(now - last)
+            last = now
+            produced += chunk.new_tokens
+        served.prompt_tokens += prompt_tokens
+        timing = RequestTiming(
+            prompt_index=i % len(prompts),
+            arrival_s=arrivals[i],
+            start_s=start,
+            first_token_s=first,
+            finish_s=time.perf_counter() - clock0,
+            output_tokens=produced,
+        )
+        done.append((i, timing))
+
+    async def main() -> None:
+        clock0 = time.perf_counter()
+        tasks = [asyncio.create_task(request(i, clock0)) for i in range(len(arrivals))]
+        try:
+            finished, pending = await asyncio.wait(tasks, timeout=timeout_s, return_when=asyncio.FIRST_EXCEPTION)
+            failed = next((t.exception() for t in finished if t.exception() is not None), None)
+            if failed is not None:
+                served.status = "oom" if engine.is_oom(failed) else "error"
+                served.error = error_text(failed)
+            elif pending:
+                served.status = "timeout"
+                served.error = f"trial_timeout_s={timeout_s} reached after {len(done)} of {len(arrivals)} requests"
+        finally:
+            for t in tasks:  # cancelling a stream aborts its request in the engine
+                t.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            served.wall_s = time.perf_counter() - clock0
+
+    engine.run_async(main())
+    if served.status != "ok":
+        engine.recover()
+    served.timings = [timing for _, timing in sorted(done, key=lambda pair: pair[0])]
+    return served

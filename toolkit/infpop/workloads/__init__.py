@@ -14,7 +14,6 @@ per model).
 
 from __future__ import annotations
 
-import importlib
 import random
 from collections.abc import Callable, Sequence
 from dataclasses import replace
@@ -22,6 +21,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from infpop.errors import InputError
+from infpop.plugins import SYNTHETIC, WORKLOADS
 from infpop.workloads.fetch import ensure_local
 from infpop.workloads.prompt import Prompt
 
@@ -30,28 +30,15 @@ if TYPE_CHECKING:
 
 Loader = Callable[[Path], list[Prompt]]
 
-#: The workload generated from length distributions instead of read from a file.
-SYNTHETIC = "synthetic"
-
-BUILTIN: dict[str, str] = {
-    "humaneval-infilling": "infpop.workloads.humaneval:load",
-    "alpaca": "infpop.workloads.alpaca:load",
-    "dolly": "infpop.workloads.dolly:load",
-    "cnn-dailymail": "infpop.workloads.cnn_dailymail:load",
-    "sharegpt": "infpop.workloads.sharegpt:load",
-}
-
 
 def known_workloads() -> set[str]:
-    return {*BUILTIN, SYNTHETIC}
+    return {*WORKLOADS.names(), SYNTHETIC}
 
 
 def loader(name: str) -> Loader:
-    target = BUILTIN.get(name)
-    if target is None:
+    if name not in WORKLOADS.names():
         raise InputError(f"workload.name: unknown workload {name!r}; known: {', '.join(sorted(known_workloads()))}")
-    module, _, attr = target.partition(":")
-    return getattr(importlib.import_module(module), attr)
+    return WORKLOADS.load(name)
 
 
 def order_prompts(prompts: list[Prompt], order: str, seed: int) -> list[Prompt]:

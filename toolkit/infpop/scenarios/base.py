@@ -1,0 +1,94 @@
+"""What every scenario runner shares: its call signature and how it records a trial.
+
+A runner gets the loaded engine, the trial, the workload's prompts and a :class:`Recorder`,
+and returns the trial's result. The trial runner (:mod:`infpop.trial`) owns loading,
+resuming and OOM pruning; the scenario owns how requests reach the engine and what is timed.
+"""
+
+from __future__ import annotations
+
+import traceback
+from collections.abc import Callable
+from typing import Any
+
+from infpop import provenance
+from infpop.engines.base import Engine
+from infpop.plan import GroupSpec, TrialSpec
+from infpop.results import Provenance, TrialResult, utcnow
+from infpop.scenarios.metrics import validity
+from infpop.workloads import Prompt
+
+
+def error_text(exc: BaseException) -> str:
+    """The exception and the innermost frames: enough to act on, bounded in size."""
+    tail = traceback.format_exception(exc)[-4:]
+    return "".join(tail)[-4000:]
+
+
+def preempted_since(engine: Engine, before: int | None) -> int | None:
+    """Requests the engine preempted since its count was ``before``; ``None`` where it does not tell."""
+    after = engine.preemptions()
+    return None if before is None or after is None else after - before
+
+
+class Recorder:
+    """Builds the result records of one group run: provenance and what the loaded engine
+    reports (load time, KV-cache blocks) are shared by all its trials."""
+
+    def __init__(self, group: GroupSpec, gpus: list[str], load_s: float | None, kv_cache_blocks: int | None = None):
+        self.group = group
+        self.gpus = gpus
+        self.load_s = load_s
+        self.kv_cache_blocks = kv_cache_blocks
+        #: Seconds of the group's warm-up after the model loaded (:func:`infpop.warmup.warm_up_group`).
+        self.group_warmup_s: float | None = None
+        self.versions = provenance.library_versions()
+        self.image, self.image_sha = provenance.container()
+
+    def result(self, trial: TrialSpec, started_at: str, **fields: Any) -> TrialResult:
+        prov = Provenance(
+            host=provenance.host(),
+            gpus=self.gpus,
+            versions=self.versions,
+            manifest_sha256=self.group.manifest_sha256,
+            slurm=provenance.slurm_ids(),
+            container_image=self.image,
+            container_sha256=self.image_sha,
+            started_at=started_at,
+            finished_at=utcnow(),
+        )
+        return TrialResult(
+            trial=trial, provenance=prov, load_s=self.load_s, group_warmup_s=self.group_warmup_s, **fields
+        )
+
+    def measured(
+        self,
+        trial: TrialSpec,
+        started_at: str,
+        *,
+        status: str,
+        n_prompts: int,
+        generated_tokens: int,
+        wall_s: float,
+        **fields: Any,
+    ) -> TrialResult:
+        """The result of a trial that ran, in any scenario: throughput and validity are decided
+        here once. A trial that generated nothing has no throughput (never a zero)."""
+        valid, why = validity(trial.scenario, status, wall_s, n_prompts)
+        return self.result(
+            trial,
+            started_at,
+            status=status,
+            n_prompts=n_prompts,
+            generated_tokens=generated_tokens,
+            wall_s=wall_s,
+            throughput=generated_tokens / wall_s if generated_tokens else None,
+            valid=valid,
+            invalid_reason=why,
+            kv_cache_blocks=self.kv_cache_blocks,
+            **fields,
+        )
+
+
+#: ``runner(engine, trial, prompts, recorder, trial_timeout_s) -> result``: one per scenario kind.
+Runner = Callable[[Engine, TrialSpec, list[Prompt], Recorder, "float | None"], TrialResult]
