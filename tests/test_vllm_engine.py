@@ -242,6 +242,7 @@ def test_online_continuous_batching_latency_rises_with_the_rate(write_manifest) 
     for r in results:
         online = r.online
         assert r.batching == "continuous" and r.trial.max_num_seqs == cap
+        assert r.warmup_s is not None, "the warm-up batch went through the async engine, untimed"
         assert r.kv_cache_blocks > 0 and r.num_preemptions is not None
         assert [t.arrival_s for t in online.requests] == poisson_arrivals(r.trial.request_rate, 2.0, 1)
         assert online.completed == online.n_requests and r.generated_tokens == tokens * online.completed

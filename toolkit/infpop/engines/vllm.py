@@ -107,6 +107,7 @@ class VLLMEngine(Engine):
         self._loop: asyncio.AbstractEventLoop | None = None
         self._preempted: int | None = None
         self._params: dict[int, Any] = {}
+        self._batches = 0  # batches sent through the async engine, for unique request ids
 
     @property
     def online(self) -> bool:
@@ -175,6 +176,8 @@ class VLLMEngine(Engine):
         _shutdown_llm(LLM(**kwargs))
 
     def generate(self, prompts: Sequence[str], batch_size: int, max_new_tokens: int | Sequence[int]) -> BatchOutput:
+        if self.online:  # an online group's warm-up: the batch goes through the async engine it serves with
+            return self.run_async(self._generate_streamed(prompts, max_new_tokens))
         if isinstance(max_new_tokens, int):
             params: Any = self._sampling(max_new_tokens)
         else:  # one length per prompt (output_length: reference): vLLM pairs a list with the prompts
@@ -195,6 +198,24 @@ class VLLMEngine(Engine):
 
             self._params[max_new_tokens] = SamplingParams(**self.sampling_kwargs(max_new_tokens))
         return self._params[max_new_tokens]
+
+    async def _generate_streamed(self, prompts: Sequence[str], max_new_tokens: int | Sequence[int]) -> BatchOutput:
+        """All ``prompts`` submitted at once to the async engine, which batches them continuously."""
+        lengths = [max_new_tokens] * len(prompts) if isinstance(max_new_tokens, int) else list(max_new_tokens)
+        self._batches += 1
+
+        async def one(i: int, prompt: str, n: int) -> tuple[int, int]:
+            got = [
+                (c.prompt_tokens or 0, c.new_tokens) async for c in self.stream(prompt, n, f"batch{self._batches}-{i}")
+            ]
+            return sum(p for p, _ in got), sum(t for _, t in got)
+
+        counts = await asyncio.gather(*(one(i, p, n) for i, (p, n) in enumerate(zip(prompts, lengths))))
+        return BatchOutput(
+            prompt_tokens=sum(p for p, _ in counts),
+            generated_tokens=sum(t for _, t in counts),
+            per_prompt=tuple(t for _, t in counts),
+        )
 
     async def stream(self, prompt: str, max_new_tokens: int, request_id: str) -> AsyncIterator[StreamChunk]:
         from vllm.sampling_params import RequestOutputKind, SamplingParams
