@@ -111,7 +111,7 @@ demo: install build/tiny-model/config.json $(DATA) ## the whole path on CPU: tin
 	@echo "report (open in a browser): $(OUT)/demo/report.html"
 
 test: install lint ## run the test suite (after the linter)
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q --durations=25
 
 lint: install ## ruff over the code, tests and benchmarks
 	$(BIN)/ruff check toolkit analysis benchmarks tests
