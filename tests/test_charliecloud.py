@@ -20,6 +20,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from infpop.checksums import file_sha256
 from infpop.cli import main
 from infpop.container import CONTAINERS_DIR, Runtime, read_lock
 from infpop.manifest import load_manifest
@@ -27,7 +28,6 @@ from infpop.plan import plan
 from infpop.profile import load_profile
 from infpop.results import ResultStore
 from infpop.runtimes import get_runtime
-from infpop.runtimes.base import file_sha256
 from infpop.slurm import ACTIVE_STATES, job_states
 
 REPO = Path(__file__).resolve().parents[1]

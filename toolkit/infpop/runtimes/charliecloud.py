@@ -24,6 +24,7 @@ import subprocess
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from infpop.checksums import file_sha256
 from infpop.runtimes.base import (
     IMAGE_ENV,
     INFPOP_COMMANDS,
@@ -33,7 +34,6 @@ from infpop.runtimes.base import (
     ContainerRuntime,
     dependency_copies,
     describe,
-    file_sha256,
     install_commands,
     smoke_test,
 )
