@@ -58,6 +58,27 @@ def describe(lock: ImageLock) -> str:
     return f"{engine} on {gpu} (compute capability {lock.compute_capability})"
 
 
+def recipe_header(lock: ImageLock, build: str) -> list[str]:
+    """The comment lines that open every recipe: what the image is, that the file is rendered
+    from its lock (an edit by hand would be lost, and the static checks would fail), and how to
+    build it (``build``: what the runtime's build needs, in a few words)."""
+    return [
+        f"# infpop trial image: {describe(lock)}.",
+        f"# Generated from containers/{lock.name}.lock.toml by `python -m infpop.images recipes`; do not edit:",
+        "# tests/test_containers.py checks that it installs exactly the lock's pins.",
+        f"# Build: `make containers PROFILE=...` ({build}).",
+    ]
+
+
+def image_labels(lock: ImageLock) -> dict[str, str]:
+    """The labels every image carries, whichever runtime built it: its lock and, on GPU images,
+    what hardware and CUDA it targets."""
+    labels = {"org.infpop.image": lock.name, "org.infpop.engine": lock.engine}
+    if lock.compute_capability is not None:
+        labels |= {"org.infpop.compute_capability": str(lock.compute_capability), "org.infpop.cuda": str(lock.cuda)}
+    return labels
+
+
 def install_commands(lock: ImageLock) -> list[str]:
     """The shell commands that install the lock's pins into an image, in order, for every recipe
     format (infpop itself follows: :data:`INFPOP_COMMANDS`).
