@@ -7,6 +7,8 @@ import os
 import sys
 from pathlib import Path
 
+from infpop_analysis.inference import CV_THRESHOLD
+
 
 def cmd_aggregate(args: argparse.Namespace) -> int:
     from infpop_analysis.table import aggregate, write_table
@@ -131,8 +133,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--cv-threshold",
         type=non_negative,
-        default=0.10,
-        help="flag configurations whose coefficient of variation over repetitions exceeds this (default: 0.10)",
+        default=CV_THRESHOLD,
+        help=f"flag configurations whose coefficient of variation over repetitions exceeds this (default: {CV_THRESHOLD:.2f})",
     )
     p.set_defaults(func=cmd_stats)
 
