@@ -65,9 +65,9 @@ def describe(groups: pd.core.groupby.SeriesGroupBy, prefix: str = "") -> pd.Data
     with np.errstate(divide="ignore", invalid="ignore"):
         out["cv"] = out["std"] / out["mean"]
     out["ci_low"], out["ci_high"] = np.nan, np.nan
-    values = [v.dropna().to_numpy(dtype=float) for _, v in groups] if (out["n"] > 1).any() else []
+    values = [v.dropna().to_numpy(dtype=float) for _, v in groups] if (out["n"] >= MIN_REPETITIONS).any() else []
     # One vectorised bootstrap per sample size: the groups of a study mostly share theirs.
-    for n in sorted(set(out["n"]) - {0, 1}):
+    for n in sorted(n for n in set(out["n"]) if n >= MIN_REPETITIONS):
         idx = np.flatnonzero(out["n"].to_numpy() == n)
         low, high = bootstrap_mean_ci(np.stack([values[i] for i in idx]))
         out.loc[idx, "ci_low"], out.loc[idx, "ci_high"] = low, high
