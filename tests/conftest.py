@@ -1,4 +1,5 @@
-"""Shared fixtures: a tiny offline model, the HumanEval prompts, and manifests on disk.
+"""Shared fixtures: a tiny offline model, the HumanEval prompts, manifests on disk, and a SLURM
+test cluster with the helper that waits for its jobs.
 
 Tests read ``../shared/data`` when it is there and fall back to generated data of the same
 shape when it is not, so the suite runs on any clone.
@@ -12,10 +13,12 @@ import os
 import shutil
 import subprocess
 import tempfile
-from collections.abc import Iterator
+import time
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import pytest
+from infpop.slurm import ACTIVE_STATES, job_states
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared"
@@ -123,3 +126,15 @@ def slurm_conf() -> Iterator[str]:
         if own_dir:
             subprocess.run([str(TESTCLUSTER / "down.sh"), own_dir], check=False)
             shutil.rmtree(own_dir, ignore_errors=True)
+
+
+def wait_finished(job_ids: Sequence[str], timeout_s: float) -> dict[str, str]:
+    """Poll sacct until no job is queued, running or requeued; return the final states."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        states = job_states(job_ids)
+        if all(s not in ACTIVE_STATES and s != "UNKNOWN" for s in states.values()):
+            return states
+        if time.monotonic() > deadline:
+            raise AssertionError(f"jobs still not finished after {timeout_s:.0f}s: {states}")
+        time.sleep(1)

@@ -15,11 +15,12 @@ import json
 import os
 import shutil
 import subprocess
-import time
 from pathlib import Path
 
 import pytest
 import yaml
+from conftest import wait_finished
+from infpop.checksums import file_sha256
 from infpop.cli import main
 from infpop.container import CONTAINERS_DIR, Runtime, read_lock
 from infpop.manifest import load_manifest
@@ -27,8 +28,6 @@ from infpop.plan import plan
 from infpop.profile import load_profile
 from infpop.results import ResultStore
 from infpop.runtimes import get_runtime
-from infpop.runtimes.base import file_sha256
-from infpop.slurm import ACTIVE_STATES, job_states
 
 REPO = Path(__file__).resolve().parents[1]
 PROFILE = REPO / "slurm" / "profiles" / "testcluster.yaml"
@@ -108,16 +107,6 @@ def site(
     return {"profile": tmp_path / "profile.yaml", "manifest": tmp_path / "manifest.yaml", "root": infpop / "runs"}
 
 
-def _wait(job_ids: list[str], timeout_s: float) -> dict[str, str]:
-    deadline = time.monotonic() + timeout_s
-    while True:
-        states = job_states(job_ids)
-        if all(s not in ACTIVE_STATES and s != "UNKNOWN" for s in states.values()):
-            return states
-        assert time.monotonic() < deadline, f"jobs not finished after {timeout_s:.0f}s: {states}"
-        time.sleep(1)
-
-
 @pytest.mark.slurm
 def test_slurm_array_runs_trials_inside_the_cpu_image(
     site: dict[str, Path], cpu_image: Path, slurm_conf: str, capsys: pytest.CaptureFixture[str]
@@ -126,7 +115,7 @@ def test_slurm_array_runs_trials_inside_the_cpu_image(
     assert main(["sweep", str(site["manifest"]), *args]) == 0
     assert "submitted 4 trials in 2 jobs" in capsys.readouterr().out
     log = [json.loads(line) for line in (site["root"] / "ch/.infpop/submissions.jsonl").read_text().splitlines()]
-    states = _wait([e["job_id"] for e in log], 600)
+    states = wait_finished([e["job_id"] for e in log], 600)
     assert set(states.values()) == {"COMPLETED"}, (states, [Path(e["log"]).read_text()[-2000:] for e in log])
     assert len({e["job_id"].split("_")[0] for e in log}) == 1, "one array job"
 

@@ -303,7 +303,7 @@ def _catalog() -> tuple[dict, object]:
 
 def test_architectures_give_the_published_parameter_counts_and_a_sane_memory_model() -> None:
     from infpop.manifest import load_manifest
-    from infpop.physics import Workload, gpu, predicts_oom, roofline
+    from infpop.physics import TrialShape, Workload, gpu, predicts_oom, roofline
 
     models = {m.name: m for m in load_manifest(REPO / "manifests" / "paper.yaml").manifest.models}
     assert all(m.architecture is not None and "config.json" in m.architecture.source for m in models.values())
@@ -320,14 +320,17 @@ def test_architectures_give_the_published_parameter_counts_and_a_sane_memory_mod
     mixtral = models["Mixtral-8x7b"].architecture
     a100 = gpu("a100")
     # vLLM: Mixtral's 93 GB in fp16 do not fit on 2 A100-40GB, fit on 4; HF: more GPUs, more room per GPU.
-    assert predicts_oom(mixtral, "vllm", a100, 2, 1, work) and not predicts_oom(mixtral, "vllm", a100, 4, 1, work)
+    assert predicts_oom(TrialShape(mixtral, "vllm", a100, 2, 1, work))
+    assert not predicts_oom(TrialShape(mixtral, "vllm", a100, 4, 1, work))
     a7 = models["Codellama-7b-hf"].architecture
-    fails = [predicts_oom(a7, "hf", a100, 1, b, work) for b in BATCHES]
+    fails = [predicts_oom(TrialShape(a7, "hf", a100, 1, b, work)) for b in BATCHES]
     assert fails == sorted(fails) and not fails[0] and fails[-1]
-    assert sum(predicts_oom(a7, "hf", a100, 8, b, work) for b in BATCHES) < sum(fails)
+    assert sum(predicts_oom(TrialShape(a7, "hf", a100, 8, b, work)) for b in BATCHES) < sum(fails)
     # Roofline: vLLM's tensor parallelism scales with GPUs; HF's layer-by-layer split does not.
-    assert roofline(a7, "vllm", a100, 8, 64, work) > 2 * roofline(a7, "vllm", a100, 1, 64, work)
-    assert roofline(a7, "hf", a100, 8, 64, work) == pytest.approx(roofline(a7, "hf", a100, 1, 64, work))
+    assert roofline(TrialShape(a7, "vllm", a100, 8, 64, work)) > 2 * roofline(TrialShape(a7, "vllm", a100, 1, 64, work))
+    assert roofline(TrialShape(a7, "hf", a100, 8, 64, work)) == pytest.approx(
+        roofline(TrialShape(a7, "hf", a100, 1, 64, work))
+    )
     assert gpu("h200").memory_gb > gpu("h100").memory_gb > gpu("v100-16gb").memory_gb and gpu("tpu") is None
 
 

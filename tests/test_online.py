@@ -12,7 +12,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-import yaml
 from infpop.errors import InputError
 from infpop.manifest import OnlineScenario, load_manifest, parse_manifest
 from infpop.plan import plan
@@ -20,6 +19,7 @@ from infpop.profile import EMBEDDED_DEFAULT, PartitionProfile
 from infpop.scenarios.metrics import RequestTiming, percentile, summarise, validity
 from infpop.scenarios.online import poisson_arrivals
 from infpop.trial import run_group
+from minimal_manifest import manifest_text, write_manifest_file
 
 LOCAL = EMBEDDED_DEFAULT.partitions["local"]
 A100 = PartitionProfile(executor="slurm", hardware="a100", slurm_partition="gpu", gpu_type="a100", gpus_per_node=8)
@@ -136,28 +136,13 @@ def test_validity_and_percentiles_are_pure() -> None:
     ],
 )
 def test_malformed_scenarios_name_the_field(scenario: dict, message: str) -> None:
-    text = yaml.safe_dump(
-        {
-            "study": "s",
-            "models": [{"name": "m", "source": "o/m"}],
-            "engines": ["hf"],
-            "gpu_counts": [1],
-            "batch_sizes": [1],
-            "max_new_tokens": [5],
-            "workload": {"path": "p"},
-            "scenario": scenario,
-        }
-    )
     with pytest.raises(InputError, match=message):
-        parse_manifest(text, "m.yaml")
+        parse_manifest(manifest_text(workload={"path": "p"}, scenario=scenario), "m.yaml")
 
 
 def _axes_manifest(tmp_path: Path, **fields) -> Path:
-    data = {
-        "study": "s",
-        "models": [{"name": "m", "source": "o/m"}],
+    axes = {
         "engines": ["hf", "vllm"],
-        "gpu_counts": [1],
         "batch_sizes": [1, 8],
         "max_new_tokens": [64],
         "output_length": "reference",
@@ -165,10 +150,7 @@ def _axes_manifest(tmp_path: Path, **fields) -> Path:
         "scenario": {"kind": "online", "request_rates": [0.5, 2], "duration_s": 60},
         "gpu_memory_utilization": [0.9, 0.3],
     }
-    data.update(fields)
-    path = tmp_path / "m.yaml"
-    path.write_text(yaml.safe_dump(data))
-    return path
+    return write_manifest_file(tmp_path / "m.yaml", **(axes | fields))
 
 
 def test_workload_rate_and_memory_axes_expand_with_readable_unique_ids(tmp_path: Path) -> None:

@@ -5,22 +5,20 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-import yaml
 from infpop.cli import main
 from infpop.errors import InputError
 from infpop.manifest import load_manifest
 from infpop.plan import plan
 from infpop.profile import PartitionProfile, load_profile
+from minimal_manifest import write_manifest_file
 
 A100 = PartitionProfile(executor="slurm", hardware="a100", slurm_partition="gpu-a100", gpu_type="a100", gpus_per_node=8)
 
 
 def _manifest(tmp_path: Path, **fields) -> Path:
-    data = {
-        "study": "s",
+    grid = {
         "output_root": "runs",
         "models": [{"name": "m1", "source": "org/m1"}, {"name": "m2", "source": "./local-m2"}],
-        "engines": ["hf"],
         "gpu_counts": [4, 1],
         "batch_sizes": [16, 1, 4],
         "max_new_tokens": [10, 5],
@@ -28,10 +26,7 @@ def _manifest(tmp_path: Path, **fields) -> Path:
         "workload": {"path": "p.jsonl"},
         "repetitions": 2,
     }
-    data.update(fields)
-    path = tmp_path / "m.yaml"
-    path.write_text(yaml.safe_dump(data))
-    return path
+    return write_manifest_file(tmp_path / "m.yaml", **(grid | fields))
 
 
 def test_expansion_covers_the_grid_once(tmp_path: Path) -> None:

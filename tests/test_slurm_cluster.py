@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from conftest import wait_finished
 from infpop.cli import main
 from infpop.manifest import load_manifest
 from infpop.plan import GroupSpec, plan
@@ -45,18 +46,6 @@ def cluster_profile(tmp_path: Path, slurm_conf: str):
 
 def _groups(manifest: Path, profile: Path, partition: str = "a100") -> list[GroupSpec]:
     return plan(load_manifest(manifest), partition, load_profile(profile).partition(partition))
-
-
-def wait_finished(job_ids: Sequence[str], timeout_s: float) -> dict[str, str]:
-    """Poll sacct until no job is queued, running or requeued; return the final states."""
-    deadline = time.monotonic() + timeout_s
-    while True:
-        states = job_states(job_ids)
-        if all(s not in ACTIVE_STATES and s != "UNKNOWN" for s in states.values()):
-            return states
-        if time.monotonic() > deadline:
-            raise AssertionError(f"jobs still not finished after {timeout_s:.0f}s: {states}")
-        time.sleep(1)
 
 
 def alloc_tres(job_id: str) -> str:

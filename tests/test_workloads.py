@@ -10,7 +10,6 @@ import re
 from pathlib import Path
 
 import pytest
-import yaml
 from infpop.errors import InputError
 from infpop.manifest import SyntheticSpec, WorkloadSpec, load_manifest, parse_manifest
 from infpop.plan import plan
@@ -18,6 +17,7 @@ from infpop.profile import EMBEDDED_DEFAULT
 from infpop.trial import run_group
 from infpop.workloads import load_prompts, loader, new_tokens, with_reference_tokens
 from infpop.workloads.prompt import Prompt
+from minimal_manifest import manifest_text
 
 
 def _alpaca(path: Path, n: int = 6) -> Path:
@@ -194,19 +194,8 @@ def test_synthetic_workload_is_seeded_and_within_bounds() -> None:
     ],
 )
 def test_malformed_workload_sections_name_the_field(workload: dict, message: str) -> None:
-    text = yaml.safe_dump(
-        {
-            "study": "s",
-            "models": [{"name": "m", "source": "o/m"}],
-            "engines": ["hf"],
-            "gpu_counts": [1],
-            "batch_sizes": [1],
-            "max_new_tokens": [5],
-            "workload": workload,
-        }
-    )
     with pytest.raises(InputError, match=message) as info:
-        parse_manifest(text, "m.yaml")
+        parse_manifest(manifest_text(workload=workload), "m.yaml")
     assert "  workload" in str(info.value)
 
 

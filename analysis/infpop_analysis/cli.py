@@ -7,6 +7,8 @@ import os
 import sys
 from pathlib import Path
 
+from infpop_analysis.inference import CV_THRESHOLD
+
 
 def cmd_aggregate(args: argparse.Namespace) -> int:
     from infpop_analysis.table import aggregate, write_table
@@ -85,6 +87,17 @@ def non_negative(text: str) -> float:
     return value
 
 
+def add_tokens_option(p: argparse.ArgumentParser, what: str) -> None:
+    """``--max-new-tokens``: the one slice of the table a command reads, for every command that
+    reads one (:func:`infpop_analysis.stats.choose_tokens` picks the default)."""
+    p.add_argument(
+        "--max-new-tokens",
+        type=int,
+        default=None,
+        help=f"max_new_tokens {what} (default: 5 as the paper, else the smallest in the table)",
+    )
+
+
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("aggregate", help="collect result files into the tidy table (parquet + csv)")
     p.add_argument("results_root", type=Path)
@@ -97,12 +110,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--only", default=None, help="comma-separated kinds: landscape,gpu_scaling,batch_size,hardware (default: all)"
     )
-    p.add_argument(
-        "--max-new-tokens",
-        type=int,
-        default=None,
-        help="max_new_tokens to draw (default: 5, else the smallest in the table)",
-    )
+    add_tokens_option(p, "to draw")
     p.add_argument(
         "-j", "--jobs", type=int, default=min(2, os.cpu_count() or 1), help="drawing processes (default: up to 2)"
     )
@@ -122,17 +130,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("stats", help="statistical tests, tables and report.md of a tidy table")
     p.add_argument("table", type=Path)
     p.add_argument("-o", "--out", type=Path, required=True, help="output folder")
-    p.add_argument(
-        "--max-new-tokens",
-        type=int,
-        default=None,
-        help="max_new_tokens to analyse (default: 5 as the paper, else the smallest in the table)",
-    )
+    add_tokens_option(p, "to analyse")
     p.add_argument(
         "--cv-threshold",
         type=non_negative,
-        default=0.10,
-        help="flag configurations whose coefficient of variation over repetitions exceeds this (default: 0.10)",
+        default=CV_THRESHOLD,
+        help=f"flag configurations whose coefficient of variation over repetitions exceeds this (default: {CV_THRESHOLD:.2f})",
     )
     p.set_defaults(func=cmd_stats)
 
@@ -153,7 +156,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         default=None,
         help="live-search summaries (default: .infpop/search and .infpop/hpo beside TABLE)",
     )
-    p.add_argument("--max-new-tokens", type=int, default=None, help="landscape slice (default: as infpop stats)")
+    add_tokens_option(p, "of the landscapes")
     p.set_defaults(func=cmd_report)
 
     p = sub.add_parser("workloads", help="latency vs request rate and throughput by workload (the workload study)")

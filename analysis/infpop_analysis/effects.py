@@ -15,6 +15,8 @@ import numpy as np
 from numpy.typing import ArrayLike
 from scipy.stats import norm
 
+from infpop_analysis.inference import CI_LEVEL
+
 
 @dataclass(frozen=True)
 class CliffsDelta:
@@ -36,7 +38,7 @@ def magnitude(delta: float) -> str:
     return "negligible" if d < 0.147 else "small" if d < 0.33 else "medium" if d < 0.474 else "large"
 
 
-def cliffs_delta(x: ArrayLike, y: ArrayLike, confidence: float = 0.95) -> CliffsDelta:
+def cliffs_delta(x: ArrayLike, y: ArrayLike, confidence: float = CI_LEVEL) -> CliffsDelta:
     """Cliff's delta of ``x`` over ``y`` (positive when x tends to be larger), with its CI."""
     x = np.asarray(x, dtype=float)
     y = np.asarray(y, dtype=float)

@@ -327,22 +327,34 @@ def hardware_figure(pairs: pd.DataFrame, engine: str) -> plt.Figure:
     return fig
 
 
-def _draw_lines(c: pd.DataFrame, out_dir: Path) -> list[Path]:
+def _save_all(figures: Iterable[tuple[plt.Figure, Path]]) -> list[Path]:
+    """Save each figure as it is drawn, then close it: pyplot holds every open figure in memory,
+    and a study draws hundreds."""
     paths = []
-    for (hw, engine), part in c[c["batch_size"] == 1].groupby(["hardware", "engine"]):
-        fig = lines_figure(part, "n_gpus", f"{engine} on {hw}: throughput vs GPU count at batch size 1")
-        paths.append(_save(fig, out_dir / "gpu_scaling" / f"{hw}_{engine}.png"))
+    for fig, out in figures:
+        paths.append(_save(fig, out))
         plt.close(fig)
     return paths
+
+
+def _draw_lines(c: pd.DataFrame, out_dir: Path) -> list[Path]:
+    return _save_all(
+        (
+            lines_figure(part, "n_gpus", f"{engine} on {hw}: throughput vs GPU count at batch size 1"),
+            out_dir / "gpu_scaling" / f"{hw}_{engine}.png",
+        )
+        for (hw, engine), part in c[c["batch_size"] == 1].groupby(["hardware", "engine"])
+    )
 
 
 def _draw_batches(c: pd.DataFrame, out_dir: Path) -> list[Path]:
-    paths = []
-    for (hw, engine, g), part in c.groupby(["hardware", "engine", "n_gpus"]):
-        fig = lines_figure(part, "batch_size", f"{engine} on {hw}: throughput vs batch size with {g} GPU(s)")
-        paths.append(_save(fig, out_dir / "batch_size" / f"{hw}_{engine}_g{g}.png"))
-        plt.close(fig)
-    return paths
+    return _save_all(
+        (
+            lines_figure(part, "batch_size", f"{engine} on {hw}: throughput vs batch size with {g} GPU(s)"),
+            out_dir / "batch_size" / f"{hw}_{engine}_g{g}.png",
+        )
+        for (hw, engine, g), part in c.groupby(["hardware", "engine", "n_gpus"])
+    )
 
 
 def _draw_hardware(c: pd.DataFrame, out_dir: Path) -> list[Path]:
@@ -350,22 +362,26 @@ def _draw_hardware(c: pd.DataFrame, out_dir: Path) -> list[Path]:
     if not {NEW_HW, OLD_HW} <= set(c["hardware"]):
         return []
     pairs = pd.concat([s.xs(NEW_HW).rename(NEW_HW), s.xs(OLD_HW).rename(OLD_HW)], axis=1, join="inner").dropna()
-    paths = []
-    for engine, part in pairs.reset_index().groupby("engine"):
-        fig = hardware_figure(part, engine)
-        paths.append(_save(fig, out_dir / "hardware" / f"{engine}.png"))
-        plt.close(fig)
-    return paths
+    return _save_all(
+        (hardware_figure(part, engine), out_dir / "hardware" / f"{engine}.png")
+        for engine, part in pairs.reset_index().groupby("engine")
+    )
 
 
 def _draw_engines(c: pd.DataFrame, out_dir: Path) -> list[Path]:
-    paths = []
-    for (hw, model, g), part in c.groupby(["hardware", "model", "n_gpus"]):
-        if part["engine"].nunique() > 1:
-            title = f"{model} on {hw} with {g} GPU(s): throughput vs batch size per engine"
-            fig = lines_figure(part.assign(model=part["engine"]), "batch_size", title)  # a line per engine
-            paths.append(_save(fig, out_dir / "engines" / f"{hw}_{model}_g{g}.png"))
-    return paths
+    return _save_all(
+        (
+            # a line per engine
+            lines_figure(
+                part.assign(model=part["engine"]),
+                "batch_size",
+                f"{model} on {hw} with {g} GPU(s): throughput vs batch size per engine",
+            ),
+            out_dir / "engines" / f"{hw}_{model}_g{g}.png",
+        )
+        for (hw, model, g), part in c.groupby(["hardware", "model", "n_gpus"])
+        if part["engine"].nunique() > 1
+    )
 
 
 def _draw_landscapes(c: pd.DataFrame, out_dir: Path, tokens: int, hw: str, engine: str) -> list[Path]:

@@ -29,13 +29,12 @@ import numpy as np
 import pandas as pd
 from statsmodels.stats.multitest import multipletests
 
-from infpop_analysis.stats import ALPHA, BASE, CELL, FAST, NEW_HW, OLD_HW, TEST_COLUMNS
+from infpop_analysis.inference import ALPHA, MIN_REPETITIONS, SEED
+from infpop_analysis.stats import BASE, CELL, FAST, NEW_HW, OLD_HW, TEST_COLUMNS
 from infpop_analysis.table import config_axes, split_axes, valid_rows
 
+#: Draws of the permutation test: the smallest p it can give is 1e-4, far below any adjusted ALPHA.
 N_PERMUTATIONS = 9999
-SEED = 0
-#: The least repetitions per level of a stratum for it to enter a test.
-MIN_REPETITIONS = 2
 #: The study's comparisons: analysis name -> (axes that scope a family, the axis compared,
 #: rows kept, fixed pairs or None for every pair of levels).
 FAMILIES = {

@@ -13,9 +13,10 @@ import numpy as np
 import pandas as pd
 
 from infpop_analysis.effects import magnitude
+from infpop_analysis.inference import ALPHA, CV_THRESHOLD, MIN_REPETITIONS
 from infpop_analysis.replicates import repetition_tests
-from infpop_analysis.stats import ALPHA, BASE, FAST, NEW_HW, OLD_HW, Analysis, analyse
-from infpop_analysis.summaries import CV_THRESHOLD, config_summaries
+from infpop_analysis.stats import BASE, FAST, NEW_HW, OLD_HW, Analysis, analyse
+from infpop_analysis.summaries import config_summaries
 from infpop_analysis.table import config_axes
 
 ENGINE_NAMES = {"hf": "HF pipelines", "vllm": "vLLM"}
@@ -220,7 +221,7 @@ def section_configs(configs: pd.DataFrame, cv_threshold: float) -> list[str]:
     measured = configs[configs["n"] > 0]
     if not len(measured):
         return out + ["No configuration has a throughput.\n"]
-    if measured["n"].max() < 2:
+    if measured["n"].max() < MIN_REPETITIONS:
         return out + [
             f"Every configuration was measured once (n = 1 for all {len(measured)} configurations with a throughput), "
             "as the published study measured them: there is no spread to estimate, so configs.csv leaves the standard "
@@ -274,7 +275,7 @@ def section_repetition_tests(a: Analysis, configs: pd.DataFrame) -> list[str]:
     out = ["## Differences against the noise of repetitions\n"]
     perm = a.tests[a.tests["test"] == "permutation"]
     if not len(perm):
-        once = not len(configs) or configs["n"].max() < 2
+        once = not len(configs) or configs["n"].max() < MIN_REPETITIONS
         return out + [
             "The table has one repetition per configuration, so no test can compare a difference with the noise of "
             "measuring it; the tests above compare single measurements.\n"

@@ -23,9 +23,9 @@ import pandas as pd
 from scipy import stats as sps
 
 from infpop_analysis.effects import cliffs_delta
+from infpop_analysis.inference import ALPHA
 from infpop_analysis.table import split_axes, valid_rows
 
-ALPHA = 0.05
 TEST_COLUMNS = [
     "analysis", "hardware", "engine", "n_gpus", "model", "test", "group1", "group2",
     "statistic", "p_value", "effect", "ci_low", "ci_high", "n", "reject",

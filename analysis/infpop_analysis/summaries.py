@@ -21,14 +21,11 @@ import numpy as np
 import pandas as pd
 from scipy import stats as sps
 
+from infpop_analysis.inference import CI_LEVEL, CV_THRESHOLD, MIN_REPETITIONS, SEED
 from infpop_analysis.table import config_axes, valid_rows
 
-CI_LEVEL = 0.95
 #: Resamples per interval: the endpoints' Monte Carlo error is small against the interval itself.
 N_RESAMPLES = 2000
-#: Seed of the resampling, so the same table gives the same configs.csv.
-SEED = 0
-CV_THRESHOLD = 0.10
 #: Resampled values held at once (8 bytes each): bounds the memory of a vectorised bootstrap.
 MAX_VALUES = 10_000_000
 #: Latency columns of online trials, each summarised under its name without ``_s``.
@@ -45,7 +42,7 @@ def bootstrap_mean_ci(
     resample can differ from it, and scipy would warn and return NaN)."""
     x = np.atleast_2d(np.asarray(samples, dtype=float))
     low, high = np.full(len(x), np.nan), np.full(len(x), np.nan)
-    if x.shape[1] < 2:
+    if x.shape[1] < MIN_REPETITIONS:
         return low, high
     constant = np.ptp(x, axis=1) == 0
     low[constant] = high[constant] = x[constant, 0]
@@ -68,9 +65,9 @@ def describe(groups: pd.core.groupby.SeriesGroupBy, prefix: str = "") -> pd.Data
     with np.errstate(divide="ignore", invalid="ignore"):
         out["cv"] = out["std"] / out["mean"]
     out["ci_low"], out["ci_high"] = np.nan, np.nan
-    values = [v.dropna().to_numpy(dtype=float) for _, v in groups] if (out["n"] > 1).any() else []
+    values = [v.dropna().to_numpy(dtype=float) for _, v in groups] if (out["n"] >= MIN_REPETITIONS).any() else []
     # One vectorised bootstrap per sample size: the groups of a study mostly share theirs.
-    for n in sorted(set(out["n"]) - {0, 1}):
+    for n in sorted(n for n in set(out["n"]) if n >= MIN_REPETITIONS):
         idx = np.flatnonzero(out["n"].to_numpy() == n)
         low, high = bootstrap_mean_ci(np.stack([values[i] for i in idx]))
         out.loc[idx, "ci_low"], out.loc[idx, "ci_high"] = low, high

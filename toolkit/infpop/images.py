@@ -19,11 +19,12 @@ import sys
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+from infpop.checksums import file_sha256
 from infpop.container import CONTAINERS_DIR, ImageLock, image_lock, read_lock
 from infpop.errors import InputError
 from infpop.profile import load_profile
 from infpop.runtimes import DEFAULT, get_runtime, known_runtimes
-from infpop.runtimes.base import BuildOptions, ContainerRuntime, file_sha256, stage_context, tree_digest
+from infpop.runtimes.base import BuildOptions, ContainerRuntime, stage_context, tree_digest
 
 REPO = CONTAINERS_DIR.parent
 

@@ -239,6 +239,11 @@ def _unique_positive(values: list[int]) -> list[int]:
     return sorted(values)
 
 
+def _first_repeat(names: list[str]) -> str | None:
+    """The first name, in sorted order, that occurs more than once (the one an error names), or None."""
+    return min((n for n in set(names) if names.count(n) > 1), default=None)
+
+
 class Manifest(_Strict):
     study: str = Field(pattern=SAFE_NAME)
     description: str = ""
@@ -288,10 +293,8 @@ class Manifest(_Strict):
     @field_validator("models")
     @classmethod
     def _unique_model_names(cls, models: list[ModelSpec]) -> list[ModelSpec]:
-        names = [m.name for m in models]
-        dupes = sorted({n for n in names if names.count(n) > 1})
-        if dupes:
-            raise ValueError(f"model names must be unique, {dupes[0]!r} repeats")
+        if (repeat := _first_repeat([m.name for m in models])) is not None:
+            raise ValueError(f"model names must be unique, {repeat!r} repeats")
         return models
 
     @field_validator("engine_options")
@@ -306,10 +309,8 @@ class Manifest(_Strict):
     @field_validator("workloads")
     @classmethod
     def _unique_workloads(cls, workloads: list[WorkloadSpec] | None) -> list[WorkloadSpec] | None:
-        ids = [w.id for w in workloads or []]
-        dupes = sorted({i for i in ids if ids.count(i) > 1})
-        if dupes:
-            raise ValueError(f"workloads must differ by name or label, {dupes[0]!r} repeats")
+        if (repeat := _first_repeat([w.id for w in workloads or []])) is not None:
+            raise ValueError(f"workloads must differ by name or label, {repeat!r} repeats")
         return workloads
 
     @field_validator("workload")

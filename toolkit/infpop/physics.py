@@ -1,6 +1,6 @@
 """What a model's architecture and a GPU's datasheet say about a trial before it runs.
 
-Two predictions, both from numbers a user has before the first trial (the model's
+Two predictions about a trial (:class:`TrialShape`), both from numbers a user has before the first trial (the model's
 ``config.json`` and the GPU's datasheet), used by the HPO search (:mod:`infpop_analysis.hpo`)
 on the login node, hence no torch here:
 
@@ -139,16 +139,29 @@ class Workload:
         return [(len(p[i : i + batch_size]), max(p[i : i + batch_size])) for i in range(0, len(p), batch_size)]
 
 
-def peak_memory(
-    arch: Architecture,
-    engine: str,
-    device: GPU,
-    n_gpus: int,
-    batch_size: int,
-    workload: Workload,
-    dtype_bytes: int = 2,
-    cal: Calibration = DEFAULT_CALIBRATION,
-) -> float:
+@dataclass(frozen=True)
+class TrialShape:
+    """What the physics needs to know of one trial: the model, the engine, the GPUs it gets and
+    the batches it sends. Hashable, so a search can cache a prediction per shape."""
+
+    arch: Architecture
+    engine: str
+    device: GPU
+    n_gpus: int
+    batch_size: int
+    workload: Workload
+    dtype_bytes: int = 2
+
+    @property
+    def weight_bytes(self) -> int:
+        return self.arch.params * self.dtype_bytes
+
+    @property
+    def kv_bytes_per_token(self) -> int:
+        return self.arch.kv_bytes_per_token(self.dtype_bytes)
+
+
+def peak_memory(trial: TrialShape, cal: Calibration = DEFAULT_CALIBRATION) -> float:
     """Bytes the busiest GPU needs at the trial's worst batch (the most padded tokens).
 
     ``hf`` (``device_map="auto"``): the weights split across the GPUs layer by layer, up to
@@ -157,53 +170,37 @@ def peak_memory(
     ``vllm``: the weights split by tensor parallelism, then the KV cache must hold one full
     context; batch size does not matter (the scheduler admits what fits).
     """
-    weights = arch.params * dtype_bytes / n_gpus
-    kv = arch.kv_bytes_per_token(dtype_bytes)
-    if engine == "vllm":
+    arch, workload, n_gpus = trial.arch, trial.workload, trial.n_gpus
+    weights = trial.weight_bytes / n_gpus
+    kv = trial.kv_bytes_per_token
+    if trial.engine == "vllm":
         context = max(cal.vllm_min_context, max(workload.prompt_tokens) + workload.new_tokens)
         return weights + kv * context / n_gpus
-    tokens = max(prompts * (length + workload.new_tokens) for prompts, length in workload.batches(batch_size))
-    split = cal.kv_copies * kv + cal.hidden_copies * arch.layers * arch.hidden_size * dtype_bytes
-    on_gpu = min(weights, cal.offload_cap * device.memory_gb * GB)
+    tokens = max(prompts * (length + workload.new_tokens) for prompts, length in workload.batches(trial.batch_size))
+    split = cal.kv_copies * kv + cal.hidden_copies * arch.layers * arch.hidden_size * trial.dtype_bytes
+    on_gpu = min(weights, cal.offload_cap * trial.device.memory_gb * GB)
     return on_gpu + tokens * (split / n_gpus + cal.logit_bytes * arch.vocab_size)
 
 
-def predicts_oom(
-    arch: Architecture,
-    engine: str,
-    device: GPU,
-    n_gpus: int,
-    batch_size: int,
-    workload: Workload,
-    dtype_bytes: int = 2,
-    cal: Calibration = DEFAULT_CALIBRATION,
-) -> bool:
-    """Whether the trial is predicted to run out of memory on ``n_gpus`` of ``device``."""
-    share = cal.vllm_utilization if engine == "vllm" else cal.usable
-    need = peak_memory(arch, engine, device, n_gpus, batch_size, workload, dtype_bytes, cal)
-    return need > share * device.memory_gb * GB
+def predicts_oom(trial: TrialShape, cal: Calibration = DEFAULT_CALIBRATION) -> bool:
+    """Whether the trial is predicted to run out of memory on its ``n_gpus`` of its ``device``."""
+    share = cal.vllm_utilization if trial.engine == "vllm" else cal.usable
+    return peak_memory(trial, cal) > share * trial.device.memory_gb * GB
 
 
-def roofline(
-    arch: Architecture,
-    engine: str,
-    device: GPU,
-    n_gpus: int,
-    batch_size: int,
-    workload: Workload,
-    dtype_bytes: int = 2,
-) -> float:
+def roofline(trial: TrialShape) -> float:
     """Generated tokens/s the trial cannot beat: each batch's prefill and decode steps at the
     slower of compute and memory traffic, on the GPUs that work at once (one for ``hf``'s
     layer-by-layer split, all for ``vllm``'s tensor parallelism)."""
-    active = n_gpus if engine == "vllm" else 1
-    flops = device.fp16_tflops * 1e12 * active
-    bandwidth = device.bandwidth_gbs * GB * active
-    weights = arch.params * dtype_bytes
-    per_token = 2 * arch.active_params
-    kv = arch.kv_bytes_per_token(dtype_bytes)
+    active = trial.n_gpus if trial.engine == "vllm" else 1
+    flops = trial.device.fp16_tflops * 1e12 * active
+    bandwidth = trial.device.bandwidth_gbs * GB * active
+    weights = trial.weight_bytes
+    per_token = 2 * trial.arch.active_params
+    kv = trial.kv_bytes_per_token
+    workload = trial.workload
     seconds = 0.0
-    for prompts, length in workload.batches(batch_size):
+    for prompts, length in workload.batches(trial.batch_size):
         seconds += max(per_token * prompts * length / flops, weights / bandwidth)
         for step in range(workload.new_tokens):
             traffic = weights + kv * prompts * (length + step)

@@ -19,7 +19,17 @@ from dataclasses import dataclass, fields, replace
 from functools import lru_cache
 
 import numpy as np
-from infpop.physics import DEFAULT_CALIBRATION, GB, Architecture, Calibration, Workload, gpu, predicts_oom, roofline
+from infpop.physics import (
+    DEFAULT_CALIBRATION,
+    GB,
+    Architecture,
+    Calibration,
+    TrialShape,
+    Workload,
+    gpu,
+    predicts_oom,
+    roofline,
+)
 
 from infpop_analysis.hpo.landscape import Config, Landscape
 from infpop_analysis.hpo.stopping import Physics
@@ -41,7 +51,7 @@ def family(model: str) -> str:
 
 @lru_cache(maxsize=4096)
 def _roofline(arch: Architecture, engine: str, hardware: str, config: Config, workload: Workload) -> float:
-    return roofline(arch, engine, gpu(hardware), config.n_gpus, config.batch_size, workload)
+    return roofline(TrialShape(arch, engine, gpu(hardware), config.n_gpus, config.batch_size, workload))
 
 
 def physics_for(
@@ -52,7 +62,9 @@ def physics_for(
     if arch is None or device is None:
         return None
     oom = frozenset(
-        c for c in land.points if predicts_oom(arch, land.engine, device, c.n_gpus, c.batch_size, workload, cal=cal)
+        c
+        for c in land.points
+        if predicts_oom(TrialShape(arch, land.engine, device, c.n_gpus, c.batch_size, workload), cal)
     )
     bound = {c: _roofline(arch, land.engine, land.hardware, c, workload) for c in land.points}
     return Physics(oom=oom, roofline=bound)

@@ -20,7 +20,9 @@ from infpop.runtimes.base import (
     ContainerRuntime,
     dependency_copies,
     describe,
+    image_labels,
     install_commands,
+    recipe_header,
     smoke_test,
 )
 
@@ -35,12 +37,7 @@ class Apptainer(ContainerRuntime):
     build_tools = ("apptainer",)
 
     def recipe(self, lock: ImageLock) -> str:
-        lines = [
-            f"# infpop trial image: {describe(lock)}.",
-            f"# Generated from containers/{lock.name}.lock.toml by `python -m infpop.images recipes`; do not edit:",
-            "# tests/test_containers.py checks that it installs exactly the lock's pins.",
-            "# Build: `make containers PROFILE=...` (stages the build context and runs apptainer build in it).",
-        ]
+        lines = recipe_header(lock, "stages the build context and runs apptainer build in it")
         if lock.debootstrap is not None:
             deb = lock.debootstrap
             lines += [
@@ -51,12 +48,7 @@ class Apptainer(ContainerRuntime):
             ]
         else:
             lines += ["Bootstrap: docker", f"From: {lock.base}"]
-        lines += ["", "%labels", f"    org.infpop.image {lock.name}", f"    org.infpop.engine {lock.engine}"]
-        if lock.compute_capability is not None:
-            lines += [
-                f"    org.infpop.compute_capability {lock.compute_capability}",
-                f"    org.infpop.cuda {lock.cuda}",
-            ]
+        lines += ["", "%labels", *(f"    {key} {value}" for key, value in image_labels(lock).items())]
         lines += [
             "",
             "%help",

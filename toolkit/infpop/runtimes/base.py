@@ -17,6 +17,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, ClassVar
 
+from infpop.checksums import file_sha256
+
 if TYPE_CHECKING:
     from infpop.container import ImageLock
 
@@ -54,6 +56,27 @@ def describe(lock: ImageLock) -> str:
         return f"{engine} on CPU"
     gpu = GPU_NAMES.get(lock.compute_capability, "GPUs")
     return f"{engine} on {gpu} (compute capability {lock.compute_capability})"
+
+
+def recipe_header(lock: ImageLock, build: str) -> list[str]:
+    """The comment lines that open every recipe: what the image is, that the file is rendered
+    from its lock (an edit by hand would be lost, and the static checks would fail), and how to
+    build it (``build``: what the runtime's build needs, in a few words)."""
+    return [
+        f"# infpop trial image: {describe(lock)}.",
+        f"# Generated from containers/{lock.name}.lock.toml by `python -m infpop.images recipes`; do not edit:",
+        "# tests/test_containers.py checks that it installs exactly the lock's pins.",
+        f"# Build: `make containers PROFILE=...` ({build}).",
+    ]
+
+
+def image_labels(lock: ImageLock) -> dict[str, str]:
+    """The labels every image carries, whichever runtime built it: its lock and, on GPU images,
+    what hardware and CUDA it targets."""
+    labels = {"org.infpop.image": lock.name, "org.infpop.engine": lock.engine}
+    if lock.compute_capability is not None:
+        labels |= {"org.infpop.compute_capability": str(lock.compute_capability), "org.infpop.cuda": str(lock.cuda)}
+    return labels
 
 
 def install_commands(lock: ImageLock) -> list[str]:
@@ -178,14 +201,6 @@ def tree_digest(root: Path) -> str:
     for path in sorted(p for p in root.rglob("*") if p.is_file()):
         digest.update(str(path.relative_to(root)).encode() + b"\0")
         digest.update(file_sha256(path).encode())
-    return digest.hexdigest()
-
-
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 24), b""):
-            digest.update(chunk)
     return digest.hexdigest()
 
 

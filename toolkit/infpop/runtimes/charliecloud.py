@@ -24,6 +24,7 @@ import subprocess
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from infpop.checksums import file_sha256
 from infpop.runtimes.base import (
     IMAGE_ENV,
     INFPOP_COMMANDS,
@@ -32,9 +33,9 @@ from infpop.runtimes.base import (
     BuildOptions,
     ContainerRuntime,
     dependency_copies,
-    describe,
-    file_sha256,
+    image_labels,
     install_commands,
+    recipe_header,
     smoke_test,
 )
 
@@ -62,12 +63,7 @@ class Charliecloud(ContainerRuntime):
 
     def recipe(self, lock: ImageLock) -> str:
         base = f"{BASE_REPO}:{lock.debootstrap['suite']}" if lock.debootstrap is not None else lock.base
-        lines = [
-            f"# infpop trial image: {describe(lock)}.",
-            f"# Generated from containers/{lock.name}.lock.toml by `python -m infpop.images recipes`; do not edit:",
-            "# tests/test_containers.py checks that it installs exactly the lock's pins.",
-            "# Build: `make containers PROFILE=...` (a profile partition with runtime: charliecloud).",
-        ]
+        lines = recipe_header(lock, "a profile partition with runtime: charliecloud")
         if lock.debootstrap is not None:
             deb = lock.debootstrap
             lines += [
@@ -76,10 +72,7 @@ class Charliecloud(ContainerRuntime):
                 "# imported with ch-image; its tarball's sha256 is passed in as BASE_SHA256 and kept in the image.",
             ]
         lines += [f"FROM {base}", "ARG BASE_SHA256=none"]
-        labels = [f"org.infpop.image={lock.name}", f"org.infpop.engine={lock.engine}"]
-        if lock.compute_capability is not None:
-            labels += [f"org.infpop.compute_capability={lock.compute_capability}", f"org.infpop.cuda={lock.cuda}"]
-        lines.append("LABEL " + " ".join(labels))
+        lines.append("LABEL " + " ".join(f"{key}={value}" for key, value in image_labels(lock).items()))
         lines += [f"COPY {src} {dst}" for src, dst in dependency_copies(lock)]
         lines.append(_run([*install_commands(lock), "echo $BASE_SHA256 > /opt/infpop/base.sha256"]))
         lines += [f"COPY {src} {dst}" for src, dst in SOURCE_COPIES]

@@ -6,26 +6,18 @@ then find the file in place and only verify it.
 
 from __future__ import annotations
 
-import hashlib
 import os
 import tempfile
 import urllib.request
 from pathlib import Path
 
+from infpop.checksums import file_sha256
 from infpop.errors import InputError
 from infpop.filemodes import file_mode
 
 
-def sha256_of(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 def _check(path: Path, expected: str | None) -> None:
-    if expected is not None and (actual := sha256_of(path)) != expected:
+    if expected is not None and (actual := file_sha256(path)) != expected:
         raise InputError(f"workload.sha256: {path} has sha256 {actual}, the manifest expects {expected}")
 
 
