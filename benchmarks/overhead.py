@@ -7,6 +7,10 @@ loop and times it (``pipe(...)``; ``llm.generate(...)``), the toolkit side runs 
 which goes first, so drift and a busy neighbour hit both alike. Prints the median of the
 per-pair throughput ratios toolkit/bare per engine (target >= 0.97).
 
+Run it on an idle machine: vLLM's CPU build pins its compute thread to one core, and a job
+beside it (even at the lowest priority) makes single batches take several times longer at
+random, which swamps a difference of a few percent.
+
     python benchmarks/overhead.py [--engines hf vllm] [--rounds 7] [--prompts 96] [--batch-sizes 1 4 16]
 """
 
