@@ -73,3 +73,20 @@ def test_engine_ratio_takes_each_engine_at_its_best_batch_size() -> None:
     (r,) = engine_ratios(conform(pd.DataFrame(rows))).itertuples()
     # hf: batch 8 (median 30 over its repetitions; the OOM run's partial throughput never counts)
     assert (r.batch_size_vllm, r.batch_size_hf, r.ratio) == (64, 8, 4.0)
+    assert (r.n_vllm, r.n_hf) == (1, 2) and np.isnan(r.ratio_ci_low), "one vLLM repetition: no interval"
+
+
+def test_engine_ratio_interval_resamples_each_engines_repetitions() -> None:
+    from infpop_analysis.engine_ratio import engine_ratios, interval_text
+
+    rows = [
+        dict(study="s", hardware="cpu", engine=e, model="m", n_gpus=1, batch_size=8, max_new_tokens=5,
+             repetition=r, status="ok", throughput=thp, workload="w", scenario="offline")
+        for e, values in (("vllm", [100.0, 110.0, 120.0, 105.0, 115.0]), ("hf", [20.0, 25.0, 30.0, 22.0, 28.0]))
+        for r, thp in enumerate(values)
+    ]  # fmt: skip
+    (r,) = engine_ratios(conform(pd.DataFrame(rows))).itertuples()
+    assert r.ratio == 110 / 25
+    # every resampled ratio of medians lies between min(vllm)/max(hf) and max(vllm)/min(hf)
+    assert 100 / 30 <= r.ratio_ci_low < r.ratio < r.ratio_ci_high <= 120 / 20
+    assert interval_text(r).startswith("95% CI [")

@@ -27,6 +27,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from infpop_analysis.engine_ratio import engine_ratios, interval_text
 from infpop_analysis.figures import cell_table, landscape_plotly, landscape_states
 from infpop_analysis.stats import choose_tokens
 from infpop_analysis.table import config_axes
@@ -291,6 +292,43 @@ def section_best(df: pd.DataFrame, stats: Path, tokens: int) -> str:
     return f"<p>{esc(sentence)}</p>" + table_html(best.sort_values(group), max_rows=500)
 
 
+def section_engines(df: pd.DataFrame, figures: Path, num: str = "vllm", den: str = "hf") -> str:
+    """The study's central comparison: vLLM over HF, each at its own best batch size, per setting
+    measured with both; and the engines figures of `infpop figures` (both engines over batch size)."""
+    ratios = engine_ratios(df, num, den)
+    if ratios.empty:
+        return (
+            f"<p class='missing'>No setting has ok offline results for both {esc(num)} and {esc(den)}; "
+            f"the manifest's <code>engines: [{esc(den)}, {esc(num)}]</code> measures both.</p>"
+        )
+    shown = pd.DataFrame(
+        {
+            "hardware": ratios["hardware"],
+            "model": ratios["model"],
+            "GPUs": ratios["n_gpus"],
+            "new tokens": ratios["max_new_tokens"],
+            f"{num} best batch": ratios[f"batch_size_{num}"],
+            f"{num} tokens/s (median)": ratios[f"throughput_{num}"],
+            f"{den} best batch": ratios[f"batch_size_{den}"],
+            f"{den} tokens/s (median)": ratios[f"throughput_{den}"],
+            f"{num}/{den}": ratios["ratio"],
+            "interval": [interval_text(r) for r in ratios.itertuples()],
+            "repetitions": [f"{a}/{b}" for a, b in zip(ratios[f"n_{num}"], ratios[f"n_{den}"])],
+        }
+    )
+    sentence = (
+        f"{num}'s throughput over {den}'s, each engine at the batch size where its median throughput is highest "
+        "(offline trials, ok runs). The interval resamples each engine's repetitions there; it leaves out the "
+        "choice of the best batch size, so it is too narrow where two batch sizes are close."
+    )
+    parts = [f"<p>{esc(sentence)}</p>", table_html(shown.sort_values(["hardware", "model", "GPUs"]), max_rows=500)]
+    pngs = sorted((figures / "engines").glob("*.png")) if figures.is_dir() else []
+    if pngs:
+        parts.append("<p>Both engines over batch size, one figure per (hardware, model, GPU count).</p>")
+        parts += [png(p, f"engines: {p.stem}") for p in pngs]
+    return "".join(parts)
+
+
 def section_landscapes(df: pd.DataFrame, tokens: int) -> str:
     """One interactive landscape per (hardware, engine), as the figures' HTML files draw them."""
     cells = cell_table(df, tokens)
@@ -505,6 +543,7 @@ def render_report(df: pd.DataFrame, src: Sources, max_new_tokens: int | None = N
         ("summary", "Study and provenance", section_summary(df, src)),
         ("outcomes", "Trial outcomes", section_outcomes(df)),
         ("best", "Best configuration per model, engine and hardware", section_best(df, src.stats, tokens)),
+        ("engines", "Engines: vLLM against HF", section_engines(df, src.figures)),
         ("landscapes", "Throughput landscapes", section_landscapes(df, tokens)),
         ("curves", "Scaling, batch-size and hardware curves", section_curves(src.figures)),
         ("statistics", "Statistics", section_statistics(src.stats)),
