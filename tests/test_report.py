@@ -93,18 +93,23 @@ def test_report_shows_every_outcome_and_carries_plotly_once(tmp_path: Path) -> N
 def test_report_compares_the_engines_each_at_its_best_batch(tmp_path: Path) -> None:
     rows = [
         dict(study="e", hardware="cpu", engine=e, model="tiny", n_gpus=1, batch_size=b, max_new_tokens=5,
-             repetition=r, workload="w", scenario="offline", status="ok", throughput=speed * np.log2(2 * b) + r)
+             repetition=r, workload="w", scenario="offline", status="ok", throughput=speed * np.log2(2 * b) + r,
+             kv_cache_bytes=2**28 if e == "vllm" else None, kv_cache_blocks=512 + b if e == "vllm" else None)
         for e, speed in (("hf", 10.0), ("vllm", 40.0)) for b in (1, 8, 64) for r in range(3)
     ]  # fmt: skip
     table = tmp_path / "table.parquet"
     write_table(conform(pd.DataFrame(rows)), table)
     assert main(["figures", str(table), "-o", str(tmp_path / "figures"), "--only", "engines", "-j", "1"]) == 0
+    assert main(["stats", str(table), "-o", str(tmp_path / "stats")]) == 0
     assert main(["report", str(table), "-o", str(tmp_path / "out")]) == 0
     page = (tmp_path / "out" / "report.html").read_text()
     engines = page[page.index("<section id='engines'>") :]
     engines = engines[: engines.index("</section>")]
     assert "<td>64</td><td>281.00</td><td>64</td><td>71.00</td><td>3.96</td><td>95% CI [" in engines
     assert "<td>3/3</td>" in engines and "engines: cpu_tiny_g1" in engines, "repetitions and the engines figure"
+    best = page[page.index("<section id='best'>") : page.index("<section id='engines'>")]
+    assert "configs.csv" in best and "<th>kv_cache_blocks</th>" in best
+    assert "<td>268,435,456</td>" in best and "<td>576.00</td>" in best, "vLLM's KV cache: asked and allocated"
 
     hf_only = tmp_path / "hf.parquet"
     write_table(conform(pd.DataFrame([r for r in rows if r["engine"] == "hf"])), hf_only)

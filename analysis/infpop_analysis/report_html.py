@@ -91,6 +91,8 @@ def _cell(v: object, digits: int) -> str:
         return "–"
     if isinstance(v, (float, np.floating)):
         v = float(v)
+        if abs(v) >= 10**6 and v.is_integer():  # a count or a size in bytes that CSV made a float
+            return f"{v:,.0f}"
         return f"{v:.3g}" if v != 0 and abs(v) < 10**-digits else f"{v:,.{digits}f}"
     return str(v)
 
@@ -255,6 +257,7 @@ def section_best(df: pd.DataFrame, stats: Path, tokens: int) -> str:
             best["95% CI"] = [
                 "–" if pd.isna(lo) else f"[{lo:,.2f}, {hi:,.2f}]" for lo, hi in zip(best["ci_low"], best["ci_high"])
             ]
+        best = _with_engine_counters(best, df)
         shown = [
             col
             for col in best.columns
@@ -290,6 +293,30 @@ def section_best(df: pd.DataFrame, stats: Path, tokens: int) -> str:
         f"over its ok, valid runs (tokens/s; OOM partial throughputs are not candidates). {interval}"
     )
     return f"<p>{esc(sentence)}</p>" + table_html(best.sort_values(group), max_rows=500)
+
+
+def _key_text(v: object) -> str:
+    """One spelling per configuration value, whether read from CSV or parquet (``1`` and ``1.0``,
+    missing as ``NaN``, ``None`` or ``<NA>``), so configs.csv rows match the table's."""
+    if v is None or v is pd.NA or (isinstance(v, float) and np.isnan(v)):
+        return ""
+    if isinstance(v, (int, float, np.integer, np.floating)) and not isinstance(v, bool):
+        return str(int(v)) if float(v).is_integer() else repr(float(v))
+    return str(v)
+
+
+def _with_engine_counters(best: pd.DataFrame, df: pd.DataFrame) -> pd.DataFrame:
+    """``best`` (rows of configs.csv) with the medians of the engine counters the table's ok runs
+    of each configuration carry (:data:`EXTRA_MEASURES`: vLLM's KV-cache blocks, preemptions)."""
+    ok = df[df["status"] == "ok"]
+    measures = _present(ok, EXTRA_MEASURES)
+    keys = [k for k in config_axes(ok) if k in best.columns] if measures else []
+    if not keys:
+        return best
+    medians = ok.groupby(keys, dropna=False)[measures].median().reset_index()
+    for frame in (best, medians):
+        frame["_key"] = frame[keys].apply(lambda row: "|".join(_key_text(v) for v in row), axis=1)
+    return best.merge(medians[["_key", *measures]], on="_key", how="left").drop(columns="_key")
 
 
 def section_engines(df: pd.DataFrame, figures: Path, num: str = "vllm", den: str = "hf") -> str:
