@@ -168,6 +168,9 @@ def landscape_plotly(cells: pd.DataFrame, title: str):
         # The floor is 0 tokens/s: the scale starts there, so floor marks never read as a measured zero.
         top = float(np.nanmax(Z)) * 1.05 if np.isfinite(Z).any() else 1.0
         ranges.append([0, top])
+        # A floor mark's centre sits a glyph's radius (about 1.5% of the axis) above the floor, so
+        # the whole glyph shows instead of half of it sinking below the scene's floor.
+        floor = 0.015 * top
         fig.add_trace(go.Surface(x=xs, y=ys, z=Z, colorscale="Viridis", visible=visible, name=model, cmin=0, cmax=top,
                                  showscale=bool(np.isfinite(Z).any()),
                                  colorbar=dict(title=dict(text="tokens/s", side="right"), len=0.75)))  # fmt: skip
@@ -180,7 +183,7 @@ def landscape_plotly(cells: pd.DataFrame, title: str):
                 go.Scatter3d(
                     x=[xs[j] for j in bi],
                     y=[ys[i] for i in gi],
-                    z=[Z[i, j] if at_value else 0.0 for i, j in zip(gi, bi)],
+                    z=[Z[i, j] if at_value else floor for i, j in zip(gi, bi)],
                     mode="markers",
                     marker=marker,
                     name=label,
