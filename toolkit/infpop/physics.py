@@ -195,20 +195,36 @@ def roofline(
 ) -> float:
     """Generated tokens/s the trial cannot beat: each batch's prefill and decode steps at the
     slower of compute and memory traffic, on the GPUs that work at once (one for ``hf``'s
-    layer-by-layer split, all for ``vllm``'s tensor parallelism)."""
+    layer-by-layer split, all for ``vllm``'s tensor parallelism). ``hf`` pads a batch to its
+    longest prompt; ``vllm`` packs its prompts without padding (continuous batching), so only
+    their actual tokens count there: a padded bound is no bound for vLLM at large batches."""
     active = n_gpus if engine == "vllm" else 1
     flops = device.fp16_tflops * 1e12 * active
     bandwidth = device.bandwidth_gbs * GB * active
-    weights = arch.params * dtype_bytes
     per_token = 2 * arch.active_params
     kv = arch.kv_bytes_per_token(dtype_bytes)
+    p = workload.prompt_tokens
+
+    def read(tokens: int) -> float:
+        """Weight bytes a step over ``tokens`` tokens reads: a mixture of experts reads only the
+        experts its tokens use (at most all of them)."""
+        k, e = arch.experts_per_token, arch.experts
+        if e == k:
+            return arch.params * dtype_bytes
+        per_expert = (arch.params - arch.active_params) / (e - k)
+        return (arch.active_params + (min(e, tokens * k) - k) * per_expert) * dtype_bytes
+
     seconds = 0.0
-    for prompts, length in workload.batches(batch_size):
-        seconds += max(per_token * prompts * length / flops, weights / bandwidth)
+    for i in range(0, len(p), batch_size):
+        batch = p[i : i + batch_size]
+        prompts = len(batch)
+        # Tokens the batch holds: padded to its longest prompt (hf) or as they are (vllm).
+        tokens = sum(batch) if engine == "vllm" else prompts * max(batch)
+        seconds += max(per_token * tokens / flops, read(tokens) / bandwidth)
         for step in range(workload.new_tokens):
-            traffic = weights + kv * prompts * (length + step)
+            traffic = read(prompts) + kv * (tokens + prompts * step)
             seconds += max(per_token * prompts / flops, traffic / bandwidth)
-    return len(workload.prompt_tokens) * workload.new_tokens / seconds
+    return len(p) * workload.new_tokens / seconds
 
 
 def chars_workload(prompt_chars: Sequence[int], new_tokens: int, chars_per_token: float = 3.5) -> Workload:

@@ -31,7 +31,7 @@ from infpop.errors import InputError
 
 from infpop_analysis.hpo.landscape import Config
 from infpop_analysis.hpo.prior import Prior
-from infpop_analysis.hpo.stopping import SLACK, TOLERANCE, Physics, plausible
+from infpop_analysis.hpo.stopping import SLACK, TOLERANCE, Bound, Physics, plausible
 
 #: Hyperopt's loss for a failure: the study's script scored a failure 99999999 ("worst").
 FAILURE_LOSS = 99999999.0
@@ -182,7 +182,8 @@ class Structured:
        model that needs several GPUs fails or crawls (CPU offload) on one, the most GPUs cost
        the most, and a middle batch runs quickly and rarely fails.
     2. Climb batch size on the GPU count of the best result so far, two log2 levels at a time
-       (up, then down). A failure at batch b prunes larger batches at that GPU count.
+       (up, then down; one level with ``physics``, whose start is near the peak already). A
+       failure at batch b prunes larger batches at that GPU count.
     3. Compare the adjacent GPU counts (fewer first, as they cost less) at that batch size; when
        one wins, steps 2-3 continue from it, so GPU count is climbed like batch size.
     4. Refine: one level up and down around the best.
@@ -194,11 +195,13 @@ class Structured:
     #: What the memory and roofline model say about this landscape (``ours+physics``).
     physics: Physics | None = None
     slack: float = SLACK
+    #: Limits learned from other landscapes (:mod:`~infpop_analysis.hpo.bounds`).
+    bounds: tuple[Bound, ...] = ()
 
     def candidates(self, space: Sequence[Config], history: Sequence[Observation]) -> list[Config]:
         """The untried configurations that could still beat the incumbent (empty: stop)."""
         seen = {o.config: o.value for o in history}
-        return plausible(space, seen, tolerance=TOLERANCE, slack=self.slack, physics=self.physics)
+        return plausible(space, seen, tolerance=TOLERANCE, slack=self.slack, physics=self.physics, bounds=self.bounds)
 
     def stop_reason(self, space: Sequence[Config], history: Sequence[Observation]) -> str | None:
         """Why the search stops now, or None while it goes on."""
@@ -245,7 +248,10 @@ class Structured:
             return self._first_success(gpus, levels, seen, open_) or self._fallback(todo, seen, pruned, levels)
         best = max(ok, key=lambda c: (ok[c], -c.n_gpus, -c.batch_size))
         level = levels[best.n_gpus].index(best.batch_size)
-        for step in (2, -2):
+        # Physics starts near the optimum (the best roofline that fits): one level at a time
+        # there; without it, the centre of the grid is far from it: two levels at a time.
+        big = 1 if self.physics is not None else 2
+        for step in (big, -big):
             cand = at(best.n_gpus, level + step)
             if cand is not None and open_(cand):
                 return cand
@@ -326,6 +332,7 @@ def make(
     prior: Prior | None = None,
     physics: Physics | None = None,
     slack: float = SLACK,
+    bounds: Sequence[Bound] = (),
 ) -> Optimizer:
     """The optimizer named ``method``; ``batch_sizes``/``gpu_counts`` are TPE's lists.
 
@@ -338,8 +345,9 @@ def make(
         need = "requires a prior" if prior is None else "takes no prior"
         raise InputError(f"optimizer: method {method!r} {need}")
     physics = physics if method in PHYSICS_METHODS else None
+    bounds = bounds if method in PHYSICS_METHODS else ()
     if method in PRIOR_METHODS or method in ("ours", "ours+physics"):
-        return Structured(prior=prior, name=method, physics=physics, slack=slack)
+        return Structured(prior=prior, name=method, physics=physics, slack=slack, bounds=tuple(bounds))
     if method == "tpe":
         return TPE(tuple(batch_sizes), tuple(gpu_counts), seed=seed)
     if method == "random":

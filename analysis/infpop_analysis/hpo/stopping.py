@@ -5,8 +5,8 @@ A user cannot see a landscape's optimum, so a search must end on its own and nam
 than the tolerance, given the evidence a search has:
 
 - *trend along batch size* (per GPU count): throughput over log2(batch) rises to one peak and
-  falls after it, so beyond two measured points that already fall away from the peak nothing
-  better lies; between two measured points, nothing more than ``slack`` above the better one;
+  falls after it, so beyond two measured points that already fall away from the peak (by more
+  than the tolerance: a smaller fall is a tie, as on vLLM's plateau) nothing better lies; between two measured points, nothing more than ``slack`` above the better one;
 - *trend along GPU count*: the same on each GPU count's best measured throughput; and a GPU
   count measured at the incumbent's batch size more than ``slack`` twice below it is out (the
   batch profile keeps its shape across GPU counts, its peak moving by a level or so);
@@ -14,7 +14,9 @@ than the tolerance, given the evidence a search has:
 - *physics* (:class:`Physics`, optional): configurations the memory model says fail, and those
   whose roofline bound (no engine beats it) stays below the incumbent. The roofline is not
   scaled by a measured efficiency: HF's efficiency varies by orders of magnitude with batch
-  size, so a scaled roofline is no bound.
+  size, so a scaled roofline is no bound;
+- *bounds learned from other landscapes* (optional, :mod:`.bounds`): how far an offset from
+  the incumbent may exceed its roofline ratio, at a quantile chosen per cross-validation fold.
 
 Baselines get the common practical rule instead (:func:`no_improvement`): stop after ``k``
 consecutive trials without an improvement of more than the tolerance.
@@ -29,6 +31,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Protocol
 
 from infpop_analysis.hpo.landscape import Config
 
@@ -52,6 +55,13 @@ class Physics:
     roofline: Mapping[Config, float] = field(default_factory=dict)
 
 
+class Bound(Protocol):
+    """A limit learned from other landscapes (:mod:`.bounds`)."""
+
+    def rules_out(self, c: Config, ok: Mapping[Config, float], target: float) -> bool:
+        """Whether ``c`` cannot reach ``target`` given the successes ``ok`` so far."""
+
+
 def tied(a: tuple[float, float] | None, b: tuple[float, float] | None) -> bool:
     """Whether two configurations' intervals (low, high) overlap: neither is shown better."""
     if a is None or b is None:
@@ -66,16 +76,17 @@ def _levels(space: Sequence[Config]) -> dict[int, list[int]]:
     return {g: sorted(bs) for g, bs in out.items()}
 
 
-def _trend_excluded(xs: list[int], values: Mapping[int, float | None], x: int, limit: float) -> bool:
+def _trend_excluded(xs: list[int], values: Mapping[int, float | None], x: int, limit: float, tolerance: float) -> bool:
     """Along one axis (sorted levels ``xs``), whether ``x`` (untried) cannot exceed ``limit``:
-    two measured successes on one side of it falling towards it, or measured neighbours on
+    two measured successes on one side of it falling towards it by more than ``tolerance`` (a
+    smaller fall is a tie, not a trend: on a plateau it is noise), or measured neighbours on
     both sides whose better one (plus slack, folded into ``limit`` by the caller) stays below."""
     i = xs.index(x)
     below = [values[v] for v in xs[:i] if values.get(v) is not None]
     above = [values[v] for v in xs[i + 1 :] if values.get(v) is not None]
-    if len(below) >= 2 and below[-1] < below[-2]:
+    if len(below) >= 2 and below[-1] * (1 + tolerance) < below[-2]:
         return True
-    if len(above) >= 2 and above[0] < above[1]:
+    if len(above) >= 2 and above[0] * (1 + tolerance) < above[1]:
         return True
     if below and above:
         return max(below[-1], above[0]) <= limit
@@ -89,6 +100,7 @@ def plausible(
     tolerance: float = TOLERANCE,
     slack: float = SLACK,
     physics: Physics | None = None,
+    bounds: Sequence[Bound] = (),
 ) -> list[Config]:
     """Untried configurations that could still beat the incumbent by more than ``tolerance``."""
     untried = [c for c in space if c not in seen]
@@ -118,14 +130,16 @@ def plausible(
             continue
         column = {b: seen.get(Config(c.n_gpus, b), None) for b in levels[c.n_gpus]}
         column = {b: v for b, v in column.items() if Config(c.n_gpus, b) in ok}
-        if _trend_excluded(levels[c.n_gpus], column, c.batch_size, limit):
+        if _trend_excluded(levels[c.n_gpus], column, c.batch_size, limit, tolerance):
             continue
-        if per_g_best[c.n_gpus] is None and _trend_excluded(gpus, per_g_best, c.n_gpus, limit):
+        if per_g_best[c.n_gpus] is None and _trend_excluded(gpus, per_g_best, c.n_gpus, limit, tolerance):
             continue
         at_best = ok.get(Config(c.n_gpus, best.batch_size))
         if c.n_gpus != best.n_gpus and at_best is not None and at_best * (1 + slack) ** 2 < target:
             continue
         if physics is not None and physics.roofline.get(c, math.inf) < target:
+            continue
+        if any(b.rules_out(c, ok, target) for b in bounds):
             continue
         out.append(c)
     return out
