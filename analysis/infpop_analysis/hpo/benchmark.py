@@ -34,22 +34,11 @@ from pathlib import Path
 
 from infpop.physics import DEFAULT_CALIBRATION, Architecture, Calibration, Workload
 
-from infpop_analysis.hpo import envelope
-from infpop_analysis.hpo.envelope import Envelope
 from infpop_analysis.hpo.landscape import Config, Landscape
 from infpop_analysis.hpo.oom import calibrate, family, outcomes, physics_for
-from infpop_analysis.hpo.optimizers import (
-    DETERMINISTIC,
-    FAILURE_LOSS,
-    METHODS,
-    PHYSICS_METHODS,
-    PRIOR_METHODS,
-    TPE,
-    Observation,
-    make,
-)
+from infpop_analysis.hpo.optimizers import DETERMINISTIC, FAILURE_LOSS, METHODS, PRIOR_METHODS, TPE, Observation, make
 from infpop_analysis.hpo.prior import LEAVE_MODEL_OUT, Prior, leave_model_out
-from infpop_analysis.hpo.stopping import PATIENCE, SLACK, TOLERANCE, Bound, Physics, no_improvement
+from infpop_analysis.hpo.stopping import PATIENCE, SLACK, TOLERANCE, Physics, no_improvement
 
 #: TPE's budget of proposals, as in the study.
 TPE_PROPOSALS = 100
@@ -127,7 +116,6 @@ def run_one(
     physics: Physics | None = None,
     slack: float = SLACK,
     weights_bytes: float | None = None,
-    bounds: Sequence[Bound] = (),
 ) -> Run:
     """One search of ``land`` by ``method``, until its stopping rule ends it."""
     optimum = land.optimum("strict")
@@ -164,9 +152,9 @@ def run_one(
         reason = f"{PATIENCE} trials without improvement" if stalled() else f"the study's {TPE_PROPOSALS} proposals"
     else:
         if method in PRIOR_METHODS and prior is None:
-            optimizer = make("ours+physics", seed, [], [], physics=physics, slack=slack, bounds=bounds)
+            optimizer = make("ours+physics", seed, [], [], physics=physics, slack=slack)
         else:
-            optimizer = make(method, seed, [], [], prior=prior, physics=physics, slack=slack, bounds=bounds)
+            optimizer = make(method, seed, [], [], prior=prior, physics=physics, slack=slack)
         baseline = method in ("random", "grid")
         while True:
             if baseline and stalled():
@@ -210,26 +198,11 @@ class Context:
     workload: Workload | None
     calibration: Calibration = DEFAULT_CALIBRATION
     slack: float = SLACK
-    #: Quantile level of the efficiency envelope (:mod:`.envelope`); None: no envelope.
-    envelope_level: float | None = envelope.LEVEL
 
     def physics(self, land: Landscape) -> Physics | None:
         if self.workload is None:
             return None
         return physics_for(land, self.archs.get(land.model), self.workload, self.calibration)
-
-    def roofline(self, land: Landscape) -> Mapping[Config, float]:
-        physics = self.physics(land)
-        return physics.roofline if physics is not None else {}
-
-    def bounds(self, method: str, land: Landscape, train: Sequence[Landscape]) -> tuple[Bound, ...]:
-        """The learned bounds ``method`` searches ``land`` with: the efficiency envelope of the
-        landscapes ``train`` (physics methods only)."""
-        physics = self.physics(land)
-        if method not in PHYSICS_METHODS or physics is None or self.envelope_level is None:
-            return ()
-        learned = Envelope.learn(train, land.engine, self.envelope_level, self.roofline)
-        return (learned.at(physics.roofline),)
 
     def weights(self, land: Landscape) -> float | None:
         arch = self.archs.get(land.model)
@@ -276,7 +249,6 @@ def benchmark(
                         physics=physics,
                         slack=context.slack,
                         weights_bytes=context.weights(land),
-                        bounds=context.bounds(m, land, lands),
                     )
                 runs.append(replace(run, seed=s))
     return runs
@@ -356,20 +328,18 @@ def ratios(summary: dict) -> dict[str, float]:
     return out
 
 
-def _choose_slack(runs_by_slack: Mapping[tuple[float, float | None], Sequence[Run]]) -> tuple[float, float | None]:
-    """The constants (slack, envelope level) with the fewest median trials to stop among those
-    keeping the final hit rate at :data:`HIT_TARGET`; else those with the best hit rate; ties
-    go to the smaller slack and the higher (safer) level."""
+def _choose_slack(runs_by_slack: Mapping[float, Sequence[Run]]) -> float:
+    """The slack with the fewest median trials to stop among those keeping the final hit rate at
+    :data:`HIT_TARGET`; else the one with the best hit rate."""
 
-    def key(s: tuple[float, float | None]) -> tuple:
+    def key(s: float) -> tuple:
         rs = runs_by_slack[s]
         rate = sum(r.final_hit for r in rs) / len(rs)
         return (
             rate < HIT_TARGET,
             -rate if rate < HIT_TARGET else 0,
             statistics.median(r.trials_to_stop for r in rs),
-            s[0],
-            -(s[1] or 2.0),
+            s,
         )
 
     return min(runs_by_slack, key=key)
@@ -382,10 +352,9 @@ def cross_validate(
 
     ``ours+prior``'s prior is leave-one-model-out in every fold, as in :func:`benchmark`.
     Per fold (one model family, or one GPU type, held out): the memory model is calibrated on
-    the other landscapes' outcomes, the efficiency envelope (:mod:`.envelope`) learned on them,
-    the stopping rule's slack and the envelope's level chosen on their searches
-    (:func:`_choose_slack`), and the held-out landscapes searched with all of it. ``in_sample``
-    learns and chooses them on every landscape. Deterministic methods only (one run per landscape).
+    the other landscapes' outcomes, the stopping rule's slack chosen on their searches
+    (:func:`_choose_slack`), and the held-out landscapes searched with both. ``in_sample``
+    chooses both on every landscape. Deterministic methods only (one run per landscape).
     """
     methods = [m for m in methods if m.startswith("ours")]
     lands = [land for land in lands if land.optimum("strict") is not None]
@@ -393,20 +362,12 @@ def cross_validate(
 
     cache: dict[tuple, Run] = {}
 
-    def searches(
-        cal: Calibration,
-        constants: tuple[float, float | None],
-        train: Sequence[Landscape],
-        subset: Sequence[Landscape],
-        method: str,
-    ) -> list[Run]:
-        """One run per landscape of ``subset``, the envelope learned on ``train``; folds that
-        choose the same constants share their runs."""
-        slack, level = constants
-        ctx = Context(archs, workload, cal, slack, level)
+    def searches(cal: Calibration, slack: float, subset: Sequence[Landscape], method: str) -> list[Run]:
+        """One run per landscape; folds that choose the same constants share their runs."""
+        ctx = Context(archs, workload, cal, slack)
         out = []
         for land in subset:
-            key = (land.key, method, slack, level, cal, tuple(t.key for t in train) if level is not None else ())
+            key = (land.key, method, slack, cal)
             if key not in cache:
                 cache[key] = run_one(
                     method,
@@ -420,29 +381,24 @@ def cross_validate(
                     physics=ctx.physics(land),
                     slack=slack,
                     weights_bytes=ctx.weights(land),
-                    bounds=ctx.bounds(method, land, train),
                 )
             out.append(cache[key])
         return out
 
-    def fold(
-        train: list[Landscape], test: list[Landscape], method: str
-    ) -> tuple[list[Run], tuple[float, float | None]]:
+    def fold(train: list[Landscape], test: list[Landscape], method: str) -> tuple[list[Run], float]:
         import numpy as np
 
         keys = {(land.model, land.hardware) for land in train}
         idx = np.array([(m, h) in keys for m, h in zip(observed.model, observed.hardware)])
         cal = calibrate(observed, idx) if idx.any() else DEFAULT_CALIBRATION
-        levels = envelope.LEVELS if method in PHYSICS_METHODS else (None,)
-        grid = [(s, level) for s in SLACKS for level in levels]
-        chosen = _choose_slack({c: searches(cal, c, train, train, method) for c in grid})
-        return searches(cal, chosen, train, test, method), chosen
+        slack = _choose_slack({s: searches(cal, s, train, method) for s in SLACKS})
+        return searches(cal, slack, test, method), slack
 
-    out: dict = {"slacks": list(SLACKS), "envelope_levels": list(envelope.LEVELS), "hit_target": HIT_TARGET}
+    out: dict = {"slacks": list(SLACKS), "hit_target": HIT_TARGET}
     for method in methods:
         res: dict = {}
-        runs, (slack, level) = fold(lands, lands, method)
-        res["in_sample"] = {**method_summary(runs), "slack": slack, "envelope_level": level}
+        runs, slack = fold(lands, lands, method)
+        res["in_sample"] = {**method_summary(runs), "slack": slack}
         for name, group in (
             ("leave_one_family_out", lambda land: family(land.model)),
             ("leave_one_gpu_out", lambda land: land.hardware),
@@ -454,11 +410,7 @@ def cross_validate(
                 train = [land for land in lands if group(land) != g]
                 runs, chosen[g] = fold(train, test, method)
                 held += runs
-            res[name] = {
-                **method_summary(held),
-                "slack_per_fold": {g: c[0] for g, c in chosen.items()},
-                "envelope_level_per_fold": {g: c[1] for g, c in chosen.items()},
-            }
+            res[name] = {**method_summary(held), "slack_per_fold": chosen}
         out[method] = res
     return out
 

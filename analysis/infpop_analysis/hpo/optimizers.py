@@ -31,7 +31,7 @@ from infpop.errors import InputError
 
 from infpop_analysis.hpo.landscape import Config
 from infpop_analysis.hpo.prior import Prior
-from infpop_analysis.hpo.stopping import SLACK, TOLERANCE, Bound, Physics, plausible
+from infpop_analysis.hpo.stopping import SLACK, TOLERANCE, Physics, plausible
 
 #: Hyperopt's loss for a failure: the study's script scored a failure 99999999 ("worst").
 FAILURE_LOSS = 99999999.0
@@ -195,13 +195,11 @@ class Structured:
     #: What the memory and roofline model say about this landscape (``ours+physics``).
     physics: Physics | None = None
     slack: float = SLACK
-    #: Limits learned from other landscapes (:mod:`~infpop_analysis.hpo.bounds`).
-    bounds: tuple[Bound, ...] = ()
 
     def candidates(self, space: Sequence[Config], history: Sequence[Observation]) -> list[Config]:
         """The untried configurations that could still beat the incumbent (empty: stop)."""
         seen = {o.config: o.value for o in history}
-        return plausible(space, seen, tolerance=TOLERANCE, slack=self.slack, physics=self.physics, bounds=self.bounds)
+        return plausible(space, seen, tolerance=TOLERANCE, slack=self.slack, physics=self.physics)
 
     def stop_reason(self, space: Sequence[Config], history: Sequence[Observation]) -> str | None:
         """Why the search stops now, or None while it goes on."""
@@ -332,7 +330,6 @@ def make(
     prior: Prior | None = None,
     physics: Physics | None = None,
     slack: float = SLACK,
-    bounds: Sequence[Bound] = (),
 ) -> Optimizer:
     """The optimizer named ``method``; ``batch_sizes``/``gpu_counts`` are TPE's lists.
 
@@ -345,9 +342,8 @@ def make(
         need = "requires a prior" if prior is None else "takes no prior"
         raise InputError(f"optimizer: method {method!r} {need}")
     physics = physics if method in PHYSICS_METHODS else None
-    bounds = bounds if method in PHYSICS_METHODS else ()
     if method in PRIOR_METHODS or method in ("ours", "ours+physics"):
-        return Structured(prior=prior, name=method, physics=physics, slack=slack, bounds=tuple(bounds))
+        return Structured(prior=prior, name=method, physics=physics, slack=slack)
     if method == "tpe":
         return TPE(tuple(batch_sizes), tuple(gpu_counts), seed=seed)
     if method == "random":

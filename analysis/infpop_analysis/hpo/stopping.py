@@ -6,7 +6,8 @@ than the tolerance, given the evidence a search has:
 
 - *trend along batch size* (per GPU count): throughput over log2(batch) rises to one peak and
   falls after it, so beyond two measured points that already fall away from the peak (by more
-  than the tolerance: a smaller fall is a tie, as on vLLM's plateau) nothing better lies; between two measured points, nothing more than ``slack`` above the better one;
+  than the tolerance: a smaller fall is a tie, as on vLLM's plateau) nothing better lies;
+  between two measured points, nothing more than ``slack`` above the better one;
 - *trend along GPU count*: the same on each GPU count's best measured throughput; and a GPU
   count measured at the incumbent's batch size more than ``slack`` twice below it is out (the
   batch profile keeps its shape across GPU counts, its peak moving by a level or so);
@@ -14,9 +15,7 @@ than the tolerance, given the evidence a search has:
 - *physics* (:class:`Physics`, optional): configurations the memory model says fail, and those
   whose roofline bound (no engine beats it) stays below the incumbent. The roofline is not
   scaled by a measured efficiency: HF's efficiency varies by orders of magnitude with batch
-  size, so a scaled roofline is no bound;
-- *bounds learned from other landscapes* (optional, :mod:`.bounds`): how far an offset from
-  the incumbent may exceed its roofline ratio, at a quantile chosen per cross-validation fold.
+  size, so a scaled roofline is no bound.
 
 Baselines get the common practical rule instead (:func:`no_improvement`): stop after ``k``
 consecutive trials without an improvement of more than the tolerance.
@@ -31,7 +30,6 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Protocol
 
 from infpop_analysis.hpo.landscape import Config
 
@@ -53,13 +51,6 @@ class Physics:
     oom: frozenset[Config] = frozenset()
     #: Roofline tokens/s per configuration (an upper bound up to the engine's efficiency).
     roofline: Mapping[Config, float] = field(default_factory=dict)
-
-
-class Bound(Protocol):
-    """A limit learned from other landscapes (:mod:`.bounds`)."""
-
-    def rules_out(self, c: Config, ok: Mapping[Config, float], target: float) -> bool:
-        """Whether ``c`` cannot reach ``target`` given the successes ``ok`` so far."""
 
 
 def tied(a: tuple[float, float] | None, b: tuple[float, float] | None) -> bool:
@@ -100,7 +91,6 @@ def plausible(
     tolerance: float = TOLERANCE,
     slack: float = SLACK,
     physics: Physics | None = None,
-    bounds: Sequence[Bound] = (),
 ) -> list[Config]:
     """Untried configurations that could still beat the incumbent by more than ``tolerance``."""
     untried = [c for c in space if c not in seen]
@@ -138,8 +128,6 @@ def plausible(
         if c.n_gpus != best.n_gpus and at_best is not None and at_best * (1 + slack) ** 2 < target:
             continue
         if physics is not None and physics.roofline.get(c, math.inf) < target:
-            continue
-        if any(b.rules_out(c, ok, target) for b in bounds):
             continue
         out.append(c)
     return out
