@@ -348,6 +348,27 @@ def test_oom_predictor_on_every_published_oom_and_success(published: list[Landsc
         assert min(result[fold]["precision"], result[fold]["recall"]) >= 0.85
 
 
+def test_the_roofline_bounds_every_published_throughput(published: list[Landscape]) -> None:
+    """The stopping rule drops configurations whose roofline stays below the incumbent, so the
+    roofline must bound what engines reach: vLLM packs prompts without padding (a padded roofline
+    is beaten at large batches) and a mixture of experts reads only the experts its tokens use."""
+    from infpop.physics import TrialShape, gpu, roofline
+
+    if not PROMPTS.exists():
+        pytest.skip(f"prompts not found at {PROMPTS}")
+    archs, work = _catalog()
+    checked = 0
+    for land in published:
+        arch, device = archs.get(land.model), gpu(land.hardware)
+        for c in land.points:
+            value = land.score(c)
+            if value is None or c.batch_size not in (1, 1028):
+                continue
+            assert value <= roofline(TrialShape(arch, land.engine, device, c.n_gpus, c.batch_size, work)), (land.key, c)
+            checked += 1
+    assert checked > 300
+
+
 def test_the_searches_stop_with_good_picks_on_published_landscapes(published: list[Landscape]) -> None:
     """Guards the benchmark's claims on half the landscapes, with seeds not used while tuning
     (TPE and random ran seeds 0-9 there; deterministic methods do not depend on the seed)."""

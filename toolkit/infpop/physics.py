@@ -191,21 +191,37 @@ def predicts_oom(trial: TrialShape, cal: Calibration = DEFAULT_CALIBRATION) -> b
 def roofline(trial: TrialShape) -> float:
     """Generated tokens/s the trial cannot beat: each batch's prefill and decode steps at the
     slower of compute and memory traffic, on the GPUs that work at once (one for ``hf``'s
-    layer-by-layer split, all for ``vllm``'s tensor parallelism)."""
-    active = trial.n_gpus if trial.engine == "vllm" else 1
+    layer-by-layer split, all for ``vllm``'s tensor parallelism). ``hf`` pads a batch to its
+    longest prompt; ``vllm`` packs its prompts without padding (continuous batching), so only
+    their actual tokens count there: a padded bound is no bound for vLLM at large batches."""
+    arch, engine, dtype_bytes, workload = trial.arch, trial.engine, trial.dtype_bytes, trial.workload
+    active = trial.n_gpus if engine == "vllm" else 1
     flops = trial.device.fp16_tflops * 1e12 * active
     bandwidth = trial.device.bandwidth_gbs * GB * active
-    weights = trial.weight_bytes
-    per_token = 2 * trial.arch.active_params
+    per_token = 2 * arch.active_params
     kv = trial.kv_bytes_per_token
-    workload = trial.workload
+    p = workload.prompt_tokens
+
+    def read(tokens: int) -> float:
+        """Weight bytes a step over ``tokens`` tokens reads: a mixture of experts reads only the
+        experts its tokens use (at most all of them)."""
+        k, e = arch.experts_per_token, arch.experts
+        if e == k:
+            return trial.weight_bytes
+        per_expert = (arch.params - arch.active_params) / (e - k)
+        return (arch.active_params + (min(e, tokens * k) - k) * per_expert) * dtype_bytes
+
     seconds = 0.0
-    for prompts, length in workload.batches(trial.batch_size):
-        seconds += max(per_token * prompts * length / flops, weights / bandwidth)
+    for i in range(0, len(p), trial.batch_size):
+        batch = p[i : i + trial.batch_size]
+        prompts = len(batch)
+        # Tokens the batch holds: padded to its longest prompt (hf) or as they are (vllm).
+        tokens = sum(batch) if engine == "vllm" else prompts * max(batch)
+        seconds += max(per_token * tokens / flops, read(tokens) / bandwidth)
         for step in range(workload.new_tokens):
-            traffic = weights + kv * prompts * (length + step)
+            traffic = read(prompts) + kv * (tokens + prompts * step)
             seconds += max(per_token * prompts / flops, traffic / bandwidth)
-    return len(workload.prompt_tokens) * workload.new_tokens / seconds
+    return len(p) * workload.new_tokens / seconds
 
 
 def chars_workload(prompt_chars: Sequence[int], new_tokens: int, chars_per_token: float = 3.5) -> Workload:

@@ -182,7 +182,8 @@ class Structured:
        model that needs several GPUs fails or crawls (CPU offload) on one, the most GPUs cost
        the most, and a middle batch runs quickly and rarely fails.
     2. Climb batch size on the GPU count of the best result so far, two log2 levels at a time
-       (up, then down). A failure at batch b prunes larger batches at that GPU count.
+       (up, then down; one level with ``physics``, whose start is near the peak already). A
+       failure at batch b prunes larger batches at that GPU count.
     3. Compare the adjacent GPU counts (fewer first, as they cost less) at that batch size; when
        one wins, steps 2-3 continue from it, so GPU count is climbed like batch size.
     4. Refine: one level up and down around the best.
@@ -245,7 +246,10 @@ class Structured:
             return self._first_success(gpus, levels, seen, open_) or self._fallback(todo, seen, pruned, levels)
         best = max(ok, key=lambda c: (ok[c], -c.n_gpus, -c.batch_size))
         level = levels[best.n_gpus].index(best.batch_size)
-        for step in (2, -2):
+        # Physics starts near the optimum (the best roofline that fits): one level at a time
+        # there; without it, the centre of the grid is far from it: two levels at a time.
+        big = 1 if self.physics is not None else 2
+        for step in (big, -big):
             cand = at(best.n_gpus, level + step)
             if cand is not None and open_(cand):
                 return cand

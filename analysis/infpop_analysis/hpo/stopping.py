@@ -5,8 +5,9 @@ A user cannot see a landscape's optimum, so a search must end on its own and nam
 than the tolerance, given the evidence a search has:
 
 - *trend along batch size* (per GPU count): throughput over log2(batch) rises to one peak and
-  falls after it, so beyond two measured points that already fall away from the peak nothing
-  better lies; between two measured points, nothing more than ``slack`` above the better one;
+  falls after it, so beyond two measured points that already fall away from the peak (by more
+  than the tolerance: a smaller fall is a tie, as on vLLM's plateau) nothing better lies;
+  between two measured points, nothing more than ``slack`` above the better one;
 - *trend along GPU count*: the same on each GPU count's best measured throughput; and a GPU
   count measured at the incumbent's batch size more than ``slack`` twice below it is out (the
   batch profile keeps its shape across GPU counts, its peak moving by a level or so);
@@ -66,16 +67,17 @@ def _levels(space: Sequence[Config]) -> dict[int, list[int]]:
     return {g: sorted(bs) for g, bs in out.items()}
 
 
-def _trend_excluded(xs: list[int], values: Mapping[int, float | None], x: int, limit: float) -> bool:
+def _trend_excluded(xs: list[int], values: Mapping[int, float | None], x: int, limit: float, tolerance: float) -> bool:
     """Along one axis (sorted levels ``xs``), whether ``x`` (untried) cannot exceed ``limit``:
-    two measured successes on one side of it falling towards it, or measured neighbours on
+    two measured successes on one side of it falling towards it by more than ``tolerance`` (a
+    smaller fall is a tie, not a trend: on a plateau it is noise), or measured neighbours on
     both sides whose better one (plus slack, folded into ``limit`` by the caller) stays below."""
     i = xs.index(x)
     below = [values[v] for v in xs[:i] if values.get(v) is not None]
     above = [values[v] for v in xs[i + 1 :] if values.get(v) is not None]
-    if len(below) >= 2 and below[-1] < below[-2]:
+    if len(below) >= 2 and below[-1] * (1 + tolerance) < below[-2]:
         return True
-    if len(above) >= 2 and above[0] < above[1]:
+    if len(above) >= 2 and above[0] * (1 + tolerance) < above[1]:
         return True
     if below and above:
         return max(below[-1], above[0]) <= limit
@@ -118,9 +120,9 @@ def plausible(
             continue
         column = {b: seen.get(Config(c.n_gpus, b), None) for b in levels[c.n_gpus]}
         column = {b: v for b, v in column.items() if Config(c.n_gpus, b) in ok}
-        if _trend_excluded(levels[c.n_gpus], column, c.batch_size, limit):
+        if _trend_excluded(levels[c.n_gpus], column, c.batch_size, limit, tolerance):
             continue
-        if per_g_best[c.n_gpus] is None and _trend_excluded(gpus, per_g_best, c.n_gpus, limit):
+        if per_g_best[c.n_gpus] is None and _trend_excluded(gpus, per_g_best, c.n_gpus, limit, tolerance):
             continue
         at_best = ok.get(Config(c.n_gpus, best.batch_size))
         if c.n_gpus != best.n_gpus and at_best is not None and at_best * (1 + slack) ** 2 < target:

@@ -1,0 +1,36 @@
+"""The stopping rule's evidence: ties on a plateau, and the roofline as a true bound (vLLM packs
+prompts without padding; a mixture of experts reads only the experts its tokens use). The check
+against every published throughput is in test_hpo.py, beside its data fixture."""
+
+from __future__ import annotations
+
+from infpop.physics import TrialShape, Workload, gpu, roofline
+from infpop_analysis.hpo.landscape import Config
+from infpop_analysis.hpo.stopping import plausible
+from test_hpo import REPO
+
+
+def test_a_fall_within_the_tolerance_is_a_tie_not_a_trend() -> None:
+    """On vLLM's plateau two neighbours differ by noise; the batch beyond them may still be the best."""
+    space = [Config(8, b) for b in (256, 512, 1028)]
+    tie = plausible(space, {Config(8, 256): 100.0, Config(8, 512): 99.5}, slack=0.0)
+    fall = plausible(space, {Config(8, 256): 100.0, Config(8, 512): 95.0}, slack=0.0)
+    assert tie == [Config(8, 1028)] and fall == []
+
+
+def test_roofline_without_padding_for_vllm_and_active_experts_for_a_mixture() -> None:
+    from infpop.manifest import load_manifest
+
+    models = {m.name: m.architecture for m in load_manifest(REPO / "manifests" / "paper.yaml").manifest.models}
+    a100 = gpu("a100")
+    # One long prompt pads a whole HF batch; vLLM pays only for its own tokens.
+    uneven = Workload((10,) * 99 + (1000,), 5)
+    a7 = models["Codellama-7b-hf"]
+    assert roofline(TrialShape(a7, "vllm", a100, 1, 100, uneven)) > 3 * roofline(
+        TrialShape(a7, "hf", a100, 1, 100, uneven)
+    )
+    # Mixtral at batch 1 reads 2 of its 8 experts per token: well above a dense 47B model's bound.
+    mixtral = models["Mixtral-8x7b"]
+    one = Workload((100,), 5)
+    dense = a100.bandwidth_gbs * 1e9 * 4 / (mixtral.params * 2)
+    assert roofline(TrialShape(mixtral, "vllm", a100, 4, 1, one)) > 1.5 * dense
