@@ -2,7 +2,8 @@
 figures of ``make demo``, run through the real command line under a given umask, and every file
 and folder they leave under the output root checked.
 
-Costs two one-trial sweeps on the tiny model and one figures run (~30 s on 2 idle cores).
+Costs two one-trial sweeps, a one-trial search on the tiny model and one figures run (~40 s on 2
+idle cores).
 """
 
 from __future__ import annotations
@@ -53,7 +54,10 @@ def test_with_umask_022_everything_a_demo_writes_is_readable_by_group_and_others
     assert not private, f"not readable by group and others: {private}"
 
 
-def test_a_group_shared_profile_lets_the_group_write_and_keeps_the_group(write_manifest, tmp_path: Path) -> None:
+@pytest.mark.parametrize("command", [["sweep"], ["hpo", "search", "--budget", "1"]], ids=["sweep", "hpo-search"])
+def test_a_group_shared_profile_lets_the_group_write_and_keeps_the_group(
+    write_manifest, tmp_path: Path, command: list[str]
+) -> None:
     profile = tmp_path / "lab.yaml"
     profile.write_text(
         yaml.safe_dump(
@@ -65,9 +69,11 @@ def test_a_group_shared_profile_lets_the_group_write_and_keeps_the_group(write_m
         )
     )
     study = tmp_path / "runs" / "t"
-    _run(0o077, "sweep", str(_one_trial(write_manifest)), "--profile", str(profile))
+    _run(0o077, *command, str(_one_trial(write_manifest)), "--profile", str(profile))
 
     modes = _modes(study)
+    if command[0] == "hpo":
+        assert any("/.infpop/search/" in p and p.endswith(".json") for p in modes), "the search's state is checked"
     (result,) = [p for p in modes if p.endswith(".json") and ".infpop" not in p]
     assert stat.S_IMODE(modes[result][1]) & 0o060 == 0o060, "a member's umask 077 still lets the group write"
     for path, (is_dir, mode) in modes.items():

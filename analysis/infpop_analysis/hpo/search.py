@@ -36,6 +36,7 @@ from pathlib import Path
 from typing import Any
 
 from infpop.errors import InputError
+from infpop.filemodes import make_group_dir, share_with_group
 from infpop.jobs import GroupJob, study_dir
 from infpop.plan import GroupSpec, TrialSpec, plan
 from infpop.profile import PartitionProfile
@@ -284,16 +285,22 @@ def search(
     prior_lands: Sequence[Landscape] = (),
     prior_source: str = "",
     log: Callable[[str], None] = print,
+    group_shared: bool = False,
 ) -> dict[str, dict | None]:
     """Search every (model, engine) of the manifest until the stopping rule (or ``budget``) ends it.
 
-    Returns, per target, its pick (configuration, throughput, interval, ties) or None.
+    ``group_shared`` is the profile's: the search's state and its jobs' results are then
+    group-writable in a setgid study folder, as a sweep's are. Returns, per target, its pick
+    (configuration, throughput, interval, ties) or None.
     """
     if budget is not None and budget < 1:
         raise InputError(f"search: budget: must be at least 1, got {budget}")
     if (method in PRIOR_METHODS) != bool(prior_lands):
         raise InputError(f"search: method {method!r}: a prior table is {'required' if not prior_lands else 'not used'}")
-    groups = plan(loaded, partition, part, output_root=output_root, prune_oom=False)
+    groups = plan(loaded, partition, part, output_root=output_root, prune_oom=False, group_shared=group_shared)
+    if group_shared and groups:
+        share_with_group()
+        make_group_dir(Path(groups[0].output_root) / groups[0].first.study)
     m = loaded.manifest
     picks: dict[str, dict | None] = {}
     for target in targets(groups, m.max_new_tokens[0]):
