@@ -35,6 +35,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 from infpop.errors import InputError
 from infpop.filemodes import make_group_dir, share_with_group
 from infpop.jobs import GroupJob, study_dir
@@ -46,6 +47,8 @@ from infpop_analysis.hpo.landscape import Config, Landscape
 from infpop_analysis.hpo.optimizers import PRIOR_METHODS, Observation, Optimizer, Structured, make
 from infpop_analysis.hpo.prior import Prior
 from infpop_analysis.hpo.stopping import PATIENCE, TOLERANCE, Physics, no_improvement, tied
+from infpop_analysis.inference import CI_LEVEL, MIN_REPETITIONS
+from infpop_analysis.summaries import bootstrap_mean_ci
 
 #: How often to look for a SLURM job's end, and the slack beyond the job's time limit.
 POLL_S = 2.0
@@ -208,13 +211,18 @@ def run_session(
 
 
 def _interval(store: ResultStore, trial: TrialSpec, repetitions: int) -> tuple[float, float] | None:
-    """(min, max) throughput over the repetitions on disk of ``trial``'s configuration (two or more)."""
+    """The 95% bootstrap interval of the mean throughput over the repetitions on disk of
+    ``trial``'s configuration, as ``configs.csv`` gives it (:mod:`infpop_analysis.summaries`);
+    None below two repetitions."""
     values = []
     for r in range(repetitions):
         result = store.done(trial.model_copy(update={"repetition": r}))
         if result is not None and result.status == "ok" and result.throughput:
             values.append(result.throughput)
-    return (min(values), max(values)) if len(values) >= 2 else None
+    if len(values) < MIN_REPETITIONS:
+        return None
+    low, high = bootstrap_mean_ci(np.array([values]))
+    return (float(low[0]), float(high[0]))
 
 
 def pick(
@@ -236,7 +244,9 @@ def pick(
         "config": str(best.config),
         "throughput": best.value,
         "interval": list(spread[best.config]) if spread[best.config] else None,
-        "interval_note": "min-max over repetitions on disk" if spread[best.config] else "one repetition: no interval",
+        "interval_note": f"{CI_LEVEL:.0%} bootstrap interval of the mean over the repetitions on disk"
+        if spread[best.config]
+        else "one repetition: no interval",
         "tied_with": ties,
     }
 
