@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from functools import cached_property
 
 from infpop_analysis.hpo.landscape import Config, Landscape
+from infpop_analysis.hpo.stopping import TOLERANCE
 
 #: A reference on other hardware than the target counts this much (memory and speed differ).
 OTHER_HARDWARE_WEIGHT = 0.5
@@ -36,8 +37,6 @@ OUTCOME_MISMATCH = 0.05
 MAX_SHIFT = 1
 #: Weight factor per level a reference is moved: the unmoved shape stays the likeliest.
 SHIFT_WEIGHT = 0.3
-#: The search looks for a configuration within this fraction of the optimum (measurement noise).
-TOLERANCE = 0.01
 
 
 @dataclass(frozen=True)
