@@ -28,16 +28,12 @@ from infpop_analysis.summaries import N_RESAMPLES
 SETTING = ["hardware", "model", "n_gpus", "max_new_tokens", "workload"]
 
 
-def _ok_offline(df: pd.DataFrame) -> pd.DataFrame:
-    return df[(df["status"] == "ok") & (df["scenario"].fillna("offline") == "offline") & df["throughput"].notna()]
-
-
 def best_batch(df: pd.DataFrame) -> pd.DataFrame:
     """Per (setting, engine): the batch size of highest median throughput among ok offline trials,
     with ``samples``, the throughputs of its repetitions."""
+    ok = df[(df["status"] == "ok") & (df["scenario"].fillna("offline") == "offline") & df["throughput"].notna()]
     cells = (
-        _ok_offline(df)
-        .groupby([*SETTING, "engine", "batch_size"], observed=True)["throughput"]
+        ok.groupby([*SETTING, "engine", "batch_size"], observed=True)["throughput"]
         .agg(throughput="median", samples=list)
         .reset_index()
     )

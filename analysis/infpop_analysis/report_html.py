@@ -30,12 +30,11 @@ import pandas as pd
 from infpop_analysis.engine_ratio import engine_ratios, interval_text
 from infpop_analysis.figures import cell_table, landscape_plotly, landscape_states
 from infpop_analysis.stats import choose_tokens
+from infpop_analysis.summaries import ENGINE_COUNTERS
 from infpop_analysis.table import config_axes
 
 #: Trial outcomes in the order they are shown (others follow, sorted).
 STATUSES = ("ok", "oom", "skipped_oom", "timeout", "error")
-#: Measured engine counters a record may carry, shown as medians beside the best configuration.
-EXTRA_MEASURES = ("kv_cache_blocks", "num_preemptions")
 #: Live-search summaries under ``<study>/.infpop``.
 SEARCH_DIRS = ("search", "hpo")
 #: Figure folders drawn by ``infpop figures`` that the page shows, with a sentence each.
@@ -257,7 +256,6 @@ def section_best(df: pd.DataFrame, stats: Path, tokens: int) -> str:
             best["95% CI"] = [
                 "–" if pd.isna(lo) else f"[{lo:,.2f}, {hi:,.2f}]" for lo, hi in zip(best["ci_low"], best["ci_high"])
             ]
-        best = _with_engine_counters(best, df)
         shown = [
             col
             for col in best.columns
@@ -274,7 +272,7 @@ def section_best(df: pd.DataFrame, stats: Path, tokens: int) -> str:
     if not len(ok):
         return "<p class='missing'>No run finished ok with a throughput.</p>"
     axes = config_axes(ok)
-    measures = ["throughput"] + _present(ok, EXTRA_MEASURES)
+    measures = ["throughput"] + _present(ok, ENGINE_COUNTERS)
     per_config = ok.groupby(axes, dropna=False).agg(
         repetitions=("throughput", "size"), **{m: (m, "median") for m in measures}
     )
@@ -293,30 +291,6 @@ def section_best(df: pd.DataFrame, stats: Path, tokens: int) -> str:
         f"over its ok, valid runs (tokens/s; OOM partial throughputs are not candidates). {interval}"
     )
     return f"<p>{esc(sentence)}</p>" + table_html(best.sort_values(group), max_rows=500)
-
-
-def _key_text(v: object) -> str:
-    """One spelling per configuration value, whether read from CSV or parquet (``1`` and ``1.0``,
-    missing as ``NaN``, ``None`` or ``<NA>``), so configs.csv rows match the table's."""
-    if v is None or v is pd.NA or (isinstance(v, float) and np.isnan(v)):
-        return ""
-    if isinstance(v, (int, float, np.integer, np.floating)) and not isinstance(v, bool):
-        return str(int(v)) if float(v).is_integer() else repr(float(v))
-    return str(v)
-
-
-def _with_engine_counters(best: pd.DataFrame, df: pd.DataFrame) -> pd.DataFrame:
-    """``best`` (rows of configs.csv) with the medians of the engine counters the table's ok runs
-    of each configuration carry (:data:`EXTRA_MEASURES`: vLLM's KV-cache blocks, preemptions)."""
-    ok = df[df["status"] == "ok"]
-    measures = _present(ok, EXTRA_MEASURES)
-    keys = [k for k in config_axes(ok) if k in best.columns] if measures else []
-    if not keys:
-        return best
-    medians = ok.groupby(keys, dropna=False)[measures].median().reset_index()
-    for frame in (best, medians):
-        frame["_key"] = frame[keys].apply(lambda row: "|".join(_key_text(v) for v in row), axis=1)
-    return best.merge(medians[["_key", *measures]], on="_key", how="left").drop(columns="_key")
 
 
 def section_engines(df: pd.DataFrame, figures: Path, num: str = "vllm", den: str = "hf") -> str:

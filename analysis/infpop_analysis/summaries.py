@@ -2,7 +2,9 @@
 
 One row per configuration (every configuration axis the table has but ``repetition``) with n,
 mean, median, standard deviation, coefficient of variation and a 95% percentile-bootstrap
-interval of the mean throughput, and the same for the latency percentiles of online trials.
+interval of the mean throughput, the same for the latency percentiles of online trials, and the
+median of the engine's counters where its results carry them (vLLM's KV-cache blocks and
+preemptions).
 ``infpop stats`` writes it as ``configs.csv``; ``noisy`` marks a coefficient of variation above
 the user's threshold. The values summarised are those the study's cells take (every
 non-missing throughput of a valid run, an OOM's partial one included), so the summary and the
@@ -30,6 +32,9 @@ N_RESAMPLES = 2000
 MAX_VALUES = 10_000_000
 #: Latency columns of online trials, each summarised under its name without ``_s``.
 LATENCY_COLUMNS = [f"{m}_{p}_s" for m in ("latency", "ttft", "latency_per_token") for p in ("p50", "p90", "p99")]
+#: Counters an engine reports per trial (vLLM: KV-cache blocks allocated, requests preempted),
+#: summarised as their median over the configuration's runs.
+ENGINE_COUNTERS = ("kv_cache_blocks", "num_preemptions")
 STATS = ["n", "mean", "median", "std", "cv", "ci_low", "ci_high"]
 
 
@@ -88,6 +93,9 @@ def config_summaries(df: pd.DataFrame, cv_threshold: float = CV_THRESHOLD) -> pd
         if col in d.columns and d[col].notna().any():
             stats = describe(by[col], f"{col.removesuffix('_s')}_")
             parts.append(stats.drop(columns=f"{col.removesuffix('_s')}_n"))
+    counters = [c for c in ENGINE_COUNTERS if c in d.columns and d[c].notna().any()]
+    if counters:
+        parts.append(by[counters].median().reset_index(drop=True))
     out = pd.concat(parts, axis=1)
     out["noisy"] = out["cv"].gt(cv_threshold).fillna(False).astype(bool)
     return out

@@ -53,3 +53,10 @@ def make_group_dir(path: str | Path) -> Path:
     if st.st_uid == os.getuid():
         path.chmod(stat.S_IMODE(st.st_mode) | stat.S_IRWXG | stat.S_ISGID)
     return path
+
+
+def share_study_with_group(study: str | Path) -> Path:
+    """What a ``group_shared`` profile asks of a command that writes a study (a sweep, a search):
+    group-writable files from now on (its jobs inherit the umask), in a setgid study folder."""
+    share_with_group()
+    return make_group_dir(study)

@@ -18,7 +18,7 @@ from pathlib import Path
 import submitit
 from tqdm import tqdm
 
-from infpop.filemodes import make_group_dir, share_with_group
+from infpop.filemodes import share_study_with_group
 from infpop.jobs import group_job, study_dir
 from infpop.plan import GroupSpec
 from infpop.profile import PartitionProfile
@@ -128,8 +128,8 @@ def _local_gpus(part: PartitionProfile, group: GroupSpec) -> int:
 
 def submit(groups: Sequence[GroupSpec], partition: str, part: PartitionProfile) -> SweepReport:
     if groups and groups[0].group_shared:
-        share_with_group()  # group files, logs and the submission log too; jobs inherit the umask
-        make_group_dir(Path(groups[0].output_root) / groups[0].first.study)
+        # group files, logs and the submission log too
+        share_study_with_group(Path(groups[0].output_root) / groups[0].first.study)
     if part.executor == "local":
         return run_local(groups, partition, part)
     from infpop.slurm import submit_arrays

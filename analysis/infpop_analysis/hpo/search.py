@@ -37,7 +37,7 @@ from typing import Any
 
 import numpy as np
 from infpop.errors import InputError
-from infpop.filemodes import make_group_dir, share_with_group
+from infpop.filemodes import share_study_with_group
 from infpop.jobs import GroupJob, study_dir
 from infpop.plan import GroupSpec, TrialSpec, plan
 from infpop.profile import PartitionProfile
@@ -309,8 +309,7 @@ def search(
         raise InputError(f"search: method {method!r}: a prior table is {'required' if not prior_lands else 'not used'}")
     groups = plan(loaded, partition, part, output_root=output_root, prune_oom=False, group_shared=group_shared)
     if group_shared and groups:
-        share_with_group()
-        make_group_dir(Path(groups[0].output_root) / groups[0].first.study)
+        share_study_with_group(Path(groups[0].output_root) / groups[0].first.study)
     m = loaded.manifest
     picks: dict[str, dict | None] = {}
     for target in targets(groups, m.max_new_tokens[0]):
