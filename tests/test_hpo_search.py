@@ -5,6 +5,9 @@ from __future__ import annotations
 
 import json
 import os
+import re
+import threading
+import time
 from pathlib import Path
 
 import pandas as pd
@@ -12,6 +15,7 @@ import pytest
 import yaml
 from infpop.cli import main
 from infpop.results import iter_results
+from infpop.status import status_report
 
 pytestmark = pytest.mark.slow
 
@@ -90,7 +94,23 @@ def test_search_on_the_slurm_test_cluster(write_manifest, tmp_path: Path, slurm_
     profile_path.write_text(yaml.safe_dump(profile))
     manifest = write_manifest(gpu_counts=[1, 2], batch_sizes=[1, 4], partitions=["a100"])
     argv = ["hpo", "search", str(manifest), "--partition", "a100", "--profile", str(profile_path), "--budget", "2"]
-    assert main(argv) == 0
+    # `infpop status` shows the search's job in flight with its SLURM state while the search runs.
+    study = tmp_path / "runs" / "t"
+    search = threading.Thread(target=lambda: codes.append(main(argv)))
+    codes: list[int] = []
+    seen: set[str] = set()
+    search.start()
+    while search.is_alive():
+        if (study / ".infpop" / "search").is_dir():
+            seen.update(line for line in status_report([study]).splitlines() if line.startswith("  search "))
+        time.sleep(0.2)
+    search.join()
+    assert codes == [0]
+    assert any(re.search(r"; job \d+ on a100 (PENDING|CONFIGURING|RUNNING|COMPLETING): ", line) for line in seen), seen
+    done = status_report([study])
+    assert re.search(
+        r"search \S+ \(ours[^)]*\): 2 trial\(s\); stopped: budget of 2 trials reached; pick g\d_b\d", done
+    ), done
     first = _results(tmp_path / "runs")
     assert len(first) == 2 and all("/a100/" in k for k in first)
     assert main(argv) == 0

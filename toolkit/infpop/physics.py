@@ -9,9 +9,11 @@ on the login node, hence no torch here:
   its memory: where the out-of-memory frontier lies per GPU count;
 - :func:`roofline`: tokens/s a trial cannot exceed, from FLOP/s and HBM bandwidth (prefill and
   decode per batch), for the engine's parallelism (``hf``'s ``device_map="auto"`` runs the
-  layers on one GPU after the other; ``vllm`` splits every layer across GPUs).
+  layers on one GPU after the other; ``vllm`` splits every layer across GPUs);
+- :func:`estimate`: the same at the share of peak FLOP/s the engine reaches: not a bound but
+  where throughput likely peaks, which is where a search starts.
 
-The constants of the memory model are in :class:`Calibration`; the benchmark scores them both
+The constants of both models are in :class:`Calibration`; the benchmark scores them both
 in-sample and cross-validated (leave one model family out, leave one GPU type out).
 """
 
@@ -70,24 +72,27 @@ class Architecture(BaseModel):
 
 @dataclass(frozen=True)
 class GPU:
-    """Datasheet figures of one accelerator (dense fp16 tensor FLOP/s, HBM bandwidth)."""
+    """Datasheet figures of one accelerator (dense fp16 tensor FLOP/s, HBM bandwidth, and the
+    host link weights offloaded to CPU memory cross)."""
 
     name: str
     memory_gb: float
     bandwidth_gbs: float
     fp16_tflops: float
+    host_link_gbs: float
 
 
 #: The accelerators the catalog knows; keys are the hardware labels of result paths, plus sizes.
+#: Host links: PCIe 3.0 x16 (V100), 4.0 x16 (A100), 5.0 x16 (H100, H200).
 GPUS: dict[str, GPU] = {
-    "a100-40gb": GPU("NVIDIA A100-SXM4-40GB", 40, 1555, 312),
-    "a100-80gb": GPU("NVIDIA A100-SXM4-80GB", 80, 2039, 312),
-    "v100-16gb": GPU("Tesla V100-SXM2-16GB", 16, 900, 125),
-    "v100-32gb": GPU("Tesla V100-SXM2-32GB", 32, 900, 125),
-    "h100": GPU("NVIDIA H100 SXM5 80GB", 80, 3350, 989),
-    "h200": GPU("NVIDIA H200 SXM 141GB", 141, 4800, 989),
+    "a100-40gb": GPU("NVIDIA A100-SXM4-40GB", 40, 1555, 312, 32),
+    "a100-80gb": GPU("NVIDIA A100-SXM4-80GB", 80, 2039, 312, 32),
+    "v100-16gb": GPU("Tesla V100-SXM2-16GB", 16, 900, 125, 16),
+    "v100-32gb": GPU("Tesla V100-SXM2-32GB", 32, 900, 125, 16),
+    "h100": GPU("NVIDIA H100 SXM5 80GB", 80, 3350, 989, 64),
+    "h200": GPU("NVIDIA H200 SXM 141GB", 141, 4800, 989, 64),
     # The embedded default's CPU "device": a nominal server socket (memory is host RAM).
-    "cpu": GPU("CPU (nominal socket)", 64, 100, 2),
+    "cpu": GPU("CPU (nominal socket)", 64, 100, 2, 100),
 }
 #: Hardware labels as results name them; the study's A100s had 40 GB and its V100s 32 GB.
 ALIASES = {"a100": "a100-40gb", "v100": "v100-32gb", "tesla": "v100-32gb", "h100-80gb": "h100", "h200-141gb": "h200"}
@@ -110,8 +115,12 @@ class Calibration:
     layer, both split across the GPUs with the layers, and ``logit_bytes`` bytes per vocabulary
     entry of the logits, on the last GPU alone (fp16 output upcast to fp32); ``vllm_utilization``:
     vLLM's ``gpu_memory_utilization`` (its default); ``vllm_min_context``: tokens of context vLLM
-    must fit in its KV cache to start. The defaults are those chosen on the published study's
-    outcomes (``infpop hpo benchmark`` prints them in-sample and cross-validated).
+    must fit in its KV cache to start; ``hf_efficiency``/``vllm_efficiency``: the share of peak
+    FLOP/s each engine reaches (:func:`estimate`: HF's eager attention on padded batches reaches
+    far less than vLLM's kernels, so its throughput peaks at small batches where the bound keeps
+    rising). The defaults are those chosen
+    on the published study's outcomes (``infpop hpo benchmark`` prints them in-sample and
+    cross-validated).
     """
 
     usable: float = 0.8
@@ -121,6 +130,11 @@ class Calibration:
     logit_bytes: float = 5.0
     vllm_utilization: float = 0.9
     vllm_min_context: int = 2048
+    hf_efficiency: float = 0.1
+    vllm_efficiency: float = 1.0
+
+    def efficiency(self, engine: str) -> float:
+        return self.vllm_efficiency if engine == "vllm" else self.hf_efficiency
 
 
 DEFAULT_CALIBRATION = Calibration()
@@ -178,7 +192,7 @@ def peak_memory(trial: TrialShape, cal: Calibration = DEFAULT_CALIBRATION) -> fl
         return weights + kv * context / n_gpus
     tokens = max(prompts * (length + workload.new_tokens) for prompts, length in workload.batches(trial.batch_size))
     split = cal.kv_copies * kv + cal.hidden_copies * arch.layers * arch.hidden_size * trial.dtype_bytes
-    on_gpu = min(weights, cal.offload_cap * trial.device.memory_gb * GB)
+    on_gpu = (trial.weight_bytes - offloaded_bytes(trial, cal.offload_cap)) / n_gpus
     return on_gpu + tokens * (split / n_gpus + cal.logit_bytes * arch.vocab_size)
 
 
@@ -188,19 +202,22 @@ def predicts_oom(trial: TrialShape, cal: Calibration = DEFAULT_CALIBRATION) -> b
     return peak_memory(trial, cal) > share * trial.device.memory_gb * GB
 
 
-def roofline(trial: TrialShape) -> float:
+def roofline(trial: TrialShape, efficiency: float = 1.0, offloaded_bytes: float = 0.0) -> float:
     """Generated tokens/s the trial cannot beat: each batch's prefill and decode steps at the
-    slower of compute and memory traffic, on the GPUs that work at once (one for ``hf``'s
-    layer-by-layer split, all for ``vllm``'s tensor parallelism). ``hf`` pads a batch to its
+    slower of compute (at ``efficiency`` of the peak: 1 for a bound) and memory traffic, on the
+    GPUs that work at once (one for ``hf``'s layer-by-layer split, all for ``vllm``'s tensor
+    parallelism). ``hf`` pads a batch to its
     longest prompt; ``vllm`` packs its prompts without padding (continuous batching), so only
-    their actual tokens count there: a padded bound is no bound for vLLM at large batches."""
+    their actual tokens count there: a padded bound is no bound for vLLM at large batches.
+    ``offloaded_bytes`` of weights held in CPU memory cross the host links at every step."""
     arch, engine, dtype_bytes, workload = trial.arch, trial.engine, trial.dtype_bytes, trial.workload
     active = trial.n_gpus if engine == "vllm" else 1
-    flops = trial.device.fp16_tflops * 1e12 * active
+    flops = trial.device.fp16_tflops * 1e12 * active * efficiency
     bandwidth = trial.device.bandwidth_gbs * GB * active
     per_token = 2 * arch.active_params
     kv = trial.kv_bytes_per_token
     p = workload.prompt_tokens
+    fetch = offloaded_bytes / (trial.device.host_link_gbs * GB * trial.n_gpus)
 
     def read(tokens: int) -> float:
         """Weight bytes a step over ``tokens`` tokens reads: a mixture of experts reads only the
@@ -217,11 +234,32 @@ def roofline(trial: TrialShape) -> float:
         prompts = len(batch)
         # Tokens the batch holds: padded to its longest prompt (hf) or as they are (vllm).
         tokens = sum(batch) if engine == "vllm" else prompts * max(batch)
-        seconds += max(per_token * tokens / flops, read(tokens) / bandwidth)
+        seconds += max(per_token * tokens / flops, read(tokens) / bandwidth) + fetch
         for step in range(workload.new_tokens):
             traffic = read(prompts) + kv * (tokens + prompts * step)
-            seconds += max(per_token * prompts / flops, traffic / bandwidth)
+            seconds += max(per_token * prompts / flops, traffic / bandwidth) + fetch
     return len(p) * workload.new_tokens / seconds
+
+
+def offloaded_bytes(trial: TrialShape, cap: float) -> float:
+    """Weight bytes ``hf``'s ``device_map="auto"`` leaves in CPU memory when it fills ``cap`` of
+    each GPU with weights (``Calibration.offload_cap`` predicts; 1, a full GPU, gives what no
+    placement can avoid); vLLM offloads nothing (it fails instead)."""
+    if trial.engine == "vllm":
+        return 0.0
+    return max(0.0, trial.weight_bytes - cap * trial.device.memory_gb * GB * trial.n_gpus)
+
+
+def bound(trial: TrialShape) -> float:
+    """Tokens/s no engine beats: the roofline at full efficiency, fetching only the weights that
+    cannot fit in the GPUs' memory at all (it must hold even where the memory model is wrong)."""
+    return roofline(trial, 1.0, offloaded_bytes(trial, 1.0))
+
+
+def estimate(trial: TrialShape, cal: Calibration = DEFAULT_CALIBRATION) -> float:
+    """Tokens/s the trial likely reaches: the roofline at the engine's calibrated efficiency,
+    fetching the weights the memory model predicts to be offloaded."""
+    return roofline(trial, cal.efficiency(trial.engine), offloaded_bytes(trial, cal.offload_cap))
 
 
 def chars_workload(prompt_chars: Sequence[int], new_tokens: int, chars_per_token: float = 3.5) -> Workload:

@@ -1,9 +1,12 @@
-"""Where a study stands: trials by outcome, the SLURM arrays that run them, logs of failed tasks.
+"""Where a study stands: trials by outcome, the SLURM arrays that run them, logs of failed tasks,
+and the live searches with the job each has in flight.
 
 Everything comes from shared storage plus one ``sacct`` call: the group files (what was
-planned), the result files (what finished, and how), and the submission log (which job runs
-which group). A trial without a result counts as *running* while its group's last job runs,
-else *pending* (queued, cancelled or failed: a rerun of ``make sweep`` submits it again).
+planned), the result files (what finished, and how), the submission log (which job runs
+which group) and the searches' state files (``.infpop/search/<target>.json``, written by
+``infpop hpo search`` around each job). A trial without a result counts as *running* while its
+group's last job runs, else *pending* (queued, cancelled or failed: a rerun of ``make sweep``
+submits it again).
 """
 
 from __future__ import annotations
@@ -41,6 +44,19 @@ class Task:
 
 
 @dataclass
+class Search:
+    """One live search's state file: its trials so far, the job in flight (with its SLURM
+    state), or why it stopped and its pick."""
+
+    target: str
+    method: str
+    trials: int
+    stop_reason: str | None
+    pick: Mapping[str, Any] | None
+    job: Task | None
+
+
+@dataclass
 class StudyStatus:
     study: str
     path: Path
@@ -48,6 +64,7 @@ class StudyStatus:
     trials: int
     tasks: list[Task] = field(default_factory=list)
     corrupt: list[str] = field(default_factory=list)
+    searches: list[Search] = field(default_factory=list)
 
     @property
     def failed(self) -> list[Task]:
@@ -104,7 +121,9 @@ def study_status(path: str | Path) -> StudyStatus:
         elif isinstance(r, TrialResult):
             results[r.trial.trial_id] = r.status
     latest = latest_entries(read_submissions(bookkeeping))
-    slurm_ids = [e["job_id"] for e in latest.values() if e.get("executor") == "slurm"]
+    searches = read_searches(bookkeeping)
+    in_flight = [s["job"] for s in searches if s.get("job")]
+    slurm_ids = [e["job_id"] for e in [*latest.values(), *in_flight] if e.get("executor") == "slurm"]
     states = job_states(slurm_ids) if slurm_ids else {}
     tasks = [
         Task(
@@ -118,7 +137,42 @@ def study_status(path: str | Path) -> StudyStatus:
         for g, e in latest.items()
     ]
     counts = classify(planned, results, {t.group: t.state for t in tasks})
-    return StudyStatus(path.name, path, counts, len(set(planned) | set(results)), tasks, corrupt)
+    live = [
+        Search(
+            target=str(s.get("target", "?")),
+            method=str(s.get("method", "?")),
+            trials=len(s.get("trials", [])),
+            stop_reason=s.get("stop_reason"),
+            pick=s.get("pick"),
+            job=_search_task(s["job"], s.get("target", "?"), states) if s.get("job") else None,
+        )
+        for s in searches
+    ]
+    return StudyStatus(path.name, path, counts, len(set(planned) | set(results)), tasks, corrupt, live)
+
+
+def read_searches(bookkeeping: Path) -> list[dict[str, Any]]:
+    """The state files of the study's live searches (one per searched model and engine)."""
+    import json
+
+    out = []
+    for state_file in sorted((bookkeeping / "search").glob("*.json")):
+        try:
+            out.append(json.loads(state_file.read_text()))
+        except (OSError, ValueError) as exc:
+            raise InputError(f"search state {str(state_file)!r}: unreadable ({exc})") from exc
+    return out
+
+
+def _search_task(job: Mapping[str, Any], target: str, states: Mapping[str, str]) -> Task:
+    return Task(
+        job_id=str(job["job_id"]),
+        group=f"{target} at {job.get('n_gpus', '?')} GPU(s)",
+        partition=str(job.get("partition", "?")),
+        executor=str(job.get("executor", "local")),
+        state=states.get(str(job["job_id"]), "LOCAL"),
+        log=job.get("log"),
+    )
 
 
 def format_status(st: StudyStatus) -> str:
@@ -138,11 +192,24 @@ def format_status(st: StudyStatus) -> str:
         kind = "array" if "_" in tasks[0].job_id else "job"
         lines.append(f"  {kind} {array_id} on {tasks[0].partition}: {len(tasks)} task(s): {summary}")
         lines += [f"    {t.job_id:>12} {t.state:<11} {t.group}" for t in sorted(tasks, key=_task_order)]
+    lines += [_search_line(search) for search in st.searches]
     if st.failed:
         lines.append("  logs of failed tasks:")
         lines += [f"    {t.job_id} {t.state}: {_log_text(t.log)}" for t in st.failed]
     lines += [f"  unreadable result: {c}" for c in st.corrupt]
     return "\n".join(lines)
+
+
+def _search_line(search: Search) -> str:
+    head = f"  search {search.target} ({search.method}): {search.trials} trial(s)"
+    if search.job is not None:
+        j = search.job
+        return f"{head}; job {j.job_id} on {j.partition} {j.state}: {j.group}; log {_log_text(j.log)}"
+    if search.stop_reason:
+        pick = search.pick
+        chosen = f"; pick {pick['config']} {pick['throughput']:.1f} tok/s" if pick else "; no successful trial"
+        return f"{head}; stopped: {search.stop_reason}{chosen}"
+    return f"{head}; no job in flight (rerun `infpop hpo search` to resume)"
 
 
 def _log_text(log: str | None) -> str:

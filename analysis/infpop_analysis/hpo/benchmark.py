@@ -35,7 +35,7 @@ from pathlib import Path
 from infpop.physics import DEFAULT_CALIBRATION, Architecture, Calibration, Workload
 
 from infpop_analysis.hpo.landscape import Config, Landscape
-from infpop_analysis.hpo.oom import calibrate, family, outcomes, physics_for
+from infpop_analysis.hpo.oom import EFFICIENCIES, calibrate, calibrate_efficiency, family, outcomes, physics_for
 from infpop_analysis.hpo.optimizers import DETERMINISTIC, FAILURE_LOSS, METHODS, PRIOR_METHODS, TPE, Observation, make
 from infpop_analysis.hpo.prior import LEAVE_MODEL_OUT, Prior, leave_model_out
 from infpop_analysis.hpo.stopping import PATIENCE, SLACK, TOLERANCE, Physics, no_improvement
@@ -352,9 +352,10 @@ def cross_validate(
 
     ``ours+prior``'s prior is leave-one-model-out in every fold, as in :func:`benchmark`.
     Per fold (one model family, or one GPU type, held out): the memory model is calibrated on
-    the other landscapes' outcomes, the stopping rule's slack chosen on their searches
-    (:func:`_choose_slack`), and the held-out landscapes searched with both. ``in_sample``
-    chooses both on every landscape. Deterministic methods only (one run per landscape).
+    the other landscapes' outcomes, the engines' efficiencies (where a search starts) on their
+    starts (:func:`~infpop_analysis.hpo.oom.calibrate_efficiency`), the stopping rule's slack
+    chosen on their searches (:func:`_choose_slack`), and the held-out landscapes searched with
+    all three. ``in_sample`` chooses them on every landscape. Deterministic methods only (one run per landscape).
     """
     methods = [m for m in methods if m.startswith("ours")]
     lands = [land for land in lands if land.optimum("strict") is not None]
@@ -385,20 +386,27 @@ def cross_validate(
             out.append(cache[key])
         return out
 
-    def fold(train: list[Landscape], test: list[Landscape], method: str) -> tuple[list[Run], float]:
+    efficiencies: dict[tuple, Calibration] = {}
+
+    def fold(train: list[Landscape], test: list[Landscape], method: str) -> tuple[list[Run], dict]:
         import numpy as np
 
         keys = {(land.model, land.hardware) for land in train}
         idx = np.array([(m, h) in keys for m, h in zip(observed.model, observed.hardware)])
         cal = calibrate(observed, idx) if idx.any() else DEFAULT_CALIBRATION
+        memo = (frozenset(land.key for land in train), cal)
+        if memo not in efficiencies:
+            efficiencies[memo] = calibrate_efficiency(train, archs, workload, cal)
+        cal = efficiencies[memo]
         slack = _choose_slack({s: searches(cal, s, train, method) for s in SLACKS})
-        return searches(cal, slack, test, method), slack
+        chosen = {"slack": slack, "hf_efficiency": cal.hf_efficiency, "vllm_efficiency": cal.vllm_efficiency}
+        return searches(cal, slack, test, method), chosen
 
-    out: dict = {"slacks": list(SLACKS), "hit_target": HIT_TARGET}
+    out: dict = {"slacks": list(SLACKS), "efficiencies": list(EFFICIENCIES), "hit_target": HIT_TARGET}
     for method in methods:
         res: dict = {}
-        runs, slack = fold(lands, lands, method)
-        res["in_sample"] = {**method_summary(runs), "slack": slack}
+        runs, chosen = fold(lands, lands, method)
+        res["in_sample"] = {**method_summary(runs), **chosen}
         for name, group in (
             ("leave_one_family_out", lambda land: family(land.model)),
             ("leave_one_gpu_out", lambda land: land.hardware),
@@ -410,7 +418,7 @@ def cross_validate(
                 train = [land for land in lands if group(land) != g]
                 runs, chosen[g] = fold(train, test, method)
                 held += runs
-            res[name] = {**method_summary(held), "slack_per_fold": chosen}
+            res[name] = {**method_summary(held), "chosen_per_fold": chosen}
         out[method] = res
     return out
 
@@ -436,7 +444,9 @@ def format_table(summary: dict) -> str:
             lines.append(f"  {key:22} precision {oom[key]['precision']:.3f}  recall {oom[key]['recall']:.3f}")
     cv = summary.get("cross_validation")
     if cv:
-        lines.append("tuned constants (memory model, stopping slack): in-sample vs cross-validated")
+        lines.append(
+            "tuned constants (memory model, engine efficiencies, stopping slack): in-sample vs cross-validated"
+        )
         for m, res in cv.items():
             if not isinstance(res, dict) or "in_sample" not in res:
                 continue
@@ -446,6 +456,11 @@ def format_table(summary: dict) -> str:
                     f"  {m:13} {key:22} trials to stop {s['median_trials_to_stop']:g} (p95 {s['p95_trials_to_stop']:g})"
                     f"  final hit {s['final_hit_rate']:.3f}  GPU-h {s['median_gpu_hours']:.2f}"
                 )
+            ins = res["in_sample"]
+            lines.append(
+                f"  {m:13} in-sample choice: slack {ins['slack']:g}, HF efficiency {ins['hf_efficiency']:g},"
+                f" vLLM efficiency {ins['vllm_efficiency']:g}"
+            )
     for method, how in summary.get("prior", {}).items():
         lines.append(f"{method} prior: {how}")
     lines += [f"load model: {summary['load_model']}", f"failed-trial cost: {summary['failed_trial_cost']}"]

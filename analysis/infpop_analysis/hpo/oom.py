@@ -26,9 +26,10 @@ from infpop.physics import (
     Calibration,
     TrialShape,
     Workload,
+    bound,
+    estimate,
     gpu,
     predicts_oom,
-    roofline,
 )
 
 from infpop_analysis.hpo.landscape import Config, Landscape
@@ -49,9 +50,16 @@ def family(model: str) -> str:
     return model.split("-")[0].rstrip("0123456789").rstrip("_") or model
 
 
-@lru_cache(maxsize=4096)
-def _roofline(arch: Architecture, engine: str, hardware: str, config: Config, workload: Workload) -> float:
-    return roofline(TrialShape(arch, engine, gpu(hardware), config.n_gpus, config.batch_size, workload))
+@lru_cache(maxsize=65536)
+def _bound(arch: Architecture, engine: str, hardware: str, config: Config, workload: Workload) -> float:
+    return bound(TrialShape(arch, engine, gpu(hardware), config.n_gpus, config.batch_size, workload))
+
+
+@lru_cache(maxsize=65536)
+def _estimate(
+    arch: Architecture, engine: str, hardware: str, config: Config, workload: Workload, cal: Calibration
+) -> float:
+    return estimate(TrialShape(arch, engine, gpu(hardware), config.n_gpus, config.batch_size, workload), cal)
 
 
 def physics_for(
@@ -66,8 +74,16 @@ def physics_for(
         for c in land.points
         if predicts_oom(TrialShape(arch, land.engine, device, c.n_gpus, c.batch_size, workload), cal)
     )
-    bound = {c: _roofline(arch, land.engine, land.hardware, c, workload) for c in land.points}
-    return Physics(oom=oom, roofline=bound)
+    ceiling = {c: _bound(arch, land.engine, land.hardware, c, workload) for c in land.points}
+    # Only these constants move the estimate: folds that share them share its cache.
+    key = replace(
+        DEFAULT_CALIBRATION,
+        offload_cap=cal.offload_cap,
+        hf_efficiency=cal.hf_efficiency,
+        vllm_efficiency=cal.vllm_efficiency,
+    )
+    expected = {c: _estimate(arch, land.engine, land.hardware, c, workload, key) for c in land.points}
+    return Physics(oom=oom, roofline=ceiling, estimate=expected)
 
 
 @dataclass(frozen=True)
@@ -148,6 +164,42 @@ def calibrate(o: Outcomes, idx: np.ndarray | slice = slice(None)) -> Calibration
             best = (score, cal)
     assert best is not None
     return best[1]
+
+
+#: The engines' shares of peak FLOP/s :func:`calibrate_efficiency` chooses from (fixed before
+#: looking at any score).
+EFFICIENCIES: tuple[float, ...] = (1.0, 0.3, 0.1, 0.03, 0.01)
+
+
+def start_quality(
+    lands: Sequence[Landscape], archs: Mapping[str, Architecture], workload: Workload, cal: Calibration
+) -> float:
+    """Mean over ``lands`` of what the physics start (the best estimate predicted to fit)
+    measured, as a share of the landscape's optimum (a failure scores 0)."""
+    shares = []
+    for land in lands:
+        physics, optimum = physics_for(land, archs.get(land.model), workload, cal), land.optimum("strict")
+        if physics is None or optimum is None:
+            continue
+        fits = [c for c in land.points if c not in physics.oom] or list(land.points)
+        start = max(fits, key=lambda c: (physics.estimate[c], -c.n_gpus, -c.batch_size))
+        shares.append((land.score(start, "strict") or 0.0) / optimum)
+    return float(np.mean(shares)) if shares else 0.0
+
+
+def calibrate_efficiency(
+    lands: Sequence[Landscape], archs: Mapping[str, Architecture], workload: Workload, cal: Calibration
+) -> Calibration:
+    """``cal`` with each engine's efficiency chosen from :data:`EFFICIENCIES` to start its
+    searches of ``lands`` nearest their optima (:func:`start_quality`; ties to the higher)."""
+    chosen = {}
+    for engine in ("hf", "vllm"):
+        mine = [land for land in lands if land.engine == engine]
+        field_ = f"{engine}_efficiency"
+        chosen[field_] = max(
+            EFFICIENCIES, key=lambda e: (start_quality(mine, archs, workload, replace(cal, **{field_: e})), e)
+        )
+    return replace(cal, **chosen)
 
 
 def evaluate(o: Outcomes) -> dict:

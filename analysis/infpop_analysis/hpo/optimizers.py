@@ -13,8 +13,8 @@ distinct configurations they evaluate: each one is a GPU job.
   counts at the best batch, and treats a failure at batch b as a sign that larger batches at that
   GPU count fail too; it proposes only configurations that could still beat the incumbent
   (:func:`~infpop_analysis.hpo.stopping.plausible`) and stops when none is left.
-- ``ours+physics``: the same, starting at the best roofline among configurations predicted to
-  fit, and ruling out those predicted to run out of memory or bounded below the incumbent.
+- ``ours+physics``: the same, starting at the best estimate (the roofline at the engine's
+  calibrated efficiency) among configurations predicted to fit, and ruling out those predicted to run out of memory or bounded below the incumbent.
 - ``ours+history`` / ``ours+prior``: physics, and led by a :class:`~infpop_analysis.hpo.prior.Prior`
   (the same model on another GPU / other models' landscapes): each step runs the plausible
   configuration most likely to be the optimum; the same evidence stops it.
@@ -176,7 +176,7 @@ class Structured:
     plausible configuration is likeliest to be the optimum given the trials so far, and runs that
     one (fewer GPUs first among equals: cheaper); the steps below take over when the prior gives
     none a chance. With ``physics`` and nothing measured yet, the first trial is the best
-    roofline among configurations predicted to fit. Otherwise:
+    estimate among configurations predicted to fit. Otherwise:
 
     1. Start at the centre of the grid (the upper-middle GPU count, the middle batch size): a
        model that needs several GPUs fails or crawls (CPU offload) on one, the most GPUs cost
@@ -223,10 +223,11 @@ class Structured:
             likeliest = max(todo, key=lambda c: (chance[c], -c.n_gpus, -c.batch_size))
             if chance[likeliest] > 0:
                 return likeliest
-        if self.physics is not None and self.physics.roofline and not any(v is not None for v in seen.values()):
-            fits = [c for c in todo if c in self.physics.roofline]
+        if self.physics is not None and self.physics.estimate and not any(v is not None for v in seen.values()):
+            expected = self.physics.estimate
+            fits = [c for c in todo if c in expected]
             if fits:
-                return max(fits, key=lambda c: (self.physics.roofline[c], -c.n_gpus, -c.batch_size))
+                return max(fits, key=lambda c: (expected[c], -c.n_gpus, -c.batch_size))
         levels = {g: sorted(c.batch_size for c in space if c.n_gpus == g) for g in {c.n_gpus for c in space}}
         gpus = sorted(levels)
         todo_set = set(todo)
@@ -246,7 +247,7 @@ class Structured:
             return self._first_success(gpus, levels, seen, open_) or self._fallback(todo, seen, pruned, levels)
         best = max(ok, key=lambda c: (ok[c], -c.n_gpus, -c.batch_size))
         level = levels[best.n_gpus].index(best.batch_size)
-        # Physics starts near the optimum (the best roofline that fits): one level at a time
+        # Physics starts near the optimum (the best estimate that fits): one level at a time
         # there; without it, the centre of the grid is far from it: two levels at a time.
         big = 1 if self.physics is not None else 2
         for step in (big, -big):

@@ -14,8 +14,8 @@ the optimizer there, so each of its trials is a job of its own (one load each), 
 The results on disk are the whole search state: every step re-reads them, hands them to the
 optimizer and asks for the next configuration, so an interrupted search resumes where it
 stopped and a finished trial (any status) is never run again. The search writes only under
-``<root>/<study>/.infpop/search/``: its state (``<target>.json``, rewritten after each job, read
-by the report) and, for container partitions, its one-trial group files. A sweep's group files
+``<root>/<study>/.infpop/search/``: its state (``<target>.json``: trials, the job in flight,
+stop reason and pick; rewritten around each job, read by the report and ``infpop status``) and, for container partitions, its one-trial group files. A sweep's group files
 (``.infpop/groups/``) are never touched, so a search and a sweep of one study coexist.
 
 ``ours+history`` searches each target with a :class:`~infpop_analysis.hpo.prior.Prior` learned
@@ -195,10 +195,10 @@ def _wait(job, part: PartitionProfile) -> str | None:
     return None
 
 
-def run_session(
+def submit_session(
     target: Target, config: Config, optimizer: Optimizer, budget: int | None, partition: str, part: PartitionProfile
-) -> str | None:
-    """Run the trials the optimizer wants at ``config.n_gpus``, from ``config`` on; None when fine."""
+):
+    """Submit the job that runs the trials the optimizer wants at ``config.n_gpus``, from ``config`` on."""
     group = target.groups[config.n_gpus]
     if group.launcher:
         # The image has no optimizer: this trial alone, from a group file of the search's own.
@@ -206,8 +206,20 @@ def run_session(
         path = study_dir(one.output_root, one.first.study) / "search" / "groups" / f"{target.name}__{config}.json"
         write_atomic(path, one.model_dump_json(indent=1))
         job = GroupJob(str(path), launcher=one.launcher, cpu_threads=part.cpus_per_gpu)
-        return _wait(_submit(job, one, partition, part), part)
-    return _wait(_submit(Session(target, config.n_gpus, optimizer, budget), group, partition, part), part)
+        return _submit(job, one, partition, part)
+    return _submit(Session(target, config.n_gpus, optimizer, budget), group, partition, part)
+
+
+def job_entry(job, partition: str, part: PartitionProfile, n_gpus: int) -> dict:
+    """The job in flight, as the state file records it for ``infpop status`` (the same fields
+    as a sweep's submission log)."""
+    return {
+        "job_id": str(job.job_id),
+        "executor": "local" if part.executor == "local" else "slurm",
+        "partition": partition,
+        "n_gpus": n_gpus,
+        "log": str(job.paths.stdout),
+    }
 
 
 def _interval(store: ResultStore, trial: TrialSpec, repetitions: int) -> tuple[float, float] | None:
@@ -329,6 +341,8 @@ def search(
             method_used, prior = ("ours+physics" if method == "ours+history" else "ours"), None
         else:
             method_used = method
+        if method_used == "ours+physics" and physics is None:
+            method_used = "ours"  # the state and `infpop status` name what ran
         optimizer = make(method_used, seed, m.batch_sizes, m.gpu_counts, prior=prior, physics=physics)
         store = ResultStore(groups[0].output_root)
         space = sorted(target.trials)
@@ -351,9 +365,12 @@ def search(
                 state["pick"] = pick(history, store, target, m.repetitions)
                 write_summary(summary, target, method_used, state, history)
                 break
+            job = submit_session(target, config, optimizer, budget, partition, part)
             state["stop_reason"] = None
+            state["job"] = job_entry(job, partition, part, config.n_gpus)
             write_summary(summary, target, method_used, state, history)
-            failure = run_session(target, config, optimizer, budget, partition, part)
+            failure = _wait(job, part)
+            state["job"] = None
             after = observe(store, target)
             for o, r in after[len(history) :]:
                 log(

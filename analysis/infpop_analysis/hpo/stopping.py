@@ -51,6 +51,9 @@ class Physics:
     oom: frozenset[Config] = frozenset()
     #: Roofline tokens/s per configuration (an upper bound up to the engine's efficiency).
     roofline: Mapping[Config, float] = field(default_factory=dict)
+    #: Expected tokens/s per configuration (the roofline at the engine's calibrated efficiency):
+    #: no bound, so it never rules anything out; it says where to start.
+    estimate: Mapping[Config, float] = field(default_factory=dict)
 
 
 def tied(a: tuple[float, float] | None, b: tuple[float, float] | None) -> bool:
