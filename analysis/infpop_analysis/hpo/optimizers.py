@@ -14,7 +14,8 @@ distinct configurations they evaluate: each one is a GPU job.
   GPU count fail too; it proposes only configurations that could still beat the incumbent
   (:func:`~infpop_analysis.hpo.stopping.plausible`) and stops when none is left.
 - ``ours+physics``: the same, starting at the best estimate (the roofline at the engine's
-  calibrated efficiency) among configurations predicted to fit, and ruling out those predicted to run out of memory or bounded below the incumbent.
+  calibrated efficiency) among configurations predicted to fit, and ruling out those predicted
+  to run out of memory or bounded below the incumbent.
 - ``ours+history`` / ``ours+prior``: physics, and led by a :class:`~infpop_analysis.hpo.prior.Prior`
   (the same model on another GPU / other models' landscapes): each step runs the plausible
   configuration most likely to be the optimum; the same evidence stops it.

@@ -15,8 +15,9 @@ The results on disk are the whole search state: every step re-reads them, hands 
 optimizer and asks for the next configuration, so an interrupted search resumes where it
 stopped and a finished trial (any status) is never run again. The search writes only under
 ``<root>/<study>/.infpop/search/``: its state (``<target>.json``: trials, the job in flight,
-stop reason and pick; rewritten around each job, read by the report and ``infpop status``) and, for container partitions, its one-trial group files. A sweep's group files
-(``.infpop/groups/``) are never touched, so a search and a sweep of one study coexist.
+stop reason and pick; rewritten around each job, read by the report and ``infpop status``) and,
+for container partitions, its one-trial group files. A sweep's group files (``.infpop/groups/``)
+are never touched, so a search and a sweep of one study coexist.
 
 ``ours+history`` searches each target with a :class:`~infpop_analysis.hpo.prior.Prior` learned
 from the landscapes the user supplies (the published data, or their own sweeps on the old

@@ -13,9 +13,10 @@ than the tolerance, given the evidence a search has:
   batch profile keeps its shape across GPU counts, its peak moving by a level or so);
 - *OOMs seen*: a batch above a failure at the same GPU count fails too;
 - *physics* (:class:`Physics`, optional): configurations the memory model says fail, and those
-  whose roofline bound (no engine beats it) stays below the incumbent. The roofline is not
+  whose roofline bound (no engine beats it) stays below the incumbent. The bound is not
   scaled by a measured efficiency: HF's efficiency varies by orders of magnitude with batch
-  size, so a scaled roofline is no bound.
+  size, so a scaled roofline is no bound (``Physics.estimate``, scaled, only picks the first
+  trial).
 
 Baselines get the common practical rule instead (:func:`no_improvement`): stop after ``k``
 consecutive trials without an improvement of more than the tolerance.
@@ -49,7 +50,7 @@ class Physics:
 
     #: Configurations predicted to run out of memory.
     oom: frozenset[Config] = frozenset()
-    #: Roofline tokens/s per configuration (an upper bound up to the engine's efficiency).
+    #: Tokens/s no engine beats per configuration (:func:`infpop.physics.bound`).
     roofline: Mapping[Config, float] = field(default_factory=dict)
     #: Expected tokens/s per configuration (the roofline at the engine's calibrated efficiency):
     #: no bound, so it never rules anything out; it says where to start.
