@@ -125,17 +125,7 @@ def study_status(path: str | Path) -> StudyStatus:
     in_flight = [s["job"] for s in searches if s.get("job")]
     slurm_ids = [e["job_id"] for e in [*latest.values(), *in_flight] if e.get("executor") == "slurm"]
     states = job_states(slurm_ids) if slurm_ids else {}
-    tasks = [
-        Task(
-            job_id=e["job_id"],
-            group=g,
-            partition=e.get("partition", "?"),
-            executor=e.get("executor", "local"),
-            state=states.get(e["job_id"], "LOCAL"),
-            log=e.get("log"),
-        )
-        for g, e in latest.items()
-    ]
+    tasks = [_task(e, g, states) for g, e in latest.items()]
     counts = classify(planned, results, {t.group: t.state for t in tasks})
     live = [
         Search(
@@ -144,7 +134,9 @@ def study_status(path: str | Path) -> StudyStatus:
             trials=len(s.get("trials", [])),
             stop_reason=s.get("stop_reason"),
             pick=s.get("pick"),
-            job=_search_task(s["job"], s.get("target", "?"), states) if s.get("job") else None,
+            job=_task(s["job"], f"{s.get('target', '?')} at {s['job'].get('n_gpus', '?')} GPU(s)", states)
+            if s.get("job")
+            else None,
         )
         for s in searches
     ]
@@ -164,14 +156,15 @@ def read_searches(bookkeeping: Path) -> list[dict[str, Any]]:
     return out
 
 
-def _search_task(job: Mapping[str, Any], target: str, states: Mapping[str, str]) -> Task:
+def _task(entry: Mapping[str, Any], group: str, states: Mapping[str, str]) -> Task:
+    """A job as a submission-log entry (or a search's job in flight) records it, with its state."""
     return Task(
-        job_id=str(job["job_id"]),
-        group=f"{target} at {job.get('n_gpus', '?')} GPU(s)",
-        partition=str(job.get("partition", "?")),
-        executor=str(job.get("executor", "local")),
-        state=states.get(str(job["job_id"]), "LOCAL"),
-        log=job.get("log"),
+        job_id=str(entry["job_id"]),
+        group=group,
+        partition=str(entry.get("partition", "?")),
+        executor=str(entry.get("executor", "local")),
+        state=states.get(str(entry["job_id"]), "LOCAL"),
+        log=entry.get("log"),
     )
 
 

@@ -355,7 +355,8 @@ def cross_validate(
     the other landscapes' outcomes, the engines' efficiencies (where a search starts) on their
     starts (:func:`~infpop_analysis.hpo.oom.calibrate_efficiency`), the stopping rule's slack
     chosen on their searches (:func:`_choose_slack`), and the held-out landscapes searched with
-    all three. ``in_sample`` chooses them on every landscape. Deterministic methods only (one run per landscape).
+    all three. ``in_sample`` chooses them on every landscape. Deterministic methods only (one
+    run per landscape).
     """
     methods = [m for m in methods if m.startswith("ours")]
     lands = [land for land in lands if land.optimum("strict") is not None]
