@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from infpop.physics import TrialShape, Workload, gpu, roofline
 from infpop_analysis.hpo.landscape import Config
-from infpop_analysis.hpo.stopping import plausible
+from infpop_analysis.hpo.stopping import Physics, plausible
 from test_hpo import REPO
 
 
@@ -34,3 +34,14 @@ def test_roofline_without_padding_for_vllm_and_active_experts_for_a_mixture() ->
     one = Workload((100,), 5)
     dense = a100.bandwidth_gbs * 1e9 * 4 / (mixtral.params * 2)
     assert roofline(TrialShape(mixtral, "vllm", a100, 4, 1, one)) > 1.5 * dense
+
+
+def test_the_level_above_an_incumbent_at_the_predicted_memory_frontier_stays_open() -> None:
+    """The memory model's frontier is uncertain by about a batch level: when the best trial so far
+    sits right below it, the next level up may still run and be the optimum (as HF Starcoder-15b
+    on one A100 does at batch 16); two levels up, and a level above a lesser trial, stay ruled out."""
+    space = [Config(1, b) for b in (4, 8, 16, 32)]
+    physics = Physics(oom=frozenset({Config(1, 16), Config(1, 32)}))
+    at_frontier = plausible(space, {Config(1, 4): 80.0, Config(1, 8): 100.0}, slack=0.0, physics=physics)
+    below_it = plausible(space, {Config(1, 4): 100.0, Config(1, 8): 90.0}, slack=0.0, physics=physics)
+    assert at_frontier == [Config(1, 16)] and below_it == []

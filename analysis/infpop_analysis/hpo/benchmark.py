@@ -38,7 +38,7 @@ from infpop_analysis.hpo.landscape import Config, Landscape
 from infpop_analysis.hpo.oom import EFFICIENCIES, calibrate, calibrate_efficiency, family, outcomes, physics_for
 from infpop_analysis.hpo.optimizers import DETERMINISTIC, FAILURE_LOSS, METHODS, PRIOR_METHODS, TPE, Observation, make
 from infpop_analysis.hpo.prior import LEAVE_MODEL_OUT, Prior, leave_model_out
-from infpop_analysis.hpo.stopping import PATIENCE, SLACK, TOLERANCE, Physics, no_improvement
+from infpop_analysis.hpo.stopping import PATIENCE, TOLERANCE, Physics, no_improvement
 
 #: TPE's budget of proposals, as in the study.
 TPE_PROPOSALS = 100
@@ -114,7 +114,7 @@ def run_one(
     tolerance: float = TOLERANCE,
     prior: Prior | None = None,
     physics: Physics | None = None,
-    slack: float = SLACK,
+    slack: float | None = None,
     weights_bytes: float | None = None,
 ) -> Run:
     """One search of ``land`` by ``method``, until its stopping rule ends it."""
@@ -197,7 +197,8 @@ class Context:
     archs: Mapping[str, Architecture]
     workload: Workload | None
     calibration: Calibration = DEFAULT_CALIBRATION
-    slack: float = SLACK
+    #: The stopping rule's slack for every structured method; None: each setting's own.
+    slack: float | None = None
 
     def physics(self, land: Landscape) -> Physics | None:
         if self.workload is None:

@@ -83,7 +83,7 @@ def physics_for(
         vllm_efficiency=cal.vllm_efficiency,
     )
     expected = {c: _estimate(arch, land.engine, land.hardware, c, workload, key) for c in land.points}
-    return Physics(oom=oom, roofline=ceiling, estimate=expected)
+    return Physics(oom=oom, bound=ceiling, estimate=expected)
 
 
 @dataclass(frozen=True)

@@ -32,7 +32,7 @@ from infpop.errors import InputError
 
 from infpop_analysis.hpo.landscape import Config
 from infpop_analysis.hpo.prior import Prior
-from infpop_analysis.hpo.stopping import SLACK, TOLERANCE, Physics, plausible
+from infpop_analysis.hpo.stopping import PHYSICS_SLACK, SLACK, TOLERANCE, Physics, plausible
 
 #: Hyperopt's loss for a failure: the study's script scored a failure 99999999 ("worst").
 FAILURE_LOSS = 99999999.0
@@ -331,19 +331,22 @@ def make(
     gpu_counts: Sequence[int],
     prior: Prior | None = None,
     physics: Physics | None = None,
-    slack: float = SLACK,
+    slack: float | None = None,
 ) -> Optimizer:
     """The optimizer named ``method``; ``batch_sizes``/``gpu_counts`` are TPE's lists.
 
     ``prior`` is required by the prior methods and refused by every other method, so a report
     never names a method that did not use the prior it was given (or used one it was not);
     ``physics`` is used by the physics methods only (they search without it where the model or
-    GPU is not in the catalog).
+    GPU is not in the catalog). ``slack`` defaults to the one chosen for the setting actually
+    searched (:data:`~infpop_analysis.hpo.stopping.PHYSICS_SLACK` for physics alone).
     """
     if (method in PRIOR_METHODS) != (prior is not None):
         need = "requires a prior" if prior is None else "takes no prior"
         raise InputError(f"optimizer: method {method!r} {need}")
     physics = physics if method in PHYSICS_METHODS else None
+    if slack is None:
+        slack = PHYSICS_SLACK if physics is not None and prior is None else SLACK
     if method in PRIOR_METHODS or method in ("ours", "ours+physics"):
         return Structured(prior=prior, name=method, physics=physics, slack=slack)
     if method == "tpe":
