@@ -453,3 +453,14 @@ def test_the_searches_stop_with_good_picks_on_published_landscapes(published: li
         assert m[ours]["median_gpu_hours"] <= summary["sweep"]["median_gpu_hours"] / 2
     assert m["ours+physics"]["median_trials_to_stop"] <= m["ours"]["median_trials_to_stop"]
     assert m["ours+history"]["median_trials_to_stop"] <= m["ours+physics"]["median_trials_to_stop"]
+
+
+def test_the_other_gpus_top_configurations_bound_what_history_can_hit() -> None:
+    """The ceiling the benchmark prints for ``ours+history``: each GPU's best configuration is the
+    other GPU's second best (2 GPUs at batch 32 vs 4 GPUs at batch 32), so the other GPU's top 1
+    misses it and its top 2 holds it; a model measured on one GPU only is not counted."""
+    a100 = synthetic({1: (16, 50.0), 2: (32, 70.0), 4: (32, 66.0), 8: (64, 40.0)}, {})
+    v100 = synthetic({1: (16, 50.0), 2: (32, 70.0), 4: (32, 75.0), 8: (64, 40.0)}, {}, hardware="v100")
+    alone = synthetic({1: (16, 50.0), 2: (32, 70.0), 4: (32, 60.0), 8: (64, 40.0)}, {}, model="other")
+    shares = bm.twin_top_k([a100, v100, alone], bm.Context({}, None), ks=(1, 2))
+    assert shares == {"landscapes": 2, "top_1": 0.0, "top_2": 1.0}

@@ -217,6 +217,29 @@ def twin_prior(lands: Sequence[Landscape], land: Landscape) -> Prior | None:
     return prior if prior.surfaces else None
 
 
+def twin_top_k(lands: Sequence[Landscape], context: Context, ks: Sequence[int] = (1, 3)) -> dict:
+    """How far the same model on the other GPU can lead a search (``ours+history``'s ceiling):
+    per ``k``, the share of landscapes where the other GPU's ``k`` best configurations (those
+    predicted to fit here) hold one within the tolerance of this landscape's optimum. A search
+    that runs them and stops can hit no more often than this."""
+    hits = dict.fromkeys(ks, 0)
+    n = 0
+    for land in lands:
+        optimum = land.optimum("strict")
+        prior = twin_prior(lands, land)
+        if optimum is None or prior is None:
+            continue
+        physics = context.physics(land)
+        fails = physics.oom if physics is not None else frozenset()
+        twin = prior.surfaces[0].shape
+        order = sorted((c for c in land.points if twin.get(c) and c not in fails), key=lambda c: -twin[c])
+        good = [(v := land.score(c, "strict")) is not None and v >= optimum * (1 - TOLERANCE) for c in order]
+        n += 1
+        for k in ks:
+            hits[k] += any(good[:k])
+    return {"landscapes": n, **{f"top_{k}": hits[k] / n if n else math.nan for k in ks}}
+
+
 def benchmark(
     lands: Sequence[Landscape],
     methods: Sequence[str] = METHODS,
@@ -444,6 +467,13 @@ def format_table(summary: dict) -> str:
         lines.append(f"OOM predictor on {oom['outcomes']} published outcomes ({oom['ooms']} OOM), 'predicted to fail':")
         for key in ("shipped", "in_sample", "leave_one_family_out", "leave_one_gpu_out"):
             lines.append(f"  {key:22} precision {oom[key]['precision']:.3f}  recall {oom[key]['recall']:.3f}")
+    twin = summary.get("twin_top_k")
+    if twin:
+        shares = ", ".join(f"top {k.split('_')[1]}: {v:.2f}" for k, v in twin.items() if k.startswith("top_"))
+        lines.append(
+            f"the other GPU's best configurations (predicted to fit) hold one within {TOLERANCE:.0%} of the optimum"
+            f" on {twin['landscapes']} landscapes: {shares}"
+        )
     cv = summary.get("cross_validation")
     if cv:
         lines.append(

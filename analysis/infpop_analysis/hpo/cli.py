@@ -82,6 +82,7 @@ def cmd_benchmark(args: argparse.Namespace) -> int:
     summary["ratios"] = bm.ratios(summary)
     if workload is not None:
         summary["oom_predictor"] = evaluate(outcomes(lands, archs, workload))
+        summary["twin_top_k"] = bm.twin_top_k(lands, context)
         if args.cross_validate:
             summary["cross_validation"] = bm.cross_validate(lands, archs, workload, methods)
     path = bm.write(summary, runs, args.out)
