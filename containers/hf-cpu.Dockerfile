@@ -2,7 +2,7 @@
 # Generated from containers/hf-cpu.lock.toml by `python -m infpop.images recipes`; do not edit:
 # tests/test_containers.py checks that it installs exactly the lock's pins.
 # Build: `make containers PROFILE=...` (a profile partition with runtime: charliecloud).
-# infpop-base:bookworm is `debootstrap --variant=minbase --include=python3,python3-venv,ca-certificates bookworm ROOTFS http://deb.debian.org/debian`,
+# infpop-base:bookworm is `debootstrap --variant=minbase --include=python3,python3-venv,ca-certificates,libnuma1 bookworm ROOTFS http://deb.debian.org/debian`,
 # imported with ch-image; its tarball's sha256 is passed in as BASE_SHA256 and kept in the image.
 FROM infpop-base:bookworm
 ARG BASE_SHA256=none

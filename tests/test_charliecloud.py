@@ -1,5 +1,6 @@
-"""Trials inside a real image: the CPU image (containers/hf-cpu.lock.toml) built with Charliecloud,
-run by SLURM array jobs of the test cluster's ``charliecloud`` partition through ``ch-run``.
+"""Trials inside real images: the CPU images (containers/hf-cpu.lock.toml, vllm-cpu.lock.toml)
+built with Charliecloud, run by SLURM array jobs of the test cluster's ``charliecloud`` partition
+through ``ch-run``.
 
 The image comes from ``make containers PROFILE=slurm/profiles/testcluster.yaml`` (.ci/run builds it
 once per run, before the tests). Without Charliecloud installed the tests skip; with it installed
@@ -37,18 +38,27 @@ TOKEN = "hf_FAKEtokenForTheCharliecloudTest012345"
 pytestmark = [pytest.mark.slow]
 
 
-@pytest.fixture(scope="module")
-def cpu_image() -> Path:
+def _built_image(engine: str) -> Path:
     missing = [tool for tool in TOOLS if shutil.which(tool) is None]
     if missing:
         pytest.skip(f"Charliecloud is not installed ({', '.join(missing)} missing); .ci/run installs it")
-    image = Path(load_profile(PROFILE).partition("charliecloud").images["hf"])
+    image = Path(load_profile(PROFILE).partition("charliecloud").images[engine])
     if not image.is_file():
         pytest.fail(
             f"{image} is not built: run `make containers PROFILE=slurm/profiles/testcluster.yaml` (with CA_CERTS=DIR "
             "WHEELS=DIR where needed, see README); .ci/run builds it before the tests"
         )
     return image
+
+
+@pytest.fixture(scope="module")
+def cpu_image() -> Path:
+    return _built_image("hf")
+
+
+@pytest.fixture(scope="module")
+def vllm_image() -> Path:
+    return _built_image("vllm")
 
 
 def _user_env() -> dict[str, str]:
@@ -85,9 +95,7 @@ def site(
         dst.writelines(line for _, line in zip(range(16), src))
     profile = yaml.safe_load(PROFILE.read_text())
     profile["partitions"] = {"charliecloud": profile["partitions"]["charliecloud"]}
-    profile["partitions"]["charliecloud"]["images"]["hf"] = str(
-        load_profile(PROFILE).partition("charliecloud").images["hf"]
-    )
+    profile["partitions"]["charliecloud"]["images"] = dict(load_profile(PROFILE).partition("charliecloud").images)
     profile.update(shared_roots=[str(infpop), str(models)], model_cache=str(models / "hf"))
     (tmp_path / "profile.yaml").write_text(yaml.safe_dump(profile))
     manifest = {
@@ -138,6 +146,59 @@ def test_slurm_array_runs_trials_inside_the_cpu_image(
     assert {r.provenance.slurm["array_task_id"] for r in results} == {"0", "1"}
     leaks = [p for p in site["root"].rglob("*") if p.is_file() and TOKEN.encode() in p.read_bytes()]
     assert not leaks, f"token in {leaks}"
+
+
+@pytest.mark.slurm
+def test_slurm_array_runs_vllm_offline_and_online_inside_the_vllm_cpu_image(
+    site: dict[str, Path], vllm_image: Path, slurm_conf: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """vLLM's CPU build in its image: the offline engine (``LLM``) and the online one (``AsyncLLM``,
+    whose core is a process of its own) each serve one trial in a SLURM job through ch-run."""
+    base = yaml.safe_load(site["manifest"].read_text())
+    vllm = {
+        "models": base["models"][:1],
+        "engines": ["vllm"],
+        "engine_options": {"vllm": {"max_model_len": 512, "enforce_eager": True}},
+        "kv_cache_bytes": [64 << 20],
+        "batch_sizes": [2],
+    }
+    online = {"kind": "online", "request_rates": [4], "duration_s": 2.0, "seed": 1, "min_duration_s": 0}
+    args = ["--partition", "charliecloud", "--profile", str(site["profile"])]
+    manifests = {}
+    for study, scenario in (("ch-vllm-offline", None), ("ch-vllm-online", online)):
+        path = site["manifest"].with_name(f"{study}.yaml")
+        path.write_text(
+            yaml.safe_dump({**base, **vllm, "study": study, **({"scenario": scenario} if scenario else {})})
+        )
+        assert main(["sweep", str(path), *args]) == 0
+        manifests[study] = path
+    capsys.readouterr()
+    log = [
+        json.loads(line)
+        for study in manifests
+        for line in (site["root"] / study / ".infpop/submissions.jsonl").read_text().splitlines()
+    ]
+    states = wait_finished([e["job_id"] for e in log], 600)
+    assert set(states.values()) == {"COMPLETED"}, (states, [Path(e["log"]).read_text()[-3000:] for e in log])
+
+    lock = read_lock(CONTAINERS_DIR / "vllm-cpu.lock.toml")
+    digest = file_sha256(vllm_image)
+    store = ResultStore(site["root"])
+    part = load_profile(site["profile"]).partition("charliecloud")
+    for study, path in manifests.items():
+        (result,) = [store.read(t) for g in plan(load_manifest(path), "charliecloud", part) for t in g.trials]
+        assert result is not None and result.status == "ok", result and result.error
+        assert result.generated_tokens > 0 and result.kv_cache_blocks > 0
+        assert result.batching == ("continuous" if study.endswith("online") else "static")
+        prov = result.provenance
+        assert prov.container_image == str(vllm_image) and prov.container_sha256 == digest
+        assert prov.slurm["job_partition"] == "charliecloud"
+        # The image's Python ran it: the lock's vLLM CPU build, and no accelerate (this venv has it).
+        assert prov.versions["vllm-cpu"] == lock.packages["vllm-cpu"] and "accelerate" not in prov.versions
+    (online_result,) = [
+        store.read(t) for g in plan(load_manifest(manifests["ch-vllm-online"]), "charliecloud", part) for t in g.trials
+    ]
+    assert online_result.online.completed == online_result.online.n_requests > 0
 
 
 PROBE = """

