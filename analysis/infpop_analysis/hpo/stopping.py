@@ -45,6 +45,7 @@ TOLERANCE = 0.01
 #: starts near the peak and its bound rules out the far configurations, so it needs none; a
 #: search led by a prior jumps between configurations and gathers sparser trends.
 SLACK = 0.05
+#: The slack of physics without a prior (``ours+physics``).
 PHYSICS_SLACK = 0.0
 #: Baselines stop after this many consecutive trials without improvement (a common choice,
 #: not tuned here).
