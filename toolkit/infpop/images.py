@@ -5,7 +5,9 @@ names, the lock ``containers/<name>.lock.toml`` is staged with infpop's sources 
 context (plus extra CA certificates and local wheels when asked), the runtime builds the image at
 the profile's path, and ``IMAGE.sha256`` is written beside it (results record it; jobs do not hash
 gigabytes at every submission). An image whose staged context has not changed since it was built
-(``IMAGE.inputs``) is kept.
+(``IMAGE.inputs``) is kept. ``--jobs N`` builds N images side by side, each logging to
+``IMAGE.build.log``: a build spends long stretches waiting on the network (pip) while another
+compresses (SquashFS), so two builds on two cores take well under the time of one after the other.
 
 ``python -m infpop.images recipes`` rewrites every runtime's recipe of every lock
 (``containers/<name>.def``, ``containers/<name>.Dockerfile``); ``--check`` only reports stale ones.
@@ -15,7 +17,10 @@ from __future__ import annotations
 
 import argparse
 import shutil
+import subprocess
 import sys
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -89,11 +94,36 @@ def build(target: Target, opts: BuildOptions) -> bool:
         print(f"up to date: {image}")
         return False
     image.parent.mkdir(parents=True, exist_ok=True)
-    print(f"building {image} with {rt.name} (context {context})", flush=True)
+    where = f", log {opts.log}" if opts.log is not None else ""
+    print(f"building {image} with {rt.name} (context {context}{where})", flush=True)
+    if opts.log is not None:
+        opts.log.write_text("")
     rt.build(target.lock, context, image, opts)
     Path(f"{image}.sha256").write_text(f"{file_sha256(image)}  {image.name}\n")
     stamp.write_text(inputs + "\n")
     return True
+
+
+def build_all(targets: Sequence[Target], opts: BuildOptions, jobs: int = 1) -> list[str]:
+    """Build every target, ``jobs`` at a time; the failures, one line each (empty: all built).
+
+    One failed build does not stop the others: what did build is kept, and a rerun builds only
+    the rest (an image is built to ``IMAGE.part`` and moved into place when whole).
+    """
+    if jobs < 1:
+        raise InputError(f"make containers: JOBS (--jobs) is {jobs}; it must be at least 1")
+
+    def one(target: Target) -> str | None:
+        log = Path(f"{target.image}.build.log") if jobs > 1 else None
+        try:
+            build(target, replace(opts, log=log))
+        except (subprocess.CalledProcessError, RuntimeError) as err:
+            tail = "".join(log.read_text().splitlines(keepends=True)[-40:]) if log is not None else ""
+            return f"{target.image}: {err}" + (f"\n--- last lines of {log}:\n{tail}" if tail else "")
+        return None
+
+    with ThreadPoolExecutor(max_workers=jobs) as pool:
+        return [failure for failure in pool.map(one, targets) if failure is not None]
 
 
 def stale_recipes(write: bool) -> list[Path]:
@@ -121,6 +151,7 @@ def main(argv: list[str] | None = None) -> int:
     b.add_argument("--ca-certs", type=Path, default=None, help="directory of extra CA certificates (*.crt) to trust")
     b.add_argument("--wheels", type=Path, default=None, help="directory of wheels for pins not on PyPI")
     b.add_argument("--cache", type=Path, default=Path("build/containers/cache"), help="kept between builds")
+    b.add_argument("--jobs", type=int, default=1, help="images built side by side (default: %(default)s)")
     r = sub.add_parser("recipes", help="render containers/*.def and *.Dockerfile from the locks")
     r.add_argument("--check", action="store_true", help="only list recipes that differ from their lock's render")
     args = parser.parse_args(argv)
@@ -134,12 +165,13 @@ def main(argv: list[str] | None = None) -> int:
             if opt is not None and not opt.is_dir():
                 raise InputError(f"make containers: {opt} is not a directory")
         opts = BuildOptions(ca_certs=args.ca_certs, wheels=args.wheels, cache=args.cache)
-        for target in targets(args.profile, args.image_dir, args.runtime):
-            build(target, opts)
+        failures = build_all(targets(args.profile, args.image_dir, args.runtime), opts, args.jobs)
     except InputError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
-    return 0
+    for failure in failures:
+        print(f"error: {failure}", file=sys.stderr)
+    return 1 if failures else 0
 
 
 if __name__ == "__main__":

@@ -23,6 +23,7 @@ from infpop.runtimes.base import (
     image_labels,
     install_commands,
     recipe_header,
+    run_step,
     smoke_test,
 )
 
@@ -85,9 +86,7 @@ class Apptainer(ContainerRuntime):
         fakeroot = ["--fakeroot"] if os.geteuid() != 0 and "--fakeroot" in help_text else []
         # %files paths are relative to the directory apptainer build runs in: the staged context.
         recipe = f"{lock.name}{self.recipe_suffix}"
-        subprocess.run(
-            ["apptainer", "build", *fakeroot, "--force", str(image.resolve()), recipe], cwd=context, check=True
-        )
+        run_step(["apptainer", "build", *fakeroot, "--force", str(image.resolve()), recipe], opts, cwd=context)
 
 
 RUNTIME = Apptainer()

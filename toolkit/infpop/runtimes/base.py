@@ -13,9 +13,10 @@ from __future__ import annotations
 import hashlib
 import os
 import shutil
+import subprocess
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from infpop.checksums import file_sha256
 
@@ -149,13 +150,25 @@ class BuildOptions:
     sites behind a TLS-inspecting proxy. ``wheels``: a directory holding wheels of pins that are
     not on PyPI (the CPU build of torch). ``cache``: where a runtime keeps what later builds reuse
     (a debootstrap base, a build cache). ``mount_points``: the profile's shared roots, for runtimes
-    that can only bind onto directories that exist in a read-only image.
+    that can only bind onto directories that exist in a read-only image. ``log``: where the build
+    commands' output goes (appended); None leaves it on this process's, as for one build at a
+    time: builds that run side by side each keep their own, or their lines interleave.
     """
 
     ca_certs: Path | None = None
     wheels: Path | None = None
     cache: Path = Path("build/containers/cache")
     mount_points: tuple[str, ...] = ()
+    log: Path | None = None
+
+
+def run_step(argv: list[str], opts: BuildOptions, **kwargs: Any) -> None:
+    """Run one build command (raising on failure), its output to ``opts.log`` when set."""
+    if opts.log is None:
+        subprocess.run(argv, check=True, **kwargs)
+        return
+    with opts.log.open("a") as out:
+        subprocess.run(argv, check=True, stdout=out, stderr=subprocess.STDOUT, **kwargs)
 
 
 def stage_context(lock: ImageLock, recipe: str, recipe_name: str, repo: Path, opts: BuildOptions, dest: Path) -> Path:

@@ -16,6 +16,7 @@ SLURM; CUDA images need the host's driver libraries injected at build (``ch-from
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import json
 import os
@@ -36,6 +37,7 @@ from infpop.runtimes.base import (
     image_labels,
     install_commands,
     recipe_header,
+    run_step,
     smoke_test,
 )
 
@@ -89,24 +91,24 @@ class Charliecloud(ContainerRuntime):
         return [*argv, image, "--", f"{VENV}/bin/python"]
 
     def build(self, lock: ImageLock, context: Path, image: Path, opts: BuildOptions) -> None:
-        # ch-convert has no storage option: every ch-* tool reads the build storage from the environment.
-        storage = (opts.cache / "ch-image").resolve()
+        # ch-convert has no storage option: every ch-* tool reads the build storage from the
+        # environment. One storage per image: ch-image locks its storage, so images built side by
+        # side need their own (the debootstrap base, built once, is imported into each).
+        storage = (opts.cache / "ch-image" / lock.name).resolve()
         env = {**tool_env(), "CH_IMAGE_STORAGE": str(storage)}
-        ch_image = ["ch-image"]
+        storage.parent.mkdir(parents=True, exist_ok=True)
         args = []
         if lock.debootstrap is not None:
-            tarball, sha = debootstrap_base(lock.debootstrap, opts.cache.resolve())
+            tarball, sha = debootstrap_base(lock.debootstrap, opts.cache.resolve(), opts)
             tag = f"{BASE_REPO}:{lock.debootstrap['suite']}"
-            imported = storage.parent / f"{BASE_REPO}-{lock.debootstrap['suite']}.imported"
+            imported = storage.parent / f"{lock.name}.{BASE_REPO}-{lock.debootstrap['suite']}.imported"
             if not imported.is_file() or imported.read_text().strip() != sha:
-                subprocess.run([*ch_image, "import", str(tarball), tag], env=env, check=True)
+                run_step(["ch-image", "import", str(tarball), tag], opts, env=env)
                 imported.write_text(sha + "\n")
             args += ["--build-arg", f"BASE_SHA256={sha}"]
         recipe = context / f"{lock.name}{self.recipe_suffix}"
-        subprocess.run(
-            [*ch_image, "build", "--force", "-t", lock.name, "-f", str(recipe), *args, str(context)],
-            env=env,
-            check=True,
+        run_step(
+            ["ch-image", "build", "--force", "-t", lock.name, "-f", str(recipe), *args, str(context)], opts, env=env
         )
         # ch-run binds only onto directories that exist in the read-only image (or under its
         # private /tmp): create the shared roots' mount points in the built tree before squashing.
@@ -115,7 +117,7 @@ class Charliecloud(ContainerRuntime):
             (tree / root.lstrip("/")).mkdir(parents=True, exist_ok=True)
         tmp = image.with_name(image.name + ".part")
         tmp.unlink(missing_ok=True)
-        subprocess.run(["ch-convert", "-i", "ch-image", "-o", "squash", lock.name, str(tmp)], env=env, check=True)
+        run_step(["ch-convert", "-i", "ch-image", "-o", "squash", lock.name, str(tmp)], opts, env=env)
         tmp.replace(image)
 
 
@@ -124,21 +126,29 @@ def _run(commands: list[str]) -> str:
     return "RUN " + " \\\n && ".join(commands)
 
 
-def debootstrap_base(deb: dict, cache: Path) -> tuple[Path, str]:
+def debootstrap_base(deb: dict, cache: Path, opts: BuildOptions) -> tuple[Path, str]:
     """The base root filesystem of ``deb`` (the lock's ``[debootstrap]``) as a tarball in
-    ``cache``, built once per set of inputs, and its sha256 (recorded next to it)."""
+    ``cache``, built once per set of inputs, and its sha256 (recorded next to it). Images built
+    side by side on one base wait for whichever builds it first (a lock file beside it)."""
     key = hashlib.sha256(json.dumps(deb, sort_keys=True).encode()).hexdigest()[:16]
     tarball = cache / "debootstrap" / f"{deb['suite']}-{key}.tar"
     sidecar = Path(f"{tarball}.sha256")
-    if tarball.is_file() and sidecar.is_file():
-        return tarball, sidecar.read_text().split()[0]
+    tarball.parent.mkdir(parents=True, exist_ok=True)
+    with open(f"{tarball}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not (tarball.is_file() and sidecar.is_file()):
+            _debootstrap(deb, tarball, opts)
+            sidecar.write_text(f"{file_sha256(tarball)}  {tarball.name}\n")
+    return tarball, sidecar.read_text().split()[0]
+
+
+def _debootstrap(deb: dict, tarball: Path, opts: BuildOptions) -> None:
     if shutil.which("debootstrap") is None:
         raise RuntimeError("debootstrap is not installed; it builds the Debian base (apt-get install debootstrap)")
     rootfs = tarball.with_suffix(".rootfs")
     _remove_rootfs(rootfs)
-    tarball.parent.mkdir(parents=True, exist_ok=True)
     try:
-        subprocess.run(
+        run_step(
             [
                 "debootstrap",
                 f"--variant={deb['variant']}",
@@ -147,23 +157,18 @@ def debootstrap_base(deb: dict, cache: Path) -> tuple[Path, str]:
                 str(rootfs),
                 deb["mirror"],
             ],
-            check=True,
+            opts,
         )
         # ch-run binds the host's /dev; device nodes left in the rootfs would be read as files by
         # the import (/dev/zero, /dev/full) until the disk is full.
-        subprocess.run(
-            ["find", str(rootfs / "dev"), "-xdev", "(", "-type", "c", "-o", "-type", "b", ")", "-delete"], check=True
-        )
+        run_step(["find", str(rootfs / "dev"), "-xdev", "(", "-type", "c", "-o", "-type", "b", ")", "-delete"], opts)
         # Package caches are not part of what the base pins.
         shutil.rmtree(rootfs / "var" / "cache" / "apt" / "archives", ignore_errors=True)
         part = tarball.with_name(tarball.name + ".part")
-        subprocess.run(["tar", "-C", str(rootfs), "--numeric-owner", "-cf", str(part), "."], check=True)
+        run_step(["tar", "-C", str(rootfs), "--numeric-owner", "-cf", str(part), "."], opts)
         part.replace(tarball)
     finally:
         _remove_rootfs(rootfs)
-    sha = file_sha256(tarball)
-    sidecar.write_text(f"{sha}  {tarball.name}\n")
-    return tarball, sha
 
 
 def _remove_rootfs(rootfs: Path) -> None:
