@@ -15,9 +15,5 @@ if TYPE_CHECKING:
     from infpop.engines.base import Engine
 
 
-def known_engines() -> set[str]:
-    return ENGINES.names()
-
-
 def engine_class(name: str) -> type[Engine]:
     return ENGINES.load(name)
