@@ -217,12 +217,26 @@ def twin_prior(lands: Sequence[Landscape], land: Landscape) -> Prior | None:
     return prior if prior.surfaces else None
 
 
-def twin_top_k(lands: Sequence[Landscape], context: Context, ks: Sequence[int] = (1, 3)) -> dict:
-    """How far the same model on the other GPU can lead a search (``ours+history``'s ceiling):
-    per ``k``, the share of landscapes where the other GPU's ``k`` best configurations (those
-    predicted to fit here) hold one within the tolerance of this landscape's optimum. A search
-    that runs them and stops can hit no more often than this."""
+#: How closely the other GPU's best configurations, measured here, must keep its shape for a
+#: search to stop after them (``twin_top_k``): the agreement a stopping rule could trust.
+AGREEMENTS: tuple[float, ...] = (0.01, 0.05)
+
+
+def twin_top_k(
+    lands: Sequence[Landscape], context: Context, ks: Sequence[int] = (1, 3), agreements: Sequence[float] = AGREEMENTS
+) -> dict:
+    """How far the same model on the other GPU can lead a search (``ours+history``'s ceiling).
+
+    Per ``k``, the share of landscapes where the other GPU's ``k`` best configurations (those
+    predicted to fit here) hold one within the tolerance of this landscape's optimum: a search
+    that runs them and stops can hit no more often than this. Per agreement (``agreements``), a
+    search that runs the largest ``k`` of them and stops only where they keep the other GPU's
+    shape (each throughput relative to the best of them within that fraction of the other
+    GPU's, in log terms; none failed): on how many landscapes it stops and how many of those
+    stops miss. If agreement told a good stop from a bad one, the misses would be few.
+    """
     hits = dict.fromkeys(ks, 0)
+    stops = {a: [0, 0] for a in agreements}
     n = 0
     for land in lands:
         optimum = land.optimum("strict")
@@ -237,7 +251,21 @@ def twin_top_k(lands: Sequence[Landscape], context: Context, ks: Sequence[int] =
         n += 1
         for k in ks:
             hits[k] += any(good[:k])
-    return {"landscapes": n, **{f"top_{k}": hits[k] / n if n else math.nan for k in ks}}
+        top = order[: max(ks)]
+        measured = [land.score(c, "strict") for c in top]
+        if len(top) < 2 or any(v is None for v in measured):
+            continue
+        best, twin_best = max(measured), max(twin[c] for c in top)
+        gap = max(abs(math.log(v / best) - math.log(twin[c] / twin_best)) for c, v in zip(top, measured))
+        for a in agreements:
+            if gap <= math.log1p(a):
+                stops[a][0] += 1
+                stops[a][1] += not any(good[: len(top)])
+    return {
+        "landscapes": n,
+        **{f"top_{k}": hits[k] / n if n else math.nan for k in ks},
+        f"stop_when_top_{max(ks)}_agree": {f"{a:g}": {"stops": s, "misses": m} for a, (s, m) in stops.items()},
+    }
 
 
 def benchmark(
@@ -474,6 +502,13 @@ def format_table(summary: dict) -> str:
             f"the other GPU's best configurations (predicted to fit) hold one within {TOLERANCE:.0%} of the optimum"
             f" on {twin['landscapes']} landscapes: {shares}"
         )
+        for key, by in twin.items():
+            if key.startswith("stop_when_top_"):
+                k = key.split("_")[3]
+                said = "; ".join(
+                    f"within {float(a):.0%}: {r['stops']} stops, {r['misses']} miss" for a, r in by.items()
+                )
+                lines.append(f"  stopping after its top {k} where they keep its shape here: {said}")
     cv = summary.get("cross_validation")
     if cv:
         lines.append(
