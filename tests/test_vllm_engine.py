@@ -2,7 +2,7 @@
 install``) runs the tiny model offline and through its async engine, here and in CI.
 
 The GPU images' vLLM (``vllm`` at the pins of ``containers/vllm-*.lock.toml``) cannot run
-without a GPU; its *signatures* stand in for it: ``tests/data/vllm_<version>_signatures.json``,
+without a GPU; its *signatures* stand in for it: ``toolkit/infpop/engines/signatures/vllm_<version>_signatures.json``,
 recorded with ``tests/data/record_vllm_signatures.py`` from each released wheel, and from the
 installed CPU build for its version (checked against the install below).
 """
@@ -20,6 +20,7 @@ from typing import Any
 import psutil
 import pytest
 import tomllib
+from infpop.engines.options import SIGNATURES
 from infpop.engines.vllm import VLLMEngine, _preemptions
 from infpop.manifest import ModelSpec, load_manifest
 from infpop.plan import plan
@@ -28,7 +29,6 @@ from infpop.scenarios.online import poisson_arrivals
 from infpop.trial import run_group
 
 REPO = Path(__file__).resolve().parents[1]
-DATA = Path(__file__).parent / "data"
 LOCAL = EMBEDDED_DEFAULT.partitions["local"]
 MIB = 1 << 20
 #: The tiny model's KV cache per token: K and V x 4 layers x 4 heads x 32 dims x 4 bytes (float32).
@@ -63,13 +63,13 @@ class Signatures:
 
 
 def _recorded(version: str) -> Signatures:
-    data = json.loads((DATA / f"vllm_{version}_signatures.json").read_text())
+    data = json.loads((SIGNATURES / f"vllm_{version}_signatures.json").read_text())
     assert data["vllm_version"] == version
     names = lambda key: {p["name"] for p in data[key] if p.get("kind") not in ("VAR_KEYWORD", "VAR_POSITIONAL")}  # noqa: E731
     return Signatures(
         llm_init=names("LLM.__init__") - {"self"},
         llm_init_takes_kwargs=any(p.get("kind") == "VAR_KEYWORD" for p in data["LLM.__init__"]),
-        engine_args=set(data["EngineArgs"]),
+        engine_args={f["name"] for f in data["EngineArgs"]},
         generate=names("LLM.generate") - {"self"},
         sampling=names("SamplingParams"),
         completion_output=names("CompletionOutput"),
@@ -115,7 +115,9 @@ def test_the_installed_cpu_build_is_the_recorded_one() -> None:
     import vllm
 
     assert vllm.__version__ == _cpu_pin()
-    assert _installed() == _recorded(_cpu_pin()), "re-record tests/data/vllm_<version>_signatures.json"
+    assert _installed() == _recorded(_cpu_pin()), (
+        "re-record toolkit/infpop/engines/signatures/vllm_<version>_signatures.json"
+    )
 
 
 @pytest.mark.parametrize("version", VERSIONS)

@@ -18,6 +18,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict
 
 from infpop.container import Runtime, check_runnable
+from infpop.engines.options import check_engine_options
 from infpop.errors import InputError
 from infpop.manifest import (
     CONTINUOUS_ENGINES,
@@ -294,6 +295,7 @@ def plan(
     m = loaded.manifest
     runtime = runtime or Runtime()
     check_runnable(loaded, partition, part, runtime)
+    check_engine_options(loaded, partition, part, runtime)
     hardware = part.resolved_hardware()
     root = str((output_root or loaded.output_root).resolve())
     check_shared_roots(loaded, partition, part, runtime, root)

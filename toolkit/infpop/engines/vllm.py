@@ -34,7 +34,8 @@ cause.
 
 Everything that differs between the two vLLM versions sits in the "version differences" block
 below; ``tests/test_vllm_engine.py`` checks every argument against both versions' recorded
-signatures (``tests/data/vllm_<version>_signatures.json``).
+signatures (``signatures/vllm_<version>_signatures.json``, next to this module); ``infpop plan``
+checks a manifest's options against them (:mod:`infpop.engines.options`).
 """
 
 from __future__ import annotations
