@@ -3,7 +3,8 @@
 The local executor (the embedded default) runs jobs as real subprocesses on this machine, a
 bounded number at a time, and shows progress over trials. SLURM submission lives in
 :mod:`infpop.slurm`; both share the group files and the resume rule (a trial with a result
-on disk is never run again).
+on disk is never run again). A sweep holds its study's lock (:mod:`infpop.sweeplock`) while it
+decides what is missing and runs or submits it, so two sweeps of one study never both run a trial.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from __future__ import annotations
 import json
 import time
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -23,6 +24,7 @@ from infpop.jobs import group_job, study_dir
 from infpop.plan import GroupSpec
 from infpop.profile import PartitionProfile
 from infpop.results import CorruptResult, ResultStore, utcnow
+from infpop.sweeplock import sweep_lock
 
 
 @dataclass
@@ -73,8 +75,11 @@ def log_submission(group: GroupSpec, job_id: str, partition: str, **extra: str) 
         fh.write(json.dumps(entry) + "\n")
 
 
-def run_local(groups: Sequence[GroupSpec], partition: str, part: PartitionProfile) -> SweepReport:
-    """Run groups through submitit's local executor, ``array_parallelism`` at a time."""
+def run_local(
+    groups: Sequence[GroupSpec], partition: str, part: PartitionProfile, tick: Callable[[], None] = lambda: None
+) -> SweepReport:
+    """Run groups through submitit's local executor, ``array_parallelism`` at a time; ``tick`` is
+    called while they run (the sweep lock's refresh)."""
     report = SweepReport()
     todo = pending_groups(groups)
     report.trials_to_run = sum(n for _, n in todo)
@@ -98,6 +103,7 @@ def run_local(groups: Sequence[GroupSpec], partition: str, part: PartitionProfil
                 report.job_ids.append(job.job_id)
                 running.append((group, job))
             time.sleep(0.5)
+            tick()
             for group, job in [r for r in running if r[1].done()]:
                 running.remove((group, job))
                 try:
@@ -127,11 +133,16 @@ def _local_gpus(part: PartitionProfile, group: GroupSpec) -> int:
 
 
 def submit(groups: Sequence[GroupSpec], partition: str, part: PartitionProfile) -> SweepReport:
-    if groups and groups[0].group_shared:
-        # group files, logs and the submission log too
+    """Run (local) or submit (SLURM) the groups' missing trials, holding the study's sweep lock:
+    raises :class:`infpop.sweeplock.StudyLocked` while another sweep of the study holds it."""
+    if not groups:
+        return SweepReport()
+    if groups[0].group_shared:
+        # group files, logs, the submission log and the lock too
         share_study_with_group(Path(groups[0].output_root) / groups[0].first.study)
-    if part.executor == "local":
-        return run_local(groups, partition, part)
-    from infpop.slurm import submit_arrays
+    with sweep_lock(study_dir(groups[0].output_root, groups[0].first.study), partition) as lock:
+        if part.executor == "local":
+            return run_local(groups, partition, part, tick=lock.refresh)
+        from infpop.slurm import submit_arrays
 
-    return submit_arrays(groups, partition, part)
+        return submit_arrays(groups, partition, part)
