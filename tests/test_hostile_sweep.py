@@ -225,3 +225,19 @@ def test_two_sweeps_of_one_study_run_every_trial_once(write_manifest, tmp_path: 
     submissions = (tmp_path / "runs" / "t" / ".infpop" / "submissions.jsonl").read_text().splitlines()
     assert len(submissions) == 1, "one job ran the study's one group"
     assert len(_results(tmp_path / "runs")) == 2
+
+
+# ---- reproduction 10: a library's per-batch warning, once per trial ---------------------------
+
+
+def test_a_per_batch_library_warning_is_logged_once_per_trial(write_manifest, tmp_path: Path) -> None:
+    """transformers warns on every ``generate`` call (``Both max_new_tokens and max_length seem
+    to have been set``); with its warnings shown, 15 batches of 2 trials log each once per trial."""
+    manifest = write_manifest(batch_sizes=[1, 4])  # 12 prompts: 12 + 3 batches
+    env = {**os.environ, "TRANSFORMERS_VERBOSITY": "warning"}
+    run = subprocess.run([*INFPOP, "sweep", str(manifest)], capture_output=True, text=True, timeout=600, env=env)
+    assert run.returncode == 0, run.stderr
+    (log,) = (tmp_path / "runs" / "t" / ".infpop" / "logs").glob("*/*_log.err")
+    warnings = [line for line in log.read_text().splitlines() if line.startswith("[transformers]")]
+    assert any("max_new_tokens" in w and "max_length" in w for w in warnings), "the warning is still shown"
+    assert max(warnings.count(w) for w in warnings) <= 2, log.read_text()

@@ -7,7 +7,8 @@ out-of-memory error ends a trial with status ``oom`` and, with pruning on, large
 the same series (online: and the same batch at its other request rates) are recorded
 ``skipped_oom`` without running; a rerun without pruning runs them. A trial runs through its
 scenario's runner (:mod:`infpop.scenarios`), looked up by the scenario's kind, after the
-trial's untimed warm-up batches (:mod:`infpop.warmup`).
+trial's untimed warm-up batches (:mod:`infpop.warmup`); a library warning repeated on every
+batch is logged once per trial (:mod:`infpop.trialwarnings`).
 
 Only light imports here: the engine module brings torch when the group actually runs.
 """
@@ -25,6 +26,7 @@ from infpop.plan import GroupSpec, TrialSpec
 from infpop.results import ResultStore, TrialResult, utcnow
 from infpop.scenarios import runner
 from infpop.scenarios.base import Recorder, error_text
+from infpop.trialwarnings import once_per_trial
 from infpop.warmup import warm_up, warm_up_group
 from infpop.workloads import load_prompts, with_reference_tokens
 
@@ -99,21 +101,23 @@ def run_group(group: GroupSpec, engine_factory: EngineFactory = default_engine) 
         return written
     rec = Recorder(group, engine.devices(), time.perf_counter() - t0, engine.kv_cache_blocks())
     try:
-        rec.group_warmup_s = warm_up_group(engine, pending[0], prompts, group.warmup_batches)
+        with once_per_trial():
+            rec.group_warmup_s = warm_up_group(engine, pending[0], prompts, group.warmup_batches)
         for trial in pending:
             limit = pruned_by(trial, oom_at)
             if limit is not None:
                 record(rec.result(trial, utcnow(), status="skipped_oom", error=f"OOM at batch {limit} in this series"))
                 continue
-            try:
-                warmup_s = warm_up(engine, trial, prompts, trial.warmup_batches)
-            except Exception as exc:  # the timed loop would fail alike: the failure is the trial's outcome
-                engine.recover()
-                status = "oom" if engine.is_oom(exc) else "error"
-                result = rec.result(trial, utcnow(), status=status, error="in warm-up: " + error_text(exc))
-            else:
-                result = runner(trial.scenario.kind)(engine, trial, prompts, rec, group.trial_timeout_s)
-                result.warmup_s = warmup_s
+            with once_per_trial():  # a library's per-batch warning, once in the job's log
+                try:
+                    warmup_s = warm_up(engine, trial, prompts, trial.warmup_batches)
+                except Exception as exc:  # the timed loop would fail alike: the failure is the trial's outcome
+                    engine.recover()
+                    status = "oom" if engine.is_oom(exc) else "error"
+                    result = rec.result(trial, utcnow(), status=status, error="in warm-up: " + error_text(exc))
+                else:
+                    result = runner(trial.scenario.kind)(engine, trial, prompts, rec, group.trial_timeout_s)
+                    result.warmup_s = warmup_s
             record(result)
             if result.status == "oom" and group.prune_oom:
                 oom_at[trial.series] = min(oom_at.get(trial.series, trial.batch_size), trial.batch_size)
