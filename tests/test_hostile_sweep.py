@@ -11,10 +11,12 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import socket
 import subprocess
 import sys
 import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -22,6 +24,7 @@ import yaml
 from infpop.cli import main
 from infpop.engines.options import accepts
 from infpop.errors import InputError
+from infpop.joblogs import failure_note
 from infpop.sweeplock import LOCK_NAME, STALE_AFTER_S, StudyLocked, sweep_lock
 from minimal_manifest import write_manifest_file
 
@@ -241,3 +244,89 @@ def test_a_per_batch_library_warning_is_logged_once_per_trial(write_manifest, tm
     warnings = [line for line in log.read_text().splitlines() if line.startswith("[transformers]")]
     assert any("max_new_tokens" in w and "max_length" in w for w in warnings), "the warning is still shown"
     assert max(warnings.count(w) for w in warnings) <= 2, log.read_text()
+
+
+# ---- reproduction 6 (the sweep's part): a failed job's message names its cause and its log --------
+
+
+@pytest.fixture
+def small_disk(tmp_path: Path) -> Iterator[Callable[[str], Path]]:
+    """Mount a real tmpfs (``mount -o <options>``) under tmp_path; unmounted afterwards."""
+    mounted: list[Path] = []
+
+    def mount(options: str) -> Path:
+        where = tmp_path / f"disk{len(mounted)}"
+        where.mkdir()
+        run = subprocess.run(
+            ["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(where)], capture_output=True, text=True
+        )
+        if run.returncode != 0:
+            pytest.skip(f"cannot mount a tmpfs here (needs root): {run.stderr.strip()}")
+        mounted.append(where)
+        return where
+
+    yield mount
+    for where in mounted:
+        subprocess.run(["umount", "-l", str(where)], check=False)
+
+
+def _fill(disk: Path, by: str) -> None:
+    """No space left: every block (``bytes``) or every inode (``inodes``) of the disk taken."""
+    if by == "bytes":
+        with open(disk / "filler", "wb") as fh, pytest.raises(OSError, match="No space left"):
+            while True:
+                fh.write(b"\0" * (1 << 16))
+                fh.flush()
+    else:
+        (disk / "fill").mkdir()
+        with pytest.raises(OSError, match="No space left"):
+            for i in range(10**6):
+                (disk / "fill" / str(i)).touch()
+
+
+@pytest.mark.parametrize(
+    ("options", "by", "says"),
+    [
+        # Results cannot be created but the logs still grow: the traceback is in one of them.
+        (
+            "size=64m,nr_inodes=400",
+            "inodes",
+            r"failed: OSError: \[Errno 28\] No space left on device: .* \(traceback in (\S+)\)",
+        ),
+        # Nothing can be written, the logs neither: the message itself says so.
+        (
+            "size=4m",
+            "bytes",
+            r"failed: the filesystem of \S+ is full \(0 bytes free: No space left on device\); its logs",
+        ),
+    ],
+)
+def test_a_job_failing_on_a_full_disk_names_the_cause_and_its_log(
+    write_manifest, small_disk, options: str, by: str, says: str
+) -> None:
+    disk = small_disk(options)
+    manifest = write_manifest(output_root=str(disk / "runs"), batch_sizes=[1, 2, 3, 4])
+    sweep = subprocess.Popen(
+        [*INFPOP, "sweep", str(manifest)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    logs = disk / "runs" / "t" / ".infpop" / "logs"
+    deadline = time.monotonic() + 120
+    while not list(logs.glob("*/*_log.err")) and time.monotonic() < deadline:
+        assert sweep.poll() is None, sweep.communicate()
+        time.sleep(0.05)
+    _fill(disk, by)  # the job is starting: its results will not fit
+    out, err = sweep.communicate(timeout=600)
+    assert sweep.returncode == 1, err
+    found = re.search(says, err)
+    assert found, err
+    if found.groups():
+        assert "No space left on device" in Path(found.group(1)).read_text(), "the log named holds the cause"
+
+
+def test_the_message_points_at_the_stdout_log_when_only_it_holds_the_traceback(tmp_path: Path) -> None:
+    err, out = tmp_path / "5_0_log.err", tmp_path / "5_0_log.out"
+    err.write_text("")
+    out.write_text("submitit ERROR - x\nTraceback (most recent call last):\n  File 'a.py'\nValueError: bad value 3\n")
+    assert failure_note(err) == f"ValueError: bad value 3 (traceback in {out})"
+    out.write_text("")
+    assert failure_note(err) == f"no traceback in its logs: see {err} and {out}"

@@ -25,7 +25,9 @@ def test_a_rerun_supersedes_earlier_submissions() -> None:
 
 def test_report_lists_arrays_and_logs_of_failed_tasks(tmp_path: Path) -> None:
     log = tmp_path / "7_1_0_log.err"
-    log.write_text("Traceback ...")
+    log.write_text(
+        "Traceback (most recent call last):\n  File 'x.py', line 1\nOSError: [Errno 28] No space left on device\n"
+    )
     tasks = [
         Task("7_0", "s/a100/hf/m/g1", "a100", "slurm", "COMPLETED", str(tmp_path / "7_0_0_log.err")),
         Task("7_1", "s/a100/hf/n/g1", "a100", "slurm", "FAILED", str(log)),
@@ -37,7 +39,7 @@ def test_report_lists_arrays_and_logs_of_failed_tasks(tmp_path: Path) -> None:
         "s: 3 trials: 1 done (1 ok, 0 oom, 0 timeout, 0 skipped_oom), 0 error, 0 running, 2 pending"
     )
     assert "array 7 on a100: 3 task(s): 1 CANCELLED, 1 COMPLETED, 1 FAILED" in text
-    assert f"7_1 FAILED: {log}\n" in text + "\n"
+    assert f"7_1 FAILED: OSError: [Errno 28] No space left on device (traceback in {log})\n" in text + "\n"
     assert "7_2 CANCELLED: " in text and "never started" in text
     assert "7_0 COMPLETED:" not in text
 

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from infpop.errors import InputError
+from infpop.joblogs import failure_note, stdout_log
 from infpop.jobs import read_group
 from infpop.results import DONE, CorruptResult, TrialResult, iter_results
 
@@ -188,7 +189,7 @@ def format_status(st: StudyStatus) -> str:
     lines += [_search_line(search) for search in st.searches]
     if st.failed:
         lines.append("  logs of failed tasks:")
-        lines += [f"    {t.job_id} {t.state}: {_log_text(t.log)}" for t in st.failed]
+        lines += [f"    {t.job_id} {t.state}: {_failure_text(t.log)}" for t in st.failed]
     lines += [f"  unreadable result: {c}" for c in st.corrupt]
     return "\n".join(lines)
 
@@ -203,6 +204,12 @@ def _search_line(search: Search) -> str:
         chosen = f"; pick {pick['config']} {pick['throughput']:.1f} tok/s" if pick else "; no successful trial"
         return f"{head}; stopped: {search.stop_reason}{chosen}"
     return f"{head}; no job in flight (rerun `infpop hpo search` to resume)"
+
+
+def _failure_text(log: str | None) -> str:
+    """A failed task's cause and the log holding it (stdout or stderr), or why there is none."""
+    started = log is not None and (Path(log).exists() or stdout_log(log).exists())
+    return failure_note(log) if started else _log_text(log)
 
 
 def _log_text(log: str | None) -> str:

@@ -20,6 +20,7 @@ import submitit
 from tqdm import tqdm
 
 from infpop.filemodes import share_study_with_group
+from infpop.joblogs import failure_note
 from infpop.jobs import group_job, study_dir
 from infpop.plan import GroupSpec
 from infpop.profile import PartitionProfile
@@ -108,8 +109,8 @@ def run_local(
                 running.remove((group, job))
                 try:
                     job.result()
-                except Exception as exc:  # a crashed job: its finished trials are on disk already
-                    report.failed[group.group_id] = f"{type(exc).__name__}: see {job.paths.stderr}"
+                except Exception:  # a crashed job: its finished trials are on disk already
+                    report.failed[group.group_id] = failure_note(job.paths.stderr)
             bar.n = _written_since(paths, started)
             bar.refresh()
     return report
