@@ -330,3 +330,27 @@ def test_the_message_points_at_the_stdout_log_when_only_it_holds_the_traceback(t
     assert failure_note(err) == f"ValueError: bad value 3 (traceback in {out})"
     out.write_text("")
     assert failure_note(err) == f"no traceback in its logs: see {err} and {out}"
+
+
+@pytest.mark.slurm
+@pytest.mark.slow
+def test_two_sweeps_at_once_on_slurm_submit_each_group_once(write_manifest, slurm_conf: str, tmp_path: Path) -> None:
+    """Two ``infpop sweep`` started together against the test cluster: whichever comes second is
+    refused while the first submits, or finds its jobs queued; each group is submitted once."""
+    from conftest import wait_finished
+
+    profile = Path(__file__).resolve().parents[1] / "slurm" / "profiles" / "testcluster.yaml"
+    manifest = write_manifest(partitions=["a100"], gpu_counts=[1, 2], batch_sizes=[1])
+    argv = [*INFPOP, "sweep", str(manifest), "--partition", "a100", "--profile", str(profile)]
+    sweeps = [subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(2)]
+    outputs = [p.communicate(timeout=300) for p in sweeps]
+    codes = sorted(p.returncode for p in sweeps)
+    log = tmp_path / "runs" / "t" / ".infpop" / "submissions.jsonl"
+    entries = [json.loads(line) for line in log.read_text().splitlines()]
+    assert sorted(e["group"] for e in entries) == ["t/a100/hf/tiny/g1", "t/a100/hf/tiny/g2"], outputs
+    refused = [err for (_, err), p in zip(outputs, sweeps) if p.returncode == 2]
+    queued = [out for (out, _), p in zip(outputs, sweeps) if p.returncode == 0 and "not submitted again" in out]
+    assert codes in ([0, 0], [0, 2]) and len(refused) + len(queued) == 1, outputs
+    assert all("being swept by" in err for err in refused)
+    states = wait_finished([e["job_id"] for e in entries], 300)
+    assert set(states.values()) == {"COMPLETED"}, states
