@@ -214,10 +214,10 @@ def test_two_sweeps_of_one_study_run_every_trial_once(write_manifest, tmp_path: 
     """Two real ``infpop sweep`` processes on the local executor: the second starts while the first
     runs its job, is refused naming the first, and no trial runs twice."""
     manifest = write_manifest(batch_sizes=[1, 2])
-    lock = tmp_path / "runs" / "t" / ".infpop" / LOCK_NAME
+    logs = tmp_path / "runs" / "t" / ".infpop" / "logs"
     first = subprocess.Popen([*INFPOP, "sweep", str(manifest)], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     deadline = time.monotonic() + 120
-    while not (lock.exists() and lock.read_text()) and time.monotonic() < deadline:
+    while not list(logs.glob("*/*_log.err")) and time.monotonic() < deadline:  # its job has started
         assert first.poll() is None, first.communicate()
         time.sleep(0.05)
     second = subprocess.run([*INFPOP, "sweep", str(manifest)], capture_output=True, text=True, timeout=300)
