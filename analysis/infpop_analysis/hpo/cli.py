@@ -20,8 +20,8 @@ def _landscapes(table: Path, max_new_tokens: int):
         found = landscapes(import_published(table), max_new_tokens)
     else:
         found = landscapes(read_table(table), max_new_tokens)
-    if not found:
-        raise InputError(f"{table}: no landscape to search: no trial at max_new_tokens {max_new_tokens} ran ok")
+    if not any(land.optimum() is not None for land in found):
+        raise InputError(f"{table}: nothing to search: no trial at max_new_tokens {max_new_tokens} ran ok")
     return found
 
 
