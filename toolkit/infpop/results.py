@@ -134,7 +134,7 @@ def implausible(result: TrialResult) -> str | None:
     finite non-negative number. Checked on read, so one hand-edited or damaged file is left out
     by name instead of aborting an aggregate or reaching a table as ``ok``."""
     t = result.trial
-    names = {"study": t.study, "hardware": t.hardware, "engine": t.engine, "partition": t.partition}
+    names = {"study": t.study, "hardware": t.hardware, "engine": t.engine}
     names |= {"model.name": t.model.name, "workload": t.workload.id}
     for field, value in names.items():
         if not re.match(SAFE_NAME, value):
