@@ -8,7 +8,8 @@ refused with exit 2), two aggregates into one folder both succeed with a consist
 disk is named and leaves no temp, empty or half-written file. The full-disk tests mount a real
 small tmpfs (root only; CI runs as root).
 
-Cost on 2 cores: about 40 s in all, most of it the browser (about 10 s) and the subprocesses.
+Cost: 90 s for the module on 2 cores shared with three other test runs (two aggregates racing
+four times, 28 s; the browser, 22 s; each full-disk case about 6 s; the rest a second or two each).
 """
 
 from __future__ import annotations
