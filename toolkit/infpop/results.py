@@ -88,7 +88,8 @@ class TrialResult(BaseModel):
 
 
 class CorruptResult(Exception):
-    """A result file that cannot be parsed: reported by path, never silently dropped."""
+    """A result file that cannot be parsed or holds impossible values: reported by path, never
+    silently dropped or used."""
 
 
 class ResultStore:
