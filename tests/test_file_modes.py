@@ -85,7 +85,7 @@ def test_a_group_shared_profile_lets_the_group_write_and_keeps_the_group(
 
 @pytest.mark.parametrize("umask", [0o022, 0o027])
 def test_atomic_writes_take_the_umask_not_mkstemps_0600(tmp_path: Path, umask: int) -> None:
-    from infpop.results import write_atomic
+    from infpop.atomic import write_atomic
 
     old = os.umask(umask)
     try:

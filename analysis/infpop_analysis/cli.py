@@ -27,14 +27,17 @@ def cmd_aggregate(args: argparse.Namespace) -> int:
 
 
 def cmd_figures(args: argparse.Namespace) -> int:
-    from infpop_analysis.figures import KINDS, draw_all
+    from infpop_analysis.figures import KINDS, Skipped, draw_all
     from infpop_analysis.table import read_table
 
     kinds = args.only.split(",") if args.only else KINDS
-    for path in draw_all(
+    for item in draw_all(
         read_table(args.table), args.out, kinds=kinds, max_new_tokens=args.max_new_tokens, workers=args.jobs
     ):
-        print(path)
+        if isinstance(item, Skipped):
+            print(f"infpop: {item}", file=sys.stderr)
+        else:
+            print(item)
     return 0
 
 

@@ -20,9 +20,10 @@ Each 2-D figure has a linear and a log-scale panel side by side.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable, Iterable
 from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 import matplotlib
@@ -31,11 +32,13 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
+from infpop.atomic import atomic_file, output_folder, write_atomic  # noqa: E402
 from infpop.errors import InputError  # noqa: E402
 from matplotlib.backends.backend_pdf import PdfPages  # noqa: E402
 from matplotlib.transforms import blended_transform_factory  # noqa: E402
 
 from infpop_analysis.stats import CELL, NEW_HW, OLD_HW, choose_tokens  # noqa: E402
+from infpop_analysis.table import path_name  # noqa: E402
 
 KINDS = ("landscape", "gpu_scaling", "batch_size", "hardware", "engines")
 OOM_STATUSES = ("oom", "skipped_oom")
@@ -95,9 +98,9 @@ def landscape_states(cells: pd.DataFrame) -> tuple[pd.DataFrame, np.ndarray]:
 
 
 def _save(fig: plt.Figure, out: Path) -> Path:
-    """Save at a fixed layout: "tight" bounding boxes would draw every figure twice."""
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out, dpi=100)
+    """Save at a fixed layout ("tight" bounding boxes would draw every figure twice), atomically."""
+    with atomic_file(out) as tmp:
+        fig.savefig(tmp, dpi=100, format=out.suffix[1:])
     return out
 
 
@@ -239,17 +242,14 @@ def write_plotly_js(folder: Path) -> Path:
 
     path = folder / PLOTLY_JS
     if not path.exists():
-        folder.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{PLOTLY_JS}.{os.getpid()}.tmp")
-        tmp.write_text(plotly.offline.get_plotlyjs())
-        tmp.replace(path)
+        write_atomic(path, plotly.offline.get_plotlyjs())
     return path
 
 
 def landscape_html(cells: pd.DataFrame, title: str, out: Path) -> Path:
     """Interactive HTML of a (hardware, engine), reading plotly.js from the file beside it (offline)."""
     write_plotly_js(out.parent)
-    landscape_plotly(cells, title).write_html(out, include_plotlyjs=PLOTLY_JS, full_html=True)
+    write_atomic(out, landscape_plotly(cells, title).to_html(include_plotlyjs=PLOTLY_JS, full_html=True))
     return out
 
 
@@ -330,53 +330,77 @@ def hardware_figure(pairs: pd.DataFrame, engine: str) -> plt.Figure:
     return fig
 
 
-def _save_all(figures: Iterable[tuple[plt.Figure, Path]]) -> list[Path]:
-    """Save each figure as it is drawn, then close it: pyplot holds every open figure in memory,
-    and a study draws hundreds."""
-    paths = []
-    for fig, out in figures:
+@dataclass(frozen=True)
+class Skipped:
+    """A figure that cannot be drawn, and why: reported, never a crash or an empty file."""
+
+    path: Path
+    reason: str
+
+    def __str__(self) -> str:
+        return f"skipped {self.path}: {self.reason}"
+
+
+def _drawable(cells: pd.DataFrame, draw: Callable[..., plt.Figure], *args) -> Callable[[], plt.Figure] | str:
+    """``draw(cells, *args)`` to call later, or why not: a 2-D figure with no positive
+    throughput has no line to draw and no log scale to set."""
+    if not (cells["throughput"] > 0).any():
+        return "no successful trial with a positive throughput to draw"
+    return partial(draw, cells, *args)
+
+
+def _save_all(figures: Iterable[tuple[Callable[[], plt.Figure] | str, Path]]) -> list[Path | Skipped]:
+    """Draw and save each figure (or skip it, with the reason), then close it: pyplot holds every
+    open figure in memory, and a study draws hundreds."""
+    paths: list[Path | Skipped] = []
+    for draw, out in figures:
+        if isinstance(draw, str):
+            paths.append(Skipped(out, draw))
+            continue
+        fig = draw()
         paths.append(_save(fig, out))
         plt.close(fig)
     return paths
 
 
-def _draw_lines(c: pd.DataFrame, out_dir: Path) -> list[Path]:
+def _draw_lines(c: pd.DataFrame, out_dir: Path) -> list[Path | Skipped]:
     return _save_all(
         (
-            lines_figure(part, "n_gpus", f"{engine} on {hw}: throughput vs GPU count at batch size 1"),
+            _drawable(part, lines_figure, "n_gpus", f"{engine} on {hw}: throughput vs GPU count at batch size 1"),
             out_dir / "gpu_scaling" / f"{hw}_{engine}.png",
         )
         for (hw, engine), part in c[c["batch_size"] == 1].groupby(["hardware", "engine"])
     )
 
 
-def _draw_batches(c: pd.DataFrame, out_dir: Path) -> list[Path]:
+def _draw_batches(c: pd.DataFrame, out_dir: Path) -> list[Path | Skipped]:
     return _save_all(
         (
-            lines_figure(part, "batch_size", f"{engine} on {hw}: throughput vs batch size with {g} GPU(s)"),
+            _drawable(part, lines_figure, "batch_size", f"{engine} on {hw}: throughput vs batch size with {g} GPU(s)"),
             out_dir / "batch_size" / f"{hw}_{engine}_g{g}.png",
         )
         for (hw, engine, g), part in c.groupby(["hardware", "engine", "n_gpus"])
     )
 
 
-def _draw_hardware(c: pd.DataFrame, out_dir: Path) -> list[Path]:
+def _draw_hardware(c: pd.DataFrame, out_dir: Path) -> list[Path | Skipped]:
     s = c.set_index(CELL)["throughput"]
     if not {NEW_HW, OLD_HW} <= set(c["hardware"]):
         return []
     pairs = pd.concat([s.xs(NEW_HW).rename(NEW_HW), s.xs(OLD_HW).rename(OLD_HW)], axis=1, join="inner").dropna()
     return _save_all(
-        (hardware_figure(part, engine), out_dir / "hardware" / f"{engine}.png")
+        (partial(hardware_figure, part, engine), out_dir / "hardware" / f"{engine}.png")  # pairs measured on both
         for engine, part in pairs.reset_index().groupby("engine")
     )
 
 
-def _draw_engines(c: pd.DataFrame, out_dir: Path) -> list[Path]:
+def _draw_engines(c: pd.DataFrame, out_dir: Path) -> list[Path | Skipped]:
     return _save_all(
         (
             # a line per engine
-            lines_figure(
+            _drawable(
                 part.assign(model=part["engine"]),
+                lines_figure,
                 "batch_size",
                 f"{model} on {hw} with {g} GPU(s): throughput vs batch size per engine",
             ),
@@ -391,8 +415,7 @@ def _draw_landscapes(c: pd.DataFrame, out_dir: Path, tokens: int, hw: str, engin
     """PNG per model, a multi-page PDF and an interactive HTML, for the cells ``c`` of one (hardware, engine)."""
     paths = []
     pdf_path = out_dir / "landscapes" / f"{hw}_{engine}.pdf"
-    pdf_path.parent.mkdir(parents=True, exist_ok=True)
-    with PdfPages(pdf_path) as pdf:
+    with atomic_file(pdf_path) as tmp, PdfPages(tmp) as pdf:
         for model, cells in c.groupby("model"):
             fig = landscape_figure(cells, f"{model} / {engine} / {hw} / {tokens} new tokens")
             paths.append(_save(fig, out_dir / "landscapes" / f"{hw}_{engine}_{model}.png"))
@@ -423,7 +446,7 @@ def _tasks(c: pd.DataFrame, out_dir: Path, kinds: Iterable[str], tokens: int) ->
     return tasks
 
 
-def _run(task: tuple[Callable, tuple]) -> list[Path]:
+def _run(task: tuple[Callable, tuple]) -> list[Path | Skipped]:
     fn, args = task
     return fn(*args)
 
@@ -434,18 +457,24 @@ def draw_all(
     kinds: Iterable[str] = KINDS,
     max_new_tokens: int | None = None,
     workers: int = 1,
-) -> list[Path]:
+) -> list[Path | Skipped]:
     """Draw the chosen kinds of figure for one max_new_tokens (default as the statistics choose
-    it); with ``workers`` > 1 the independent jobs run in that many processes."""
+    it); with ``workers`` > 1 the independent jobs run in that many processes. A figure that
+    cannot be drawn comes back as :class:`Skipped`, with the reason."""
     kinds = list(kinds)
     unknown = sorted(set(kinds) - set(KINDS))
     if unknown:
         raise InputError(f"unknown figure kind {unknown[0]!r}; known: {', '.join(KINDS)}")
     tokens = choose_tokens(df, max_new_tokens)
-    tasks = _tasks(cell_table(df, tokens), Path(out_dir), kinds, tokens)
-    if workers > 1 and len(tasks) > 1:
-        with ProcessPoolExecutor(min(workers, len(tasks))) as pool:
-            results = list(pool.map(_run, tasks))
-    else:
-        results = [_run(t) for t in tasks]
+    cells = cell_table(df, tokens)
+    for column in ("hardware", "engine", "model"):  # they name the files: checked before any is written
+        for name in cells[column].unique():
+            path_name(name, column)
+    tasks = _tasks(cells, Path(out_dir), kinds, tokens)
+    with output_folder(Path(out_dir), "infpop figures"):
+        if workers > 1 and len(tasks) > 1:
+            with ProcessPoolExecutor(min(workers, len(tasks))) as pool:
+                results = list(pool.map(_run, tasks))
+        else:
+            results = [_run(t) for t in tasks]
     return [p for paths in results for p in paths]

@@ -11,13 +11,14 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from infpop.atomic import atomic_file, output_folder, write_atomic
 
 from infpop_analysis.effects import magnitude
 from infpop_analysis.inference import ALPHA, CV_THRESHOLD, MIN_REPETITIONS
 from infpop_analysis.replicates import repetition_tests
 from infpop_analysis.stats import BASE, FAST, NEW_HW, OLD_HW, Analysis, analyse
 from infpop_analysis.summaries import config_summaries
-from infpop_analysis.table import config_axes
+from infpop_analysis.table import config_axes, path_name
 
 ENGINE_NAMES = {"hf": "HF pipelines", "vllm": "vLLM"}
 HW_NAMES = {"a100": "A100", "v100": "V100"}
@@ -345,31 +346,37 @@ def write_stats(
     """Run :func:`analyse` and the repetition-aware tests, and write tests.csv, configs.csv,
     tables/*.csv|.md and report.md into ``out_dir``."""
     out_dir = Path(out_dir)
-    (out_dir / "tables").mkdir(parents=True, exist_ok=True)
+    with output_folder(out_dir, "infpop stats"):
+        return _write_stats(df, out_dir, max_new_tokens, cv_threshold)
+
+
+def _to_csv(table: pd.DataFrame, path: Path, **kwargs) -> Path:
+    with atomic_file(path) as tmp:
+        table.to_csv(tmp, **kwargs)
+    return path
+
+
+def _write_stats(df: pd.DataFrame, out_dir: Path, max_new_tokens: int | None, cv_threshold: float) -> list[Path]:
     a = analyse(df, max_new_tokens)
     perm = repetition_tests(df, a.max_new_tokens)
     if perm:
         a.tests = pd.concat([a.tests, pd.DataFrame(perm)], ignore_index=True)
         a.tests = a.tests.astype({"n_gpus": "Int64", "n": "Int64"})
     configs = config_summaries(df, cv_threshold)
-    written = []
-    path = out_dir / "configs.csv"
-    configs.to_csv(path, index=False)
-    written.append(path)
-    path = out_dir / "tests.csv"
-    a.tests.to_csv(path, index=False)
-    written.append(path)
+    for name in a.tables:  # named after hardware, engine and axis values: checked before anything is written
+        path_name(name, "statistics table")
+    written = [
+        _to_csv(configs, out_dir / "configs.csv", index=False),
+        _to_csv(a.tests, out_dir / "tests.csv", index=False),
+    ]
     for name, table in a.tables.items():
-        csv, md = out_dir / "tables" / f"{name}.csv", out_dir / "tables" / f"{name}.md"
-        table.to_csv(csv)
-        md.write_text(markdown_table(table, 4))
-        written += [csv, md]
+        md = out_dir / "tables" / f"{name}.md"
+        write_atomic(md, markdown_table(table, 4))
+        written += [_to_csv(table, out_dir / "tables" / f"{name}.csv"), md]
     if a.hardware_pairs is not None and len(a.hardware_pairs):
-        path = out_dir / "tables" / "hardware_pairs.csv"
-        a.hardware_pairs.to_csv(path, index=False)
-        written.append(path)
+        written.append(_to_csv(a.hardware_pairs, out_dir / "tables" / "hardware_pairs.csv", index=False))
     studies = sorted(df["study"].dropna().unique())
     path = out_dir / "report.md"
-    path.write_text(render(a, ", ".join(studies) or "unnamed study", configs, cv_threshold))
+    write_atomic(path, render(a, ", ".join(studies) or "unnamed study", configs, cv_threshold))
     written.append(path)
     return written

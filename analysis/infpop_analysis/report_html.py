@@ -26,12 +26,13 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from infpop.atomic import INCOMPLETE, write_atomic
 
 from infpop_analysis.engine_ratio import engine_ratios, interval_text
 from infpop_analysis.figures import cell_table, landscape_plotly, landscape_states
 from infpop_analysis.stats import choose_tokens
 from infpop_analysis.summaries import ENGINE_COUNTERS
-from infpop_analysis.table import config_axes
+from infpop_analysis.table import config_axes, read_csv
 
 #: Trial outcomes in the order they are shown (others follow, sorted).
 STATUSES = ("ok", "oom", "skipped_oom", "timeout", "error")
@@ -129,12 +130,15 @@ def markdown_html(text: str) -> str:
     from markdown_it import MarkdownIt
 
     text = re.sub(r"\A# [^\n]*\n", "", text)
-    body = MarkdownIt("commonmark").enable("table").render(text)
+    # HTML off: report.md carries table values (model, hardware names), which must never run.
+    body = MarkdownIt("commonmark", {"html": False}).enable("table").render(text)
     body = re.sub(r"<(/?)h([1-5])>", lambda m: f"<{m[1]}h{int(m[2]) + 1}>", body)
     return body.replace("<table>", "<div class='scroll'><table>").replace("</table>", "</table></div>")
 
 
 def plotly_div(fig, div_id: str) -> str:
+    """The figure's div and script; the id goes into both unescaped, so only id characters are kept."""
+    div_id = re.sub(r"[^A-Za-z0-9_-]", "_", div_id)
     return fig.to_html(full_html=False, include_plotlyjs=False, div_id=div_id, config={"responsive": True})
 
 
@@ -245,7 +249,7 @@ def section_best(df: pd.DataFrame, stats: Path, tokens: int) -> str:
     median over repetitions of the ok, valid runs."""
     group = ["hardware", "engine", "model"]
     configs = stats / "configs.csv"
-    c = pd.read_csv(configs) if configs.exists() else None
+    c = read_csv(configs) if configs.exists() else None
     if c is not None and "max_new_tokens" in c:
         c = c[c["max_new_tokens"] == tokens]
     df = df[df["max_new_tokens"] == tokens]
@@ -356,11 +360,23 @@ def section_landscapes(df: pd.DataFrame, tokens: int) -> str:
     return "".join(parts)
 
 
+def incomplete(folder: Path, command: str) -> str:
+    """A warning when ``folder`` is marked incomplete (its command failed or still runs)."""
+    marker = folder / INCOMPLETE
+    if not marker.exists():
+        return ""
+    why = marker.read_text(errors="replace").strip().splitlines()[:1] or [""]
+    return (
+        f"<p class='missing'>{esc(folder)} is incomplete: {esc(why[0])} What follows may be partial or older; "
+        f"rerun <code>{esc(command)}</code>.</p>"
+    )
+
+
 def section_curves(figures: Path) -> str:
     """The scaling, batch-size and hardware curves drawn by `infpop figures`."""
     if not figures.is_dir():
         return missing("figures folder", "infpop figures TABLE -o DIR")
-    parts = []
+    parts = [incomplete(figures, "infpop figures TABLE -o DIR")]
     for kind, sentence in CURVES.items():
         pngs = sorted((figures / kind).glob("*.png"))
         if pngs:
@@ -375,13 +391,14 @@ def section_curves(figures: Path) -> str:
 def section_statistics(stats: Path) -> str:
     """report.md, every statistics table with a sentence, and the repeatability of configs.csv."""
     report = stats / "report.md"
+    parts = [incomplete(stats, "infpop stats TABLE -o DIR")]
     if report.exists():
-        parts = [f"<div class='md'>{markdown_html(report.read_text())}</div>"]
+        parts.append(f"<div class='md'>{markdown_html(report.read_text())}</div>")
     else:
-        parts = [missing("statistics (report.md)", "infpop stats TABLE -o DIR")]
+        parts.append(missing("statistics (report.md)", "infpop stats TABLE -o DIR"))
     configs = stats / "configs.csv"
     if configs.exists():
-        c = pd.read_csv(configs)
+        c = read_csv(configs)
         repeated = c[c["n"] >= 2] if "n" in c else c.iloc[:0]
         noisy = repeated[repeated["noisy"].astype(bool)] if "noisy" in repeated else repeated.iloc[:0]
         parts.append(
@@ -396,7 +413,7 @@ def section_statistics(stats: Path) -> str:
         parts.append("<h3>All statistics tables</h3>")
         for path in tables:
             sentence = next((s for p, s in TABLE_SENTENCES.items() if path.stem.startswith(p)), "")
-            t = pd.read_csv(path)
+            t = read_csv(path)
             parts.append(
                 f"<details><summary>{esc(path.stem)} ({len(t)} rows)</summary><p>{esc(sentence)}</p>"
                 + table_html(t, 2, max_rows=300)
@@ -567,8 +584,5 @@ def render_report(df: pd.DataFrame, src: Sources, max_new_tokens: int | None = N
 def write_report(df: pd.DataFrame, src: Sources, out_dir: str | Path, max_new_tokens: int | None = None) -> Path:
     """Write ``out_dir/report.html`` atomically (a reader never sees half a page)."""
     out = Path(out_dir) / "report.html"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.name}.tmp")
-    tmp.write_text(render_report(df, src, max_new_tokens), encoding="utf-8")
-    tmp.replace(out)
+    write_atomic(out, render_report(df, src, max_new_tokens))
     return out

@@ -6,10 +6,19 @@ study's CSV. Columns not known for a source are left missing (NaN/None), never i
 
 from __future__ import annotations
 
+import fcntl
+import os
+import re
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
+from infpop.atomic import atomic_file
 from infpop.errors import InputError
+from infpop.filemodes import file_mode
+from infpop.manifest import SAFE_NAME
 from infpop.results import CorruptResult, TrialResult, iter_results
 
 #: Column order of every tidy table, with pandas dtypes.
@@ -190,25 +199,97 @@ def aggregate(root: str | Path) -> tuple[pd.DataFrame, list[str]]:
 
 
 def write_table(df: pd.DataFrame, out: str | Path) -> list[Path]:
-    """Write ``out`` (.parquet) and its .csv twin, each atomically."""
+    """Write ``out`` (.parquet) and its .csv twin, each atomically (:func:`atomic_file`), under a
+    lock on the pair: two aggregates into one folder each write their own temp files, and the
+    renames of one pair never interleave with the other's, so the parquet and the csv always
+    come from the same run."""
     out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    written = []
-    for path, writer in ((out.with_suffix(".parquet"), df.to_parquet), (out.with_suffix(".csv"), df.to_csv)):
-        tmp = path.with_name(f".{path.name}.tmp")
-        writer(tmp, index=False)
-        tmp.replace(path)
-        written.append(path)
-    return written
+    pairs = ((out.with_suffix(".parquet"), df.to_parquet), (out.with_suffix(".csv"), df.to_csv))
+    with ExitStack() as stack:
+        stack.enter_context(_locked(out.with_name(f".{out.stem}.lock")))
+        for path, writer in pairs:
+            writer(stack.enter_context(atomic_file(path)), index=False)
+    return [path for path, _ in pairs]
+
+
+@contextmanager
+def _locked(path: Path) -> Iterator[None]:
+    """An exclusive POSIX lock on ``path`` (created, never removed: removing a lock file races)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, file_mode())
+    try:
+        fcntl.lockf(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)  # releases the lock
+
+
+def path_name(name: str, what: str = "file name") -> str:
+    """``name`` when it may become a file name: table values joined into output paths (hardware,
+    engine, model, workload) must be names as the manifest allows them, so that none can climb out
+    of the output folder (``../``) or hide a file; an :class:`InputError` naming it otherwise."""
+    if not re.match(SAFE_NAME, name):
+        raise InputError(
+            f"{what} {name!r} cannot be part of a file name: use letters, digits and '._+-', starting with a letter or digit"
+        )
+    return name
+
+
+#: Columns a table must have to be read as an infpop table.
+REQUIRED = ("hardware", "engine", "model", "n_gpus", "batch_size", "throughput")
+NUMERIC = [c for c, dtype in COLUMNS.items() if dtype in ("Int64", "float64")]
+
+
+def read_csv(path: str | Path, **kwargs) -> pd.DataFrame:
+    """``pd.read_csv`` for a file a user handed in or another command wrote: every way it can
+    fail is an :class:`InputError` naming the file."""
+    try:
+        return pd.read_csv(path, **kwargs)
+    except FileNotFoundError:
+        raise InputError(f"{path}: no such file") from None
+    except pd.errors.EmptyDataError:
+        raise InputError(f"{path}: the file is empty (no columns)") from None
+    except UnicodeDecodeError as exc:
+        raise InputError(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
+    except (OSError, ValueError) as exc:  # ParserError is a ValueError
+        raise InputError(f"{path}: cannot read as CSV: {str(exc).strip().splitlines()[0]}") from None
 
 
 def read_table(path: str | Path) -> pd.DataFrame:
+    """The tidy table at ``path`` (.parquet or .csv), checked: the one reader of every command
+    that takes a table, so a bad file is named with its column and value, never a traceback."""
     path = Path(path)
-    try:
-        df = pd.read_parquet(path) if path.suffix == ".parquet" else pd.read_csv(path)
-    except (OSError, ValueError) as exc:
-        raise InputError(f"{path}: cannot read table: {exc}") from None
-    missing = [c for c in ("hardware", "engine", "model", "n_gpus", "batch_size", "throughput") if c not in df]
+    if path.suffix == ".parquet":
+        try:
+            df = pd.read_parquet(path)
+        except FileNotFoundError:
+            raise InputError(f"{path}: no such file") from None
+        except (OSError, ValueError) as exc:  # pyarrow's errors are both
+            raise InputError(f"{path}: cannot read table: {str(exc).strip().splitlines()[0]}") from None
+    else:
+        df = read_csv(path)
+    missing = [c for c in REQUIRED if c not in df]
     if missing:
         raise InputError(f"{path}: not an infpop table: column {missing[0]!r} is missing")
-    return conform(df)
+    for col in (c for c in NUMERIC if c in df):
+        values = pd.to_numeric(df[col], errors="coerce")
+        bad = values.isna() & df[col].notna() & df[col].astype(str).str.strip().ne("")
+        if bad.any():
+            i = int(bad.to_numpy().argmax())
+            raise InputError(f"{path}: column {col!r}, row {i + 1}: {df[col].iloc[i]!r} is not a number")
+        fraction = values.notna() & (values % 1 != 0)
+        if COLUMNS[col] == "Int64" and fraction.any():
+            i = int(fraction.to_numpy().argmax())
+            raise InputError(f"{path}: column {col!r}, row {i + 1}: {df[col].iloc[i]!r} is not a whole number")
+        df[col] = values
+    thp = df["throughput"]
+    bad = thp.notna() & ~(np.isfinite(thp) & (thp >= 0))
+    if bad.any():
+        i = int(bad.to_numpy().argmax())
+        raise InputError(
+            f"{path}: column 'throughput', row {i + 1}: {thp.iloc[i]!r} is not a finite non-negative number"
+        )
+    try:
+        return conform(df)
+    except (TypeError, ValueError) as exc:
+        raise InputError(f"{path}: {str(exc).strip().splitlines()[0]}") from None

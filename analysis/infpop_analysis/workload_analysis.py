@@ -16,6 +16,9 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
+from infpop.atomic import atomic_file, output_folder  # noqa: E402
+
+from infpop_analysis.table import path_name  # noqa: E402
 
 #: A serving setting whose curve is one figure: everything but workload, memory and rate.
 SETTING = ["hardware", "engine", "model", "n_gpus", "batch_size", "max_new_tokens", "output_length"]
@@ -74,9 +77,9 @@ def draw_latency_vs_rate(curves: pd.DataFrame, out_dir: Path) -> list[Path]:
         hw, engine, model, n, b, t, length = setting
         ax.set_title(f"{model} / {engine} / {hw} x{n}, batch {b}, {t} tokens ({length})", fontsize=9)
         ax.legend(fontsize=8)
-        path = out_dir / f"latency_vs_rate_{hw}_{engine}_{model}_g{n}_b{b}_t{t}_{length}.png"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fig.savefig(path, dpi=120, bbox_inches="tight")
+        path = out_dir / f"{path_name(f'latency_vs_rate_{hw}_{engine}_{model}_g{n}_b{b}_t{t}_{length}')}.png"
+        with atomic_file(path) as tmp:
+            fig.savefig(tmp, dpi=120, bbox_inches="tight", format="png")
         plt.close(fig)
         paths.append(path)
     return paths
@@ -85,10 +88,14 @@ def draw_latency_vs_rate(curves: pd.DataFrame, out_dir: Path) -> list[Path]:
 def write_workload_report(df: pd.DataFrame, out_dir: str | Path) -> list[Path]:
     """The tables (CSV) and figures of the workload study, into ``out_dir``."""
     out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
     curves = latency_vs_rate(df)
     paths = []
-    for name, table in (("latency_vs_rate.csv", curves), ("throughput_by_workload.csv", throughput_by_workload(df))):
-        table.to_csv(out_dir / name, index=False)
-        paths.append(out_dir / name)
-    return paths + draw_latency_vs_rate(curves, out_dir)
+    with output_folder(out_dir, "infpop workloads"):
+        for name, table in (
+            ("latency_vs_rate.csv", curves),
+            ("throughput_by_workload.csv", throughput_by_workload(df)),
+        ):
+            with atomic_file(out_dir / name) as tmp:
+                table.to_csv(tmp, index=False)
+            paths.append(out_dir / name)
+        return paths + draw_latency_vs_rate(curves, out_dir)

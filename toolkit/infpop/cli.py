@@ -8,6 +8,7 @@ Analysis commands register from :mod:`infpop_analysis.cli` when that package is 
 from __future__ import annotations
 
 import argparse
+import errno
 import sys
 from collections import Counter
 from pathlib import Path
@@ -147,6 +148,7 @@ def cmd_fetch_data(args: argparse.Namespace) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="infpop", description="LLM inference throughput sweeps on SLURM and locally.")
+    parser.add_argument("--debug", action="store_true", help="on an error, show the traceback")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     p = sub.add_parser("plan", help="validate a manifest and count trials, jobs and done results; runs nothing")
@@ -195,12 +197,28 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def failure(exc: BaseException) -> str:
+    """One line saying why a command failed: a full disk or quota as such, with where."""
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+    if isinstance(exc, OSError) and (exc.errno in (errno.ENOSPC, errno.EDQUOT) or "No space left" in text):
+        cause = exc.strerror if exc.errno in (errno.ENOSPC, errno.EDQUOT) else "No space left on device"
+        return f"disk full: {cause}" + (f" writing {exc.filename}" if exc.filename else "")
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
     except InputError as exc:
+        if args.debug:
+            raise
         print(f"infpop: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         return 130
+    except Exception as exc:
+        if args.debug:
+            raise
+        print(f"infpop: error: {failure(exc)} (rerun with --debug for the traceback)", file=sys.stderr)
+        return 1

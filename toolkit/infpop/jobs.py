@@ -14,8 +14,8 @@ from pathlib import Path
 
 import submitit
 
+from infpop.atomic import write_atomic
 from infpop.plan import GroupSpec
-from infpop.results import write_atomic
 
 
 def study_dir(root: str | Path, study: str) -> Path:

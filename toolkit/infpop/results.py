@@ -8,8 +8,8 @@ rename), so a crash, OOM kill, timeout or preemption never leaves a half-written
 from __future__ import annotations
 
 import json
-import os
-import tempfile
+import math
+import re
 from collections.abc import Iterator
 from datetime import datetime, timezone
 from pathlib import Path
@@ -17,7 +17,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from infpop.filemodes import file_mode
+from infpop.atomic import write_atomic
+from infpop.manifest import SAFE_NAME
 from infpop.plan import TrialSpec
 from infpop.scenarios.metrics import OnlineMetrics
 
@@ -87,28 +88,8 @@ class TrialResult(BaseModel):
 
 
 class CorruptResult(Exception):
-    """A result file that cannot be parsed: reported by path, never silently dropped."""
-
-
-def write_atomic(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.fchmod(fd, file_mode())  # mkstemp's 0600 would hide the file from the group
-    try:
-        with os.fdopen(fd, "w") as fh:
-            fh.write(text)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-    dir_fd = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
+    """A result file that cannot be parsed or holds impossible values: reported by path, never
+    silently dropped or used."""
 
 
 class ResultStore:
@@ -141,18 +122,65 @@ class ResultStore:
         return None if result.status == "skipped_oom" and not prune_oom else result
 
 
+#: Counts a result may hold: non-negative and within a 64-bit integer, the table's ``Int64``.
+MAX_COUNT = 2**63 - 1
+_COUNTS = ("n_gpus", "batch_size", "max_new_tokens", "repetition", "kv_cache_bytes", "max_num_seqs")
+_RESULT_COUNTS = ("n_prompts", "prompt_tokens", "generated_tokens", "kv_cache_blocks", "num_preemptions")
+_SECONDS = ("throughput", "wall_s", "load_s", "warmup_s", "group_warmup_s")
+
+
+def implausible(result: TrialResult) -> str | None:
+    """What makes a parsed result impossible, or ``None``: a name that is not a manifest name
+    (it becomes a path and HTML), a count out of range, a throughput or duration that is not a
+    finite non-negative number. Checked on read, so one hand-edited or damaged file is left out
+    by name instead of aborting an aggregate or reaching a table as ``ok``."""
+    t = result.trial
+    names = {"study": t.study, "hardware": t.hardware, "engine": t.engine}
+    names |= {"model.name": t.model.name, "workload": t.workload.id}
+    for field, value in names.items():
+        if not re.match(SAFE_NAME, value):
+            return f"trial.{field} {value!r} is not a name (letters, digits, '._+-')"
+    counts = {f"trial.{f}": getattr(t, f) for f in _COUNTS} | {f: getattr(result, f) for f in _RESULT_COUNTS}
+    for field, value in counts.items():
+        if value is not None and not 0 <= value <= MAX_COUNT:
+            return f"{field} {value} is out of range (0 to {MAX_COUNT})"
+    for field in _SECONDS:
+        value = getattr(result, field)
+        if value is not None and not (math.isfinite(value) and value >= 0):
+            return f"{field} {value} is not a finite non-negative number"
+    if result.status == "ok" and not result.throughput and result.generated_tokens:
+        return "status ok with generated tokens but no throughput"
+    return None
+
+
 def read_result(path: Path) -> TrialResult:
+    """The result in ``path``; :class:`CorruptResult` naming the file when it cannot be parsed or
+    holds impossible values (:func:`implausible`)."""
     try:
-        return TrialResult.model_validate(json.loads(path.read_text()))
+        result = TrialResult.model_validate(json.loads(path.read_text()))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError, ValidationError) as exc:
         raise CorruptResult(f"{path}: {type(exc).__name__}: {str(exc).splitlines()[0]}") from None
+    why = implausible(result)
+    if why is not None:
+        raise CorruptResult(f"{path}: impossible value: {why}")
+    return result
 
 
 def iter_results(root: str | Path) -> Iterator[TrialResult | CorruptResult]:
-    """Every result file below ``root``; unreadable ones come back as :class:`CorruptResult`."""
+    """Every result file below ``root``, each once (a symlink to a file already read, or a
+    second link to it, is the same result); unreadable ones come back as :class:`CorruptResult`."""
+    seen: set[tuple[int, int]] = set()
     for path in sorted(Path(root).rglob("*.json")):
         if path.name.startswith(".") or any(part.startswith(".") for part in path.relative_to(root).parts[:-1]):
             continue
+        try:
+            st = path.stat()
+        except OSError:
+            st = None  # a dangling link: read_result names it
+        if st is not None:
+            if (st.st_dev, st.st_ino) in seen:
+                continue
+            seen.add((st.st_dev, st.st_ino))
         try:
             yield read_result(path)
         except CorruptResult as exc:

@@ -9,16 +9,20 @@ from pathlib import Path
 
 def _landscapes(table: Path, max_new_tokens: int):
     """Landscapes of a tidy table, or of the published allData.csv (recognised by its columns)."""
-    import pandas as pd
+    from infpop.errors import InputError
 
     from infpop_analysis.hpo.landscape import landscapes
-    from infpop_analysis.table import read_table
+    from infpop_analysis.table import read_csv, read_table
 
-    if table.suffix == ".csv" and "errors_l" in pd.read_csv(table, nrows=0).columns:
+    if table.suffix == ".csv" and "errors_l" in read_csv(table, nrows=0).columns:
         from infpop_analysis.published import import_published
 
-        return landscapes(import_published(table), max_new_tokens)
-    return landscapes(read_table(table), max_new_tokens)
+        found = landscapes(import_published(table), max_new_tokens)
+    else:
+        found = landscapes(read_table(table), max_new_tokens)
+    if not any(land.optimum() is not None for land in found):
+        raise InputError(f"{table}: nothing to search: no trial at max_new_tokens {max_new_tokens} ran ok")
+    return found
 
 
 def cmd_replay(args: argparse.Namespace) -> int:

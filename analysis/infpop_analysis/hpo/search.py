@@ -37,12 +37,13 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from infpop.atomic import write_atomic
 from infpop.errors import InputError
 from infpop.filemodes import share_study_with_group
 from infpop.jobs import GroupJob, study_dir
 from infpop.plan import GroupSpec, TrialSpec, plan
 from infpop.profile import PartitionProfile
-from infpop.results import ResultStore, TrialResult, write_atomic
+from infpop.results import ResultStore, TrialResult
 
 from infpop_analysis.hpo.landscape import Config, Landscape
 from infpop_analysis.hpo.optimizers import PRIOR_METHODS, Observation, Optimizer, Structured, make
