@@ -229,7 +229,7 @@ class Runtime:
             return ()
         return group_binds(needs, self.shared_roots, part.runtime)
 
-    def launcher(self, part: PartitionProfile, engine: str, binds: Sequence[Bind] = ()) -> list[str] | None:
+    def launcher(self, part: PartitionProfile, engine: str, binds: Sequence[Bind]) -> list[str] | None:
         image = self.image(part, engine)
         cache = self.model_cache
         if image is not None and cache is not None:
