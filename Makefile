@@ -32,7 +32,7 @@ PROFILE_ARG := $(if $(PROFILE),--profile $(PROFILE),)
 SHARED_DATA := ../shared/data/humaneval-infilling/HumanEval-SingleLineInfilling.jsonl.gz
 DATA := data/HumanEval-SingleLineInfilling.jsonl.gz
 
-.PHONY: lint help install demo sweep plan status aggregate figures data test clean containers models stats paper hpo report
+.PHONY: lint help install demo sweep plan status aggregate figures data tiny-model test clean containers models stats paper hpo report
 
 help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -58,6 +58,8 @@ $(DATA): | $(VENV)/.installed
 	if [ -f $(SHARED_DATA) ]; then ln -sf "$$(realpath $(SHARED_DATA))" $@; else $(INFPOP) fetch-data manifests/demo.yaml; fi
 
 data: $(DATA) ## get the HumanEval infilling prompts (sha256-checked)
+
+tiny-model: build/tiny-model/config.json ## build the demo's ~2M-parameter Llama offline (make demo does too)
 
 containers: install ## build the trial images PROFILE names with its runtimes (CA_CERTS=DIR WHEELS=DIR JOBS=N: build options)
 	containers/build.sh $(BIN)/python "$(PROFILE)" build/containers

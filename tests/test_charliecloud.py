@@ -3,7 +3,8 @@ built with Charliecloud, run by SLURM array jobs of the test cluster's ``charlie
 through ``ch-run``.
 
 The image comes from ``make containers PROFILE=slurm/profiles/testcluster.yaml`` (.ci/run builds it
-once per run, before the tests). Without Charliecloud installed the tests skip; with it installed
+once per run, before the tests), and the jobs use that profile as shipped: no shared_roots, so
+each job binds what its group reads and writes (:mod:`infpop.binds`). Without Charliecloud installed the tests skip; with it installed
 but no image built, they fail and say how to build it, so CI cannot pass without running them.
 """
 
@@ -21,6 +22,7 @@ from pathlib import Path
 import pytest
 import yaml
 from conftest import wait_finished
+from infpop.binds import Bind, image_path
 from infpop.checksums import file_sha256
 from infpop.cli import main
 from infpop.container import CONTAINERS_DIR, Runtime, read_lock
@@ -72,7 +74,7 @@ def image_tiny_model(cpu_image: Path, tmp_path_factory: pytest.TempPathFactory) 
     are the format that version reads (the host venv's newer one writes a tokenizer class the
     pinned one does not know, as a site's staged models must match their image too)."""
     out = tmp_path_factory.mktemp("image-model")
-    argv = get_runtime("charliecloud").exec_argv(str(cpu_image), (str(out),), {})
+    argv = get_runtime("charliecloud").exec_argv(str(cpu_image), (Bind(str(out), str(out), True),), {})
     subprocess.run([*argv, "-m", "infpop", "make-tiny-model", str(out / "tiny")], env=_user_env(), check=True)
     return out / "tiny"
 
@@ -81,23 +83,17 @@ def image_tiny_model(cpu_image: Path, tmp_path_factory: pytest.TempPathFactory) 
 def site(
     tmp_path: Path, image_tiny_model: Path, humaneval_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> dict[str, Path]:
-    """A site laid out like the university profile: results and data under one shared root,
-    models under another; those two are the only host folders a job binds."""
+    """Results, data and models in folders of their own; the shipped profile, unmodified, binds
+    each job exactly those (its results writable)."""
     monkeypatch.setenv("USER", _user_env()["USER"])
     monkeypatch.setenv("HF_TOKEN", TOKEN)
     monkeypatch.setenv("HUGGING_FACE_HUB_TOKEN", TOKEN)
     infpop, models = tmp_path / "shared" / "infpop", tmp_path / "shared" / "models"
     shutil.copytree(image_tiny_model, models / "tiny")
-    (models / "hf").mkdir()
     data = infpop / "data" / "humaneval.jsonl.gz"
     data.parent.mkdir(parents=True)
     with gzip.open(humaneval_path, "rt") as src, gzip.open(data, "wt") as dst:
         dst.writelines(line for _, line in zip(range(16), src))
-    profile = yaml.safe_load(PROFILE.read_text())
-    profile["partitions"] = {"charliecloud": profile["partitions"]["charliecloud"]}
-    profile["partitions"]["charliecloud"]["images"] = dict(load_profile(PROFILE).partition("charliecloud").images)
-    profile.update(shared_roots=[str(infpop), str(models)], model_cache=str(models / "hf"))
-    (tmp_path / "profile.yaml").write_text(yaml.safe_dump(profile))
     manifest = {
         "study": "ch",
         "output_root": str(infpop / "runs"),
@@ -112,7 +108,7 @@ def site(
     }
     (tmp_path / "manifest.yaml").write_text(yaml.safe_dump(manifest))
     (tmp_path / "outside").mkdir()
-    return {"profile": tmp_path / "profile.yaml", "manifest": tmp_path / "manifest.yaml", "root": infpop / "runs"}
+    return {"profile": PROFILE, "manifest": tmp_path / "manifest.yaml", "root": infpop / "runs"}
 
 
 @pytest.mark.slurm
@@ -218,7 +214,7 @@ def test_trial_in_the_image_writes_only_its_bound_roots_and_sees_no_token(
     site: dict[str, Path], cpu_image: Path, tmp_path: Path
 ) -> None:
     """The argv a job runs, with a probe instead of ``-m infpop trial``: the token is set in the
-    caller's environment, and the probe tries to write inside and outside the bound roots."""
+    caller's environment, and the probe tries to write inside and outside the bound folders."""
     part = load_profile(site["profile"]).partition("charliecloud")
     groups = plan(
         load_manifest(site["manifest"]),
@@ -230,17 +226,18 @@ def test_trial_in_the_image_writes_only_its_bound_roots_and_sees_no_token(
     assert launcher[-2:] == ["-m", "infpop"] and "ch-run" in launcher
     site["root"].mkdir(parents=True)  # the output root, as a sweep creates it
     inside = site["root"] / "probe.txt"
+    seen_at = image_path(str(inside), groups[0].binds)  # where the job sees the output root
     outside = [
-        tmp_path / "outside" / "probe.txt",  # a host folder next to the shared roots, not bound
+        tmp_path / "outside" / "probe.txt",  # a host folder next to the bound ones, not bound
         REPO / "probe-from-trial.txt",  # the checkout
         Path("/var/tmp") / f"probe-{os.getpid()}.txt",  # host scratch space
         Path("/opt/infpop/probe.txt"),  # the image itself
     ]
     out = subprocess.run(
-        [*launcher[:-2], "-c", PROBE, str(inside), *map(str, outside)], capture_output=True, text=True, check=True
+        [*launcher[:-2], "-c", PROBE, seen_at, *map(str, outside)], capture_output=True, text=True, check=True
     ).stdout
     probe = json.loads(out.strip().splitlines()[-1])
-    assert probe["tried"][str(inside)] == "written" and inside.read_text() == "x"
+    assert probe["tried"][seen_at] == "written" and inside.read_text() == "x"
     for path in outside:
         assert probe["tried"][str(path)] in ("Read-only file system", "No such file or directory"), probe["tried"]
         assert not (path.exists() and path.read_text() == "x"), f"{path} was written from the container"

@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 import tomllib
 import yaml
+from infpop.binds import Bind
 from infpop.container import (
     CONTAINERS_DIR,
     ImageLock,
@@ -200,11 +201,12 @@ V100 = PartitionProfile(
 
 
 def test_launcher_runs_the_partitions_image_for_the_engine() -> None:
-    argv = launcher_argv(V100, "vllm", ["/shared/a", "/shared/b"], digest="ab" * 32, model_cache="/shared/models")
+    binds = [Bind("/shared/a", "/shared/a", True), Bind("/data/x.gz", "/work/data/x.gz", False)]
+    argv = launcher_argv(V100, "vllm", binds, digest="ab" * 32, model_cache="/shared/models")
     assert argv[:5] == ["env", "-u", "HF_TOKEN", "-u", "HUGGING_FACE_HUB_TOKEN"]
     i = argv.index("apptainer")
     assert argv[i : i + 3] == ["apptainer", "exec", "--nv"]
-    assert argv[argv.index("--bind") + 1] == "/shared/a,/shared/b"
+    assert argv[argv.index("--bind") + 1] == "/shared/a,/data/x.gz:/work/data/x.gz:ro", "read-only where it only reads"
     envs = [argv[k + 1] for k, a in enumerate(argv) if a == "--env"]
     assert envs == [
         "HF_HOME=/shared/models",
@@ -218,13 +220,13 @@ def test_launcher_runs_the_partitions_image_for_the_engine() -> None:
 
 
 def test_no_container_runs_bare_with_the_cache_env_or_in_process() -> None:
-    bare = launcher_argv(V100, "hf", ["/shared"], containers=False, model_cache="/c", python="/venv/bin/python")
+    bare = launcher_argv(V100, "hf", (), containers=False, model_cache="/c", python="/venv/bin/python")
     assert bare == [
         "env", "-u", "HF_TOKEN", "-u", "HUGGING_FACE_HUB_TOKEN",
         "HF_HOME=/c", "HF_HUB_CACHE=/c/hub", "HF_HUB_OFFLINE=1", "/venv/bin/python", "-m", "infpop",
     ]  # fmt: skip
-    assert launcher_argv(V100, "hf", ["/shared"], containers=False) is None
-    assert launcher_argv(PartitionProfile(executor="local", hardware="cpu"), "hf", []) is None
+    assert launcher_argv(V100, "hf", (), containers=False) is None
+    assert launcher_argv(PartitionProfile(executor="local", hardware="cpu"), "hf", ()) is None
 
 
 def test_image_digest_comes_from_the_sidecar_or_the_file(tmp_path: Path) -> None:
@@ -296,17 +298,22 @@ def test_strict_plan_refuses_unbuilt_images_but_a_dry_run_does_not(tmp_path: Pat
 
 
 def test_groups_carry_the_launcher_of_their_engine(tmp_path: Path) -> None:
-    runtime = Runtime(shared_roots=("/shared",))
+    runtime = Runtime(shared_roots=("/shared", str(tmp_path)))  # the prompts are in tmp_path
     groups = plan(load_manifest(_manifest(tmp_path)), "v100", V100, runtime=runtime, output_root=Path("/shared/runs"))
     images = {g.first.engine: g.launcher[-4] for g in groups}
     assert images == {"hf": "/img/infpop-hf-sm70.sif", "vllm": "/img/infpop-vllm-sm70.sif"}
 
 
-def test_paper_dry_run_runs_the_right_image_per_partition_and_engine(capsys: pytest.CaptureFixture[str]) -> None:
+def test_paper_dry_run_runs_the_right_image_per_partition_and_engine(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     """The issue's demonstration: every array task's command runs its partition's image for its engine."""
     from infpop.cli import main
 
-    paper = REPO / "manifests" / "paper.yaml"
+    paper = tmp_path / "paper.yaml"  # its prompts where the profile's jobs see them, under a shared root
+    data = yaml.safe_load((REPO / "manifests" / "paper.yaml").read_text())
+    data["workload"]["path"] = "/shared/infpop/data/HumanEval-SingleLineInfilling.jsonl.gz"
+    paper.write_text(yaml.safe_dump(data))
     for partition, arch in (("a100", "sm80"), ("v100", "sm70")):
         args = ["--partition", partition, "--profile", str(UNIVERSITY), "--output-root", "/shared/infpop/runs"]
         assert main(["sweep", str(paper), *args, "--dry-run"]) == 0
@@ -344,7 +351,8 @@ CH_PART = PartitionProfile(
 
 
 def test_charliecloud_launcher_binds_only_the_shared_roots_with_a_private_tmp() -> None:
-    argv = launcher_argv(CH_PART, "hf", ["/shared/a", "/shared/b"], digest="cd" * 32, model_cache="/shared/b/hf")
+    binds = [Bind("/shared/a", "/shared/a", True), Bind("/shared/b", "/shared/b", True)]
+    argv = launcher_argv(CH_PART, "hf", binds, digest="cd" * 32, model_cache="/shared/b/hf")
     assert argv[:5] == ["env", "-u", "HF_TOKEN", "-u", "HUGGING_FACE_HUB_TOKEN"]
     ch = argv[5:]
     assert ch[:2] == ["ch-run", "--private-tmp"], "a private /tmp: the host's /tmp is not writable from a trial"
@@ -413,7 +421,7 @@ def test_images_built_side_by_side_keep_their_own_logs_and_one_failure_spares_th
         def recipe(self, lock: ImageLock) -> str:
             return f"echo building {lock.name}\n"
 
-        def exec_argv(self, image: str, binds: tuple[str, ...], env: dict[str, str]) -> list[str]:
+        def exec_argv(self, image: str, binds: tuple[Bind, ...], env: dict[str, str]) -> list[str]:
             return ["sh", image]
 
         def build(self, lock: ImageLock, context: Path, image: Path, opts: BuildOptions) -> None:

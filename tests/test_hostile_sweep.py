@@ -291,7 +291,7 @@ def _fill(disk: Path, by: str) -> None:
         (
             "size=64m,nr_inodes=400",
             "inodes",
-            r"failed: OSError: \[Errno 28\] No space left on device: .* \(traceback in (\S+)\)",
+            r"failed: OSError: \[Errno 28\] No space left on device: .* \(in (\S+)\)",
         ),
         # Nothing can be written, the logs neither: the message itself says so.
         (
@@ -327,9 +327,9 @@ def test_the_message_points_at_the_stdout_log_when_only_it_holds_the_traceback(t
     err, out = tmp_path / "5_0_log.err", tmp_path / "5_0_log.out"
     err.write_text("")
     out.write_text("submitit ERROR - x\nTraceback (most recent call last):\n  File 'a.py'\nValueError: bad value 3\n")
-    assert failure_note(err) == f"ValueError: bad value 3 (traceback in {out})"
+    assert failure_note(err) == f"ValueError: bad value 3 (in {out})"
     out.write_text("")
-    assert failure_note(err) == f"no traceback in its logs: see {err} and {out}"
+    assert failure_note(err) == f"no cause in its logs: see {err} and {out}"
 
 
 @pytest.mark.slurm

@@ -50,7 +50,7 @@ def test_token_reaches_no_result_log_job_file_or_sbatch_script(
 
     slurm = PartitionProfile(slurm_partition="gpu", hardware="a100", gpu_type="a100", gpus_per_node=8,
                              compute_capability="8.0", images={"hf": str(tmp_path / "infpop-hf-sm80.sif")})  # fmt: skip
-    groups = plan(load_manifest(manifest), "a100", slurm, runtime=Runtime((str(tmp_path),), str(cache)))
+    groups = plan(load_manifest(manifest), "a100", slurm, runtime=Runtime(model_cache=str(cache)))
     sbatch = dry_run(groups, "a100", slurm)
     assert "#SBATCH" in sbatch and "apptainer exec" in sbatch
 

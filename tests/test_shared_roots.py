@@ -1,5 +1,6 @@
-"""A sweep whose jobs run in a container is refused at plan time when its output root or the
-model cache lies outside the profile's shared_roots (the only host paths the container sees).
+"""A sweep whose jobs run in a container is refused at plan time when its output root, the model
+cache, a local model or a workload file lies outside the profile's shared_roots (the only host
+paths the container sees), naming the path and the runtime.
 
 apptainer cannot run here: the plan is checked, nothing runs (well under a second per test).
 """
@@ -48,7 +49,7 @@ def _setup(tmp_path: Path, humaneval_path: Path, *, cache: Path) -> tuple[Path, 
                 "gpu_counts": [1],
                 "batch_sizes": [1],
                 "max_new_tokens": [5],
-                "workload": {"path": str(humaneval_path)},
+                "workload": {"path": str(shared / "data" / humaneval_path.name)},
             }
         )
     )
@@ -76,7 +77,7 @@ def test_an_output_root_outside_the_shared_roots_is_refused(
     assert main([command[0], str(manifest), "--profile", str(profile), *command[1:]]) == 2
     err = capsys.readouterr().err
     assert f"{manifest}: output_root (or --output-root): {tmp_path / 'home' / 'runs'} is outside" in err
-    assert f"shared_roots ({tmp_path / 'shared'})" in err and "partition 'a100'" in err
+    assert f"shared_roots ({tmp_path / 'shared'})" in err and "partition 'a100' runs trials in a apptainer image" in err
     assert _written(tmp_path) == before, "nothing written"
 
 
@@ -88,6 +89,20 @@ def test_a_model_cache_outside_the_shared_roots_is_refused(
     assert main(["plan", str(manifest), "--profile", str(profile), "--output-root", str(inside)]) == 2
     err = capsys.readouterr().err
     assert f"profile: model_cache: {tmp_path / 'scratch' / 'hf'} is outside the profile's shared_roots" in err
+
+
+def test_a_model_outside_the_shared_roots_is_refused_naming_it(
+    tmp_path: Path, humaneval_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    profile, manifest = _setup(tmp_path, humaneval_path, cache=tmp_path / "shared" / "models")
+    model = tmp_path / "home" / "tiny"  # a local model next to the shared roots, not under them
+    data = yaml.safe_load(manifest.read_text())
+    data["models"] = [{"name": "m", "source": str(model)}]
+    manifest.write_text(yaml.safe_dump(data))
+    assert main(["plan", str(manifest), "--profile", str(profile), "--output-root", str(tmp_path / "shared")]) == 2
+    err = capsys.readouterr().err
+    assert f"{manifest}: models: 'm' source: {model} is outside the profile's shared_roots" in err
+    assert "apptainer image" in err
 
 
 def test_paths_a_container_sees_are_accepted(

@@ -40,7 +40,7 @@ def paper_manifest(tmp_path: Path) -> Path:
         "gpu_counts": [1, 2, 8],
         "batch_sizes": [1, 16, 256],
         "max_new_tokens": [5],
-        "workload": {"path": "data/humaneval.jsonl.gz"},
+        "workload": {"path": "/shared/infpop/data/humaneval.jsonl.gz"},
     }
     path = tmp_path / "paper.yaml"
     path.write_text(yaml.safe_dump(data, sort_keys=False))

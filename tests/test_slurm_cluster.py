@@ -204,7 +204,7 @@ def test_scancel_keeps_results_status_shows_cancelled_tasks_and_rerun_completes(
     assert f"{first} COMPLETED" in " ".join(out.split())
     for job_id in rest:
         assert f"{job_id} CANCELLED" in out, out
-    assert "logs of failed tasks:" in out
+    assert "failed tasks (cause, from the log):" in out
 
     # A cancelled task may still have finished its trials before it stopped: what is missing on
     # disk, and only that, is submitted again.

@@ -60,6 +60,12 @@ def cmd_plan(args: argparse.Namespace) -> int:
         f"(hardware {groups[0].first.hardware}); {done} done, {trials - done} to run "
         f"in {len(pending_groups(groups))} jobs"
     )
+    binds = sorted({b for g in groups for b in g.binds}, key=lambda b: (b.source, b.target))
+    if binds:
+        from infpop.binds import describe
+
+        print(f"each job binds into its {part.runtime} image (of these, what its group reads and writes):")
+        print("\n".join(f"  {line}" for line in describe(binds, part.runtime)))
     if args.list:
         for g in groups:
             print(f"job {g.group_id}: {len(g.trials)} trials")

@@ -2,8 +2,8 @@
 
 Each partition of a profile names one image per engine (``images``) and the container runtime
 that runs them (``runtime``, :mod:`infpop.runtimes`: Apptainer by default, or Charliecloud). A
-job starts e.g. ``apptainer exec --nv --bind <shared roots> IMAGE python -m infpop trial
-GROUP_FILE`` so CUDA, torch and the engine are the versions of that image's lock
+job starts e.g. ``apptainer exec --nv --bind <binds> IMAGE python -m infpop trial GROUP_FILE``
+(what it binds: :mod:`infpop.binds`) so CUDA, torch and the engine are the versions of that image's lock
 (``containers/<name>.lock.toml``), and the result records the image path and sha256. Models come
 from the profile's ``model_cache``, read offline (``HF_HUB_OFFLINE=1``); tokens are removed from
 the job's environment, so nothing secret enters the container.
@@ -21,10 +21,13 @@ from functools import cache
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from infpop.binds import Bind, Need, group_binds, image_path
 from infpop.errors import InputError
 from infpop.runtimes import get_runtime
 
 if TYPE_CHECKING:
+    from collections.abc import Sequence
+
     from infpop.manifest import LoadedManifest
     from infpop.profile import ClusterProfile, PartitionProfile
 
@@ -170,7 +173,7 @@ def job_env(model_cache: str | None) -> dict[str, str]:
 def launcher_argv(
     part: PartitionProfile,
     engine: str,
-    shared_roots: list[str] | tuple[str, ...],
+    binds: Sequence[Bind],
     *,
     containers: bool = True,
     digest: str | None = None,
@@ -181,7 +184,8 @@ def launcher_argv(
 
     With the partition's image for the engine: its runtime's argv, e.g. ``apptainer exec --nv
     --bind ROOTS --env ... IMAGE python -m infpop`` (``digest`` is the image's sha256, recorded in
-    every result; the shared roots are the only binds); without one
+    every result; ``binds`` are the only host paths it sees, and ``model_cache`` is the cache's
+    path inside the image); without one
     (or ``containers=False``) but with a model cache: this interpreter under ``env`` with the
     cache variables; otherwise None, and the job runs in-process. Tokens are unset in both forms.
     """
@@ -195,7 +199,7 @@ def launcher_argv(
     env = {**env, "INFPOP_CONTAINER_IMAGE": image}
     if digest is not None:
         env["INFPOP_CONTAINER_SHA256"] = digest
-    argv = get_runtime(part.runtime).exec_argv(image, tuple(shared_roots), env)
+    argv = get_runtime(part.runtime).exec_argv(image, tuple(binds), env)
     return ["env", *unset, *argv, "-m", "infpop"]
 
 
@@ -219,15 +223,24 @@ class Runtime:
     def image(self, part: PartitionProfile, engine: str) -> str | None:
         return part.images.get(engine) if self.containers else None
 
-    def launcher(self, part: PartitionProfile, engine: str) -> list[str] | None:
+    def binds(self, part: PartitionProfile, engine: str, needs: Sequence[Need]) -> tuple[Bind, ...]:
+        """The binds of a job of ``engine`` that needs ``needs`` (none when it runs bare)."""
+        if self.image(part, engine) is None:
+            return ()
+        return group_binds(needs, self.shared_roots, part.runtime)
+
+    def launcher(self, part: PartitionProfile, engine: str, binds: Sequence[Bind]) -> list[str] | None:
         image = self.image(part, engine)
+        cache = self.model_cache
+        if image is not None and cache is not None:
+            cache = image_path(cache, binds) or cache
         return launcher_argv(
             part,
             engine,
-            self.shared_roots,
+            binds,
             containers=self.containers,
             digest=image_digest(image, part.runtime) if image else None,
-            model_cache=self.model_cache,
+            model_cache=cache,
         )
 
 

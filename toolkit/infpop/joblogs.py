@@ -13,8 +13,16 @@ import os
 import re
 from pathlib import Path
 
-#: The last line of a Python traceback: ``OSError: [Errno 28] No space left on device: '...'``.
-EXCEPTION_LINE = re.compile(r"^[A-Za-z_][\w.]*(Error|Exception|Interrupt|Exit)\b(:.*)?$")
+#: Lines of a log that state a cause: an exception (the last line of a traceback), or an error of
+#: the container runtime or SLURM (``ch-run[12]: error: ...``, ``FATAL: ...``,
+#: ``slurmstepd: error: *** ... ***``), which fail a job before any Python runs.
+CAUSE = re.compile(
+    r"^(?:[A-Za-z_][\w.]*(?:Error|Exception|Interrupt|Exit)(?::.*)?"
+    r"|\S*ch-run\[\d+\]: error: .*|FATAL: .*|slurmstepd: error: .*)$"
+)
+#: Exceptions that only wrap a cause printed before them: the launcher's exit status, submitit's
+#: report of the task.
+WRAPPERS = ("subprocess.CalledProcessError", "submitit.core.utils.FailedJobError", "UncompletedJobError")
 
 
 def stdout_log(stderr_log: str | Path) -> Path:
@@ -23,17 +31,20 @@ def stdout_log(stderr_log: str | Path) -> Path:
     return path.with_name(path.name.removesuffix(".err") + ".out")
 
 
-def _cause(log: Path) -> str | None:
-    """The exception line of the last traceback in ``log``, or None."""
+def cause(log: str | Path, tail_bytes: int = 200_000) -> str | None:
+    """The first line of why a job failed, from the end of ``log``: the last cause line
+    (:data:`CAUSE`) that is not a mere wrapper, else the last wrapper; None without one."""
     try:
-        lines = log.read_text(errors="replace").splitlines()
+        with open(log, "rb") as fh:
+            fh.seek(0, os.SEEK_END)
+            fh.seek(max(0, fh.tell() - tail_bytes))
+            text = fh.read().decode(errors="replace")
     except OSError:
         return None
-    starts = [i for i, line in enumerate(lines) if line.startswith("Traceback (most recent call last)")]
-    if not starts:
-        return None
-    found = [line for line in lines[starts[-1] :] if EXCEPTION_LINE.match(line)]
-    return found[-1] if found else None
+    causes = [line.strip() for line in text.splitlines() if CAUSE.match(line.strip())]
+    real = [c for c in causes if not c.startswith(WRAPPERS)]
+    found = (real or causes or [None])[-1]
+    return found[:300] if found else None
 
 
 def full_disk(folder: str | Path) -> str | None:
@@ -54,10 +65,10 @@ def failure_note(stderr_log: str | Path) -> str:
     err = Path(stderr_log)
     out = stdout_log(err)
     for log in (err, out):
-        cause = _cause(log)
-        if cause:
-            return f"{cause} (traceback in {log})"
+        found = cause(log)
+        if found:
+            return f"{found} (in {log})"
     disk = full_disk(err.parent)
     if disk:
         return f"{disk}; its logs could not be written ({err}, {out})"
-    return f"no traceback in its logs: see {err} and {out}"
+    return f"no cause in its logs: see {err} and {out}"

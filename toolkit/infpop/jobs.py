@@ -2,7 +2,9 @@
 
 Each group is written as a JSON file under ``<root>/<study>/.infpop/groups/``; a job carries
 only that path. The same file drives ``infpop trial GROUP_FILE``, so a bare run, a local job,
-a SLURM array task and a container all execute the identical group.
+a SLURM array task and a container all execute the identical group. A container that sees the
+host's folders elsewhere (:mod:`infpop.binds`) reads the same group with its paths moved, from
+``.infpop/image-groups/``.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from pathlib import Path
 import submitit
 
 from infpop.atomic import write_atomic
+from infpop.binds import image_path, image_view
 from infpop.plan import GroupSpec
 
 
@@ -32,6 +35,28 @@ def write_group(group: GroupSpec) -> Path:
     path = group_file(group)
     write_atomic(path, group.model_dump_json(indent=1))
     return path
+
+
+def _image_view_file(group: GroupSpec) -> Path:
+    return group_file(group).parent.parent / "image-groups" / group_file(group).name
+
+
+def job_group_path(group: GroupSpec) -> str:
+    """The group file its job passes to ``infpop trial``, as the job sees it: the host's file,
+    or (where the image sees the host's folders elsewhere) its image view's path in the image."""
+    if image_view(group) is None:
+        return str(group_file(group))
+    return image_path(str(_image_view_file(group)), group.binds) or str(_image_view_file(group))
+
+
+def write_job_group(group: GroupSpec) -> str:
+    """Write the group file (which status and reruns read) and the image view its job reads,
+    if it has one; return :func:`job_group_path`."""
+    write_group(group)
+    view = image_view(group)
+    if view is not None:
+        write_atomic(_image_view_file(group), view.model_dump_json(indent=1))
+    return job_group_path(group)
 
 
 def read_group(path: str | Path) -> GroupSpec:
@@ -61,9 +86,9 @@ class GroupJob(submitit.helpers.Checkpointable):
 
 def group_job(group: GroupSpec, cpu_threads: int | None = None) -> GroupJob:
     """The one place a group becomes a job (group file written), so every executor runs it alike."""
-    return GroupJob(str(write_group(group)), launcher=group.launcher, cpu_threads=cpu_threads)
+    return GroupJob(write_job_group(group), launcher=group.launcher, cpu_threads=cpu_threads)
 
 
 def job_argv(group: GroupSpec) -> list[str]:
     """The command a job of ``group`` runs (``--dry-run`` shows it): its launcher, then ``trial``."""
-    return [*(group.launcher or ["python", "-m", "infpop"]), "trial", str(group_file(group))]
+    return [*(group.launcher or ["python", "-m", "infpop"]), "trial", job_group_path(group)]

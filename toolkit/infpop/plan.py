@@ -10,13 +10,13 @@ memory share) and a workload, and so form one job.
 
 from __future__ import annotations
 
-import os
 from itertools import groupby
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
+from infpop.binds import Bind, check_visible, group_needs
 from infpop.container import Runtime, check_runnable
 from infpop.engines.options import check_engine_options
 from infpop.errors import InputError
@@ -142,6 +142,8 @@ class GroupSpec(BaseModel):
     #: argv prefix that starts ``python -m infpop`` in the partition's image (see
     #: :mod:`infpop.container`); None runs the job in-process.
     launcher: list[str] | None = None
+    #: The launcher's bind mounts (:mod:`infpop.binds`); not in the group file, which the job reads.
+    binds: tuple[Bind, ...] = Field(default=(), exclude=True)
 
     @property
     def first(self) -> TrialSpec:
@@ -252,35 +254,6 @@ def group_trials(trials: list[TrialSpec]) -> list[list[TrialSpec]]:
     return [list(g) for _, g in groupby(ordered, key=lambda t: t.group_key)]
 
 
-def _under(path: str, roots: list[str]) -> bool:
-    real = Path(os.path.realpath(path))
-    return any(real == Path(r) or Path(r) in real.parents for r in roots)
-
-
-def check_shared_roots(
-    loaded: LoadedManifest, partition: str, part: PartitionProfile, runtime: Runtime, output_root: str
-) -> None:
-    """Refuse a plan whose jobs run in a container that cannot see where they write or read.
-
-    A container sees the host only through the profile's ``shared_roots`` (bound into it), so
-    results written outside them, or a model cache outside them, fail on the compute node. A
-    profile without ``shared_roots`` leaves binding to the site's Apptainer configuration and is
-    not checked; paths are compared after resolving symlinks, as the bind mounts see them."""
-    if not runtime.shared_roots or not any(runtime.image(part, e) for e in loaded.manifest.engines):
-        return
-    roots = [os.path.realpath(r) for r in runtime.shared_roots]
-    for field, path in (("output_root", output_root), ("model_cache", runtime.model_cache)):
-        if path is not None and not _under(path, roots):
-            where = (
-                f"{loaded.path}: output_root (or --output-root)" if field == "output_root" else "profile: model_cache"
-            )
-            raise InputError(
-                f"{where}: {path} is outside the profile's shared_roots ({', '.join(runtime.shared_roots)}); "
-                f"partition {partition!r} runs trials in a container that sees only those: "
-                f"move it under one of them or add its folder to shared_roots"
-            )
-
-
 def plan(
     loaded: LoadedManifest,
     partition: str,
@@ -298,9 +271,16 @@ def plan(
     check_engine_options(loaded, partition, part, runtime)
     hardware = part.resolved_hardware()
     root = str((output_root or loaded.output_root).resolve())
-    check_shared_roots(loaded, partition, part, runtime, root)
+    check_visible(loaded, partition, part, runtime, root)
     workload_paths = {w.id: str(loaded.resolve(w.path)) if w.path else None for w in m.all_workloads}
     model_paths = {mod.name: str(loaded.resolve(mod.source)) if mod.is_local else mod.source for mod in m.models}
+
+    def binds(trials: list[TrialSpec]) -> tuple[Bind, ...]:
+        t = trials[0]
+        model = model_paths[t.model.name] if t.model.is_local else None
+        needs = group_needs(root, model, workload_paths[t.workload.id], runtime.model_cache)
+        return runtime.binds(part, t.engine, needs)
+
     return [
         GroupSpec(
             trials=trials,
@@ -312,7 +292,9 @@ def plan(
             trial_timeout_s=m.trial_timeout_s,
             group_shared=group_shared,
             warmup_batches=m.warmup.group_batches,
-            launcher=runtime.launcher(part, trials[0].engine),
+            launcher=runtime.launcher(part, trials[0].engine, group_binds),
+            binds=group_binds,
         )
         for trials in group_trials(expand_trials(loaded, partition, part, hardware))
+        for group_binds in [binds(trials)]
     ]

@@ -25,6 +25,7 @@ from typing import Any
 import submitit
 from submitit.slurm import slurm as submitit_slurm
 
+from infpop.binds import describe
 from infpop.jobs import group_job, job_argv, study_dir
 from infpop.plan import GroupSpec
 from infpop.profile import PartitionProfile
@@ -149,6 +150,7 @@ def dry_run(groups: Sequence[GroupSpec], partition: str, part: PartitionProfile,
         )
         for k, g in enumerate(array):
             out += [f"# task {k}: {g.group_id} ({len(g.trials)} trials)", f"#   runs: {shlex.join(job_argv(g))}"]
+            out += [f"#   binds: {line}" for line in describe(g.binds, part.runtime)]
         out.append(render_sbatch(array, partition, part, python))
     return "\n".join(out)
 
@@ -211,6 +213,18 @@ def job_states(job_ids: Iterable[str]) -> dict[str, str]:
     live = _parse_states("JobID|State\n" + _query(["squeue", "-h", "-r", "-o", "%i|%T", "-j", ids]))
     found.update({j: s for j, s in live.items() if s in ACTIVE_STATES})
     return {j: found.get(j, "UNKNOWN") for j in job_ids}
+
+
+def job_elapsed(job_ids: Iterable[str]) -> dict[str, int]:
+    """Seconds each job ran, from accounting (``sacct``'s ElapsedRaw); absent where unknown."""
+    job_ids = list(job_ids)
+    ids = ",".join(sorted({j.split("_")[0] for j in job_ids}))
+    if not ids:
+        return {}
+    out = _query(["sacct", "-n", "-o", "JobID,ElapsedRaw", "--parsable2", "-j", ids])
+    info = submitit_slurm.SlurmInfoWatcher().read_info("JobID|ElapsedRaw\n" + out)
+    found = {j: f.get("ElapsedRaw", "") for j, f in info.items() if "." not in j}
+    return {j: int(found[j]) for j in job_ids if found.get(j, "").isdigit()}
 
 
 def read_submissions(bookkeeping: Path) -> list[dict[str, Any]]:

@@ -6,7 +6,10 @@ planned), the result files (what finished, and how), the submission log (which j
 which group) and the searches' state files (``.infpop/search/<target>.json``, written by
 ``infpop hpo search`` around each job). A trial without a result counts as *running* while its
 group's last job runs, else *pending* (queued, cancelled or failed: a rerun of ``make sweep``
-submits it again).
+submits it again). A failed task shows the first line of its cause, read from its log (the last
+exception of the job or of the trial it started, or the runtime's own error), so a job that
+failed before its first trial says why where the user looks; an array whose every task failed
+within :data:`FAST_FAILURE_S` of starting is named as such (the setup failed, not the trials).
 """
 
 from __future__ import annotations
@@ -24,6 +27,8 @@ from infpop.results import DONE, CorruptResult, TrialResult, iter_results
 
 #: SLURM states in which a group's missing trials are being worked on.
 RUNNING_STATES = frozenset({"RUNNING", "COMPLETING", "CONFIGURING", "SIGNALING", "STAGE_OUT"})
+#: A task that failed within this many seconds of starting never got to its trials.
+FAST_FAILURE_S = 60
 #: Order of the counts in the summary line.
 CATEGORIES = ("done", "ok", "oom", "timeout", "skipped_oom", "error", "running", "pending")
 
@@ -38,6 +43,8 @@ class Task:
     executor: str
     state: str
     log: str | None
+    #: Seconds it ran (SLURM's accounting), where known.
+    elapsed_s: int | None = None
 
     @property
     def array_id(self) -> str:
@@ -104,7 +111,7 @@ def latest_entries(entries: Iterable[Mapping[str, Any]]) -> dict[str, Mapping[st
 
 def study_status(path: str | Path) -> StudyStatus:
     """Read a study directory (``<output_root>/<study>``) and ask SLURM about its jobs."""
-    from infpop.slurm import job_states, read_submissions
+    from infpop.slurm import FAILED_STATES, job_elapsed, job_states, read_submissions
 
     path = Path(path)
     bookkeeping = path / ".infpop"
@@ -127,6 +134,10 @@ def study_status(path: str | Path) -> StudyStatus:
     slurm_ids = [e["job_id"] for e in [*latest.values(), *in_flight] if e.get("executor") == "slurm"]
     states = job_states(slurm_ids) if slurm_ids else {}
     tasks = [_task(e, g, states) for g, e in latest.items()]
+    failed = [t for t in tasks if t.executor == "slurm" and t.state in FAILED_STATES]
+    elapsed = job_elapsed([t.job_id for t in failed]) if failed else {}
+    for t in failed:
+        t.elapsed_s = elapsed.get(t.job_id)
     counts = classify(planned, results, {t.group: t.state for t in tasks})
     live = [
         Search(
@@ -186,9 +197,14 @@ def format_status(st: StudyStatus) -> str:
         kind = "array" if "_" in tasks[0].job_id else "job"
         lines.append(f"  {kind} {array_id} on {tasks[0].partition}: {len(tasks)} task(s): {summary}")
         lines += [f"    {t.job_id:>12} {t.state:<11} {t.group}" for t in sorted(tasks, key=_task_order)]
+        if (quick := _failed_at_start(tasks)) is not None:
+            lines.append(
+                f"    every task of {kind} {array_id} failed within {quick} s of starting: its jobs never got to "
+                "their trials (a setup error: paths, image, environment); the causes below"
+            )
     lines += [_search_line(search) for search in st.searches]
     if st.failed:
-        lines.append("  logs of failed tasks:")
+        lines.append("  failed tasks (cause, from the log):")
         lines += [f"    {t.job_id} {t.state}: {_failure_text(t.log)}" for t in st.failed]
     lines += [f"  unreadable result: {c}" for c in st.corrupt]
     return "\n".join(lines)
@@ -204,6 +220,16 @@ def _search_line(search: Search) -> str:
         chosen = f"; pick {pick['config']} {pick['throughput']:.1f} tok/s" if pick else "; no successful trial"
         return f"{head}; stopped: {search.stop_reason}{chosen}"
     return f"{head}; no job in flight (rerun `infpop hpo search` to resume)"
+
+
+def _failed_at_start(tasks: Sequence[Task]) -> int | None:
+    """The longest run of an array's tasks when every one failed within FAST_FAILURE_S, else None."""
+    from infpop.slurm import FAILED_STATES
+
+    runs = [t.elapsed_s for t in tasks if t.state in FAILED_STATES]
+    if len(runs) != len(tasks) or any(r is None or r > FAST_FAILURE_S for r in runs):
+        return None
+    return max(r for r in runs if r is not None)
 
 
 def _failure_text(log: str | None) -> str:

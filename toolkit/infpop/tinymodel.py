@@ -6,6 +6,7 @@ The tokenizer is a byte-level BPE trained on this Python's own standard-library 
 
 from __future__ import annotations
 
+import json
 import sysconfig
 from pathlib import Path
 
@@ -60,4 +61,14 @@ def build_tiny_model(out: str | Path, *, vocab_size: int = 4096, seed: int = 0) 
     out.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(out)
     fast.save_pretrained(out)
+    _portable_tokenizer_class(out / "tokenizer_config.json")
     return out
+
+
+def _portable_tokenizer_class(config: Path) -> None:
+    """Name the tokenizer class by the name every transformers release knows: 5.x writes its own
+    (``TokenizersBackend``), which the 4.x of an image's lock (containers/hf-cpu.lock.toml) cannot
+    load, so a model built here could not run in that image."""
+    data = json.loads(config.read_text())
+    data["tokenizer_class"] = "PreTrainedTokenizerFast"
+    config.write_text(json.dumps(data, indent=2) + "\n")

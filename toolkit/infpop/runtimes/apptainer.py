@@ -1,8 +1,9 @@
 """Apptainer (and Singularity): the runtime of most university clusters, and the default.
 
 An image is one SIF file built from ``containers/<name>.def``; a job enters it with
-``apptainer exec --nv --bind ROOTS --env K=V ... IMAGE python``. ``--nv`` binds the host's NVIDIA
-driver and the GPUs SLURM gave the job; the image stays read-only.
+``apptainer exec --nv --bind SRC:DST[:ro],... --env K=V ... IMAGE python``. ``--nv`` binds the
+host's NVIDIA driver and the GPUs SLURM gave the job; the image stays read-only. Apptainer
+creates missing mount points (and binds single files), so every bind keeps its host path.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from infpop.runtimes.base import (
 )
 
 if TYPE_CHECKING:
+    from infpop.binds import Bind
     from infpop.container import ImageLock
 
 
@@ -72,10 +74,10 @@ class Apptainer(ContainerRuntime):
         ]
         return "\n".join(lines) + "\n"
 
-    def exec_argv(self, image: str, binds: tuple[str, ...], env: dict[str, str]) -> list[str]:
+    def exec_argv(self, image: str, binds: tuple[Bind, ...], env: dict[str, str]) -> list[str]:
         argv = ["apptainer", "exec", "--nv"]
         if binds:
-            argv += ["--bind", ",".join(binds)]
+            argv += ["--bind", ",".join(_bind_spec(b) for b in binds)]
         for key, value in env.items():
             argv += ["--env", f"{key}={value}"]
         return [*argv, image, "python"]
@@ -87,6 +89,13 @@ class Apptainer(ContainerRuntime):
         # %files paths are relative to the directory apptainer build runs in: the staged context.
         recipe = f"{lock.name}{self.recipe_suffix}"
         run_step(["apptainer", "build", *fakeroot, "--force", str(image.resolve()), recipe], opts, cwd=context)
+
+
+def _bind_spec(bind: Bind) -> str:
+    """``SRC`` where it is seen at its own path and writable, else ``SRC:DST`` (``:ro`` read-only)."""
+    if bind.source == bind.target and bind.writable:
+        return bind.source
+    return f"{bind.source}:{bind.target}" + ("" if bind.writable else ":ro")
 
 
 RUNTIME = Apptainer()

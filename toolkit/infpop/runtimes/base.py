@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from infpop.checksums import file_sha256
 
 if TYPE_CHECKING:
+    from infpop.binds import Bind
     from infpop.container import ImageLock
 
 #: Where the image's Python environment lives; runtimes start ``VENV/bin/python``.
@@ -232,14 +233,20 @@ class ContainerRuntime:
     image_suffix: ClassVar[str]
     #: Executables a build needs on this machine.
     build_tools: ClassVar[tuple[str, ...]]
+    #: Whether a bind may target a path the read-only image lacks (the runtime creates it), and
+    #: whether a single file can be bound; :mod:`infpop.binds` places the binds accordingly.
+    creates_mount_points: ClassVar[bool] = True
+    binds_files: ClassVar[bool] = True
+    #: Whether a bind can be read-only (what a job only reads is then bound so).
+    read_only_binds: ClassVar[bool] = True
 
     def recipe(self, lock: ImageLock) -> str:
         """The recipe of ``lock``'s image, rendered from the lock (committed as ``containers/<name><suffix>``)."""
         raise NotImplementedError
 
-    def exec_argv(self, image: str, binds: tuple[str, ...], env: dict[str, str]) -> list[str]:
-        """The argv that runs the image's Python: ``[..., python]``; ``binds`` are the only
-        writable host paths; ``env`` is set inside. GPUs: the devices SLURM gave the job."""
+    def exec_argv(self, image: str, binds: tuple[Bind, ...], env: dict[str, str]) -> list[str]:
+        """The argv that runs the image's Python: ``[..., python]``; ``binds`` are the only host
+        paths it sees (:mod:`infpop.binds`); ``env`` is set inside. GPUs: the devices SLURM gave the job."""
         raise NotImplementedError
 
     def build(self, lock: ImageLock, context: Path, image: Path, opts: BuildOptions) -> None:

@@ -7,10 +7,13 @@ Debian mirror; the Debian snapshot archive may be unreachable, so the built base
 tarball is kept in the build cache, keyed by its inputs, reused by later builds, and its sha256 is
 written into the image (``/opt/infpop/base.sha256``).
 
-A job enters an image with ``ch-run --private-tmp -b ROOT ... --set-env=K=V IMAGE -- python``:
-the image is read-only, /tmp is private, and the bound shared roots are the only host paths a
-trial can write. ``ch-run`` binds only onto directories that exist in the image, so the build
-creates the profile's shared roots in it (roots under /tmp need none: the private /tmp is writable). GPUs: ``ch-run`` binds the host's /dev and passes ``CUDA_VISIBLE_DEVICES`` from
+A job enters an image with ``ch-run --private-tmp -b SRC:DST ... --set-env=K=V IMAGE -- python``:
+the image is read-only, /tmp is private, and the binds (:mod:`infpop.binds`) are the only host
+paths a trial sees. ``ch-run`` (0.31, checked here) binds only onto directories that exist in the
+image or can be made under its private /tmp (it refuses to create one in the read-only image, or
+under another bind), binds no single file onto a missing path, and has no read-only bind: every
+bind is writable. So the build creates the profile's shared roots in the image, and without
+shared roots a job's folders are bound under ``/tmp/host``. GPUs: ``ch-run`` binds the host's /dev and passes ``CUDA_VISIBLE_DEVICES`` from
 SLURM; CUDA images need the host's driver libraries injected at build (``ch-fromhost --nvidia``).
 """
 
@@ -42,6 +45,7 @@ from infpop.runtimes.base import (
 )
 
 if TYPE_CHECKING:
+    from infpop.binds import Bind
     from infpop.container import ImageLock
 
 #: Tag of an imported debootstrap base: ``FROM infpop-base:<suite>`` in a Dockerfile.
@@ -62,6 +66,9 @@ class Charliecloud(ContainerRuntime):
     recipe_suffix = ".Dockerfile"
     image_suffix = ".sqfs"
     build_tools = ("ch-image", "ch-convert", "ch-run", "mksquashfs")
+    creates_mount_points = False
+    binds_files = False
+    read_only_binds = False
 
     def recipe(self, lock: ImageLock) -> str:
         base = f"{BASE_REPO}:{lock.debootstrap['suite']}" if lock.debootstrap is not None else lock.base
@@ -83,10 +90,10 @@ class Charliecloud(ContainerRuntime):
         lines.append("ENV " + " ".join(f"{k}={v}" for k, v in env.items()))
         return "\n".join(lines) + "\n"
 
-    def exec_argv(self, image: str, binds: tuple[str, ...], env: dict[str, str]) -> list[str]:
+    def exec_argv(self, image: str, binds: tuple[Bind, ...], env: dict[str, str]) -> list[str]:
         argv = ["ch-run", "--private-tmp"]
-        for root in binds:
-            argv += ["-b", root]
+        for bind in binds:  # no read-only form: ch-run's binds are all writable
+            argv += ["-b", bind.source if bind.source == bind.target else f"{bind.source}:{bind.target}"]
         argv += [f"--set-env={key}={value}" for key, value in {**IMAGE_ENV, **env}.items()]
         return [*argv, image, "--", f"{VENV}/bin/python"]
 
