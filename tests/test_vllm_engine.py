@@ -20,7 +20,7 @@ from typing import Any
 import psutil
 import pytest
 import tomllib
-from infpop.engines.vllm import VLLMEngine, _preemptions
+from infpop.engines.vllm import VLLMEngine
 from infpop.manifest import ModelSpec, load_manifest
 from infpop.plan import plan
 from infpop.profile import EMBEDDED_DEFAULT
@@ -103,9 +103,9 @@ def _installed() -> Signatures:
     )
 
 
-def _engine(n_gpus: int = 4, **options: Any) -> VLLMEngine:
+def _engine(n_gpus: int = 4, scenario: str = "offline", **options: Any) -> VLLMEngine:
     model = ModelSpec(name="m", source="org/m", revision="abc123", trust_remote_code=True)
-    return VLLMEngine(model, model_path="org/m", n_gpus=n_gpus, dtype="float16", options=options)
+    return VLLMEngine(model, model_path="org/m", n_gpus=n_gpus, dtype="float16", options=options, scenario=scenario)
 
 
 # ---- the adapter's arguments, against every vLLM version it runs with ---------------------
@@ -121,13 +121,16 @@ def test_the_installed_cpu_build_is_the_recorded_one() -> None:
 @pytest.mark.parametrize("version", VERSIONS)
 def test_engine_arguments_follow_the_study_and_exist_in_each_vllm(version: str) -> None:
     sigs = _recorded(version)
-    # Everything the planner and the manifests set: the memory axes, the concurrency cap, lengths.
+    # Everything the planner and the manifests set: the memory axes, the concurrency cap and
+    # prefill budget, the prefix cache, lengths.
     options = dict(max_model_len=2048, enforce_eager=True, kv_cache_memory_bytes=MIB, max_num_seqs=8)
-    kwargs = _engine(**options, gpu_memory_utilization=0.5).llm_kwargs()
+    kwargs = _engine(**options, gpu_memory_utilization=0.5, max_num_batched_tokens=4096).llm_kwargs()
     assert kwargs["tensor_parallel_size"] == 4 and kwargs["dtype"] == "float16"
     assert kwargs["trust_remote_code"] is True and kwargs["revision"] == "abc123" and kwargs["seed"] == 0
     assert kwargs["gpu_memory_utilization"] == 0.5 and kwargs["max_num_seqs"] == 8
-    assert kwargs["disable_log_stats"] is False, "stats carry each request's preemptions"
+    assert kwargs["enable_prefix_caching"] is False, "the study's vLLM had no prefix cache"
+    assert kwargs["disable_log_stats"] is True, "offline, as LLM() defaults: no stats work in the timed loop"
+    assert _engine(scenario="online", **options).llm_kwargs()["disable_log_stats"] is False, "served: stats on"
     # LLM(): named in LLM.__init__, or passed through its **kwargs to EngineArgs; AsyncEngineArgs(): EngineArgs.
     assert sigs.llm_init_takes_kwargs
     assert not {k for k in kwargs if k not in sigs.llm_init and k not in sigs.engine_args}
@@ -142,14 +145,6 @@ def test_sampling_streaming_and_outputs_exist_in_each_vllm(version: str) -> None
     assert set(kwargs) | {"output_kind"} <= sigs.sampling
     assert "use_tqdm" in sigs.generate and {"prompt", "sampling_params", "request_id"} <= sigs.async_generate
     assert "token_ids" in sigs.completion_output and {"prompt_token_ids", "finished"} <= sigs.request_output
-
-
-@pytest.mark.parametrize("version", VERSIONS)
-def test_preemption_counts_where_the_version_reports_them(version: str) -> None:
-    """The one per-request measure that differs: 0.32 counts preemptions, 0.10.2 does not."""
-    stats = {name: 2 for name in _recorded(version).request_stats}
-    output = type("RequestOutput", (), {"metrics": type("RequestStateStats", (), stats)()})()
-    assert _preemptions(output) == (2 if "num_preemptions" in stats else None)
 
 
 def test_on_cpu_the_gpu_count_is_a_label_and_the_kv_cache_must_be_sized() -> None:
@@ -196,7 +191,11 @@ def test_offline_trials_of_two_groups_in_one_process(write_manifest) -> None:
     assert [r.status for r in results] == ["ok"] * 4, [r.error for r in results]
     for r in results:
         assert r.n_prompts == 12 and r.generated_tokens == r.n_prompts * 3, "exactly max_new_tokens per prompt"
-        assert r.batching == "static" and r.num_preemptions == 0 and r.trial.engine_options["max_model_len"] == 512
+        assert r.batching == "static" and r.trial.engine_options["max_model_len"] == 512
+        assert r.num_preemptions is None and "stats are off" in r.unmeasured["num_preemptions"]
+        assert r.cached_prompt_tokens == 0 and r.resolved["prefix_caching"] is False
+        assert r.resolved["max_num_seqs"] == 4, "the group's largest batch"
+        assert r.resolved["kv_cache_blocks"] == r.kv_cache_blocks and r.resolved["enforce_eager"] is True
     blocks = [r.kv_cache_blocks for r in results]
     assert blocks[0] == blocks[1] and blocks[2] == blocks[3] == 2 * blocks[0], "blocks follow the KV-cache size"
     assert blocks[0] * KV_BYTES_PER_TOKEN * 16 <= 64 * MIB, "what vLLM allocated fits in what was asked"

@@ -71,6 +71,7 @@ def run_online(
         online=summarise(served.timings, len(arrivals), wall, trial.scenario.goodput, served.itl),
         batching="continuous" if engine.streams else "dynamic",
         num_preemptions=preempted_since(engine, preempted),
+        cached_prompt_tokens=served.cached_tokens,
     )
 
 
@@ -80,11 +81,16 @@ class _Served:
     def __init__(self) -> None:
         self.timings: list[RequestTiming] = []
         self.prompt_tokens = 0
+        #: Prompt tokens served from the engine's prefix cache; ``None`` where it has none.
+        self.cached_tokens: int | None = 0
         self.batch_latencies: list[float] = []
         #: Gaps between a request's consecutive streamed outputs, over all requests (continuous only).
         self.itl: list[float] | None = None
         self.status, self.error = "ok", None
         self.wall_s = 0.0
+
+    def add_cached(self, tokens: int | None) -> None:
+        self.cached_tokens = None if self.cached_tokens is None or tokens is None else self.cached_tokens + tokens
 
 
 def _serve_dynamic(
@@ -115,6 +121,7 @@ def _serve_dynamic(
         finish = time.perf_counter() - clock0
         served.batch_latencies.append(finish - now)
         served.prompt_tokens += out.prompt_tokens
+        served.add_cached(out.cached_tokens)
         per_prompt = out.per_prompt or ([asked] * len(batch) if isinstance(asked, int) else asked)
         first = None if out.first_token_at is None else out.first_token_at - clock0
         served.timings += [
@@ -154,10 +161,12 @@ def _serve_continuous(
         start = time.perf_counter() - clock0
         first = last = None
         produced = prompt_tokens = 0
+        cached = None
         n = asked if isinstance(asked, int) else asked[0]
         async for chunk in engine.stream(prompt.text, n, f"{trial.trial_id}#{i}"):
             now = time.perf_counter() - clock0
             prompt_tokens = chunk.prompt_tokens if chunk.prompt_tokens is not None else prompt_tokens
+            cached = chunk.cached_tokens if chunk.cached_tokens is not None else cached
             if not chunk.new_tokens:
                 continue
             if first is None:
@@ -167,6 +176,7 @@ def _serve_continuous(
             last = now
             produced += chunk.new_tokens
         served.prompt_tokens += prompt_tokens
+        served.add_cached(cached)
         timing = RequestTiming(
             prompt_index=i % len(prompts),
             arrival_s=arrivals[i],
