@@ -13,6 +13,8 @@ import dataclasses
 import inspect
 import json
 import re
+import subprocess
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -20,7 +22,8 @@ from typing import Any
 import psutil
 import pytest
 import tomllib
-from infpop.engines.vllm import VLLMEngine
+from conftest import write_humaneval_like
+from infpop.engines.vllm import EngineOutOfMemory, StderrTail, VLLMEngine
 from infpop.manifest import ModelSpec, load_manifest
 from infpop.plan import plan
 from infpop.profile import EMBEDDED_DEFAULT
@@ -257,3 +260,154 @@ def test_online_continuous_batching_latency_rises_with_the_rate(write_manifest) 
     for measure in ("latency_s", "ttft_s"):
         for p in ("p50", "p90", "p99"):
             assert getattr(getattr(low, measure), p) < getattr(getattr(high, measure), p), (measure, p)
+
+
+def test_prefix_caching_is_off_unless_the_axis_turns_it_on(write_manifest, humaneval_path: Path) -> None:
+    """The warm-up batch sends the same prompts as the timed batch: with caching on, vLLM serves
+    part of their prompts from its cache; off (the default), none. Two engine loads, ~10 s."""
+    workload = {"path": str(humaneval_path), "limit": 4}
+    groups = _groups(
+        write_manifest, batch_sizes=[4], max_new_tokens=[2], prefix_caching=[False, True], workload=workload
+    )
+    results = {r.trial.prefix_caching: r for g in groups for r in run_group(g)}
+    off, on = results[False], results[True]
+    assert off.status == on.status == "ok", (off.error, on.error)
+    assert off.cached_prompt_tokens == 0 and off.resolved["prefix_caching"] is False
+    assert on.cached_prompt_tokens > 0 and on.resolved["prefix_caching"] is True
+    assert on.trial.trial_id.endswith("_pc") and not off.trial.trial_id.endswith("_pc")
+
+
+def _real(cls: type[VLLMEngine], group: Any) -> VLLMEngine:
+    """The engine :func:`infpop.trial.default_engine` builds, as a subclass with a test's probe."""
+    t = group.first
+    options = dict(model_path=group.model_path, n_gpus=t.n_gpus, dtype=t.dtype, options=t.engine_options)
+    return cls(t.model, **options, scenario=t.scenario.kind)
+
+
+class _StepsSeen(VLLMEngine):
+    """The real engine, with a probe on its (in-process) scheduler: how many sequences each
+    engine step scheduled."""
+
+    def load(self) -> None:
+        super().load()
+        scheduler = self.llm.llm_engine.engine_core.engine_core.scheduler
+        schedule, self.step_sizes = scheduler.schedule, []
+
+        def probed(*args: Any, **kwargs: Any) -> Any:
+            out = schedule(*args, **kwargs)
+            self.step_sizes.append(len(out.num_scheduled_tokens))
+            return out
+
+        scheduler.schedule = probed
+
+
+def test_a_batch_above_vllms_default_cap_runs_in_one_engine_step(write_manifest, tmp_path: Path) -> None:
+    """vLLM's CPU build caps ``LLM`` at 256 sequences and a 4096-token prefill budget by default:
+    a batch of 300 prompts would run as 256 + 44, its prefill split over steps. The planner's cap
+    and the engine's budget admit and prefill all 300 in one step. One load, ~15 s."""
+    data = write_humaneval_like(tmp_path / "many.jsonl.gz", n=300)
+    (group,) = _groups(
+        write_manifest,
+        batch_sizes=[300],
+        max_new_tokens=[2],
+        workload={"path": str(data), "limit": 300},
+        kv_cache_bytes=[512 * MIB],
+        warmup={"trial_batches": 0},
+    )
+    engines: list[_StepsSeen] = []
+    (result,) = run_group(group, lambda g: engines.append(_real(_StepsSeen, g)) or engines[-1])
+    assert result.status == "ok", result.error
+    assert result.generated_tokens == 600 and result.resolved["max_num_seqs"] == 300
+    assert result.resolved["max_num_batched_tokens"] >= result.prompt_tokens, "the whole batch's prefill fits one step"
+    assert max(engines[0].step_sizes) == 300, "one engine step held every sequence of the batch"
+    assert engines[0].step_sizes[0] == 300, "all 300 prompts were prefilled in the first step"
+
+
+class _FailsMidGenerate(VLLMEngine):
+    """The real engine, whose first engine's second step raises: a ``generate`` that fails with
+    requests still in the engine (as a CUDA error or an OOM in a step does on a GPU)."""
+
+    def load(self) -> None:
+        super().load()
+        if getattr(self, "failed_once", False):
+            return
+        llm_engine, calls = self.llm.llm_engine, []
+        step = llm_engine.step
+
+        def failing() -> Any:
+            calls.append(None)
+            if len(calls) == 2:
+                self.failed_once = True
+                self.left_behind = llm_engine.get_num_unfinished_requests()
+                raise RuntimeError("injected failure mid-generate")
+            return step()
+
+        llm_engine.step = failing
+
+
+def test_after_a_failure_mid_generate_the_next_trial_counts_exactly(write_manifest) -> None:
+    """The first trial (batch 1) fails in its first batch's second step, leaving that request in
+    the engine, which the next ``generate`` would return with its own; the next trial (batch 4)
+    runs on a fresh engine and counts exactly. Two loads, ~10 s."""
+    (group,) = _groups(write_manifest, batch_sizes=[1, 4], max_new_tokens=[3], warmup={"trial_batches": 0})
+    engines: list[_FailsMidGenerate] = []
+    failed, after = run_group(group, lambda g: engines.append(_real(_FailsMidGenerate, g)) or engines[-1])
+    assert failed.status == "error" and "injected failure mid-generate" in failed.error
+    assert engines[0].left_behind == 1, "the failed generate left its request in the engine"
+    assert after.status == "ok", after.error
+    assert after.n_prompts == 12 and after.generated_tokens == 12 * 3 and after.batch_latencies_s
+    assert len(after.batch_latencies_s) == 3, "three batches of 4, nothing stale among them"
+
+
+#: What vLLM's multiprocess executor raises when a tensor-parallel worker dies at start (0.10.2
+#: and 0.32 alike); the worker's own exception is only on its stderr.
+WORKER_START_FAILED = (
+    "WorkerProc initialization failed due to an exception in a background process. See stack trace for root cause."
+)
+
+
+class _GpuWorkerStartStandIn(VLLMEngine):
+    """A stand-in for a multi-GPU start (which needs GPUs): a real child process writes a
+    worker's dying words to the stderr it inherited, then the start raises exactly what vLLM's
+    GPU build raises in the parent."""
+
+    worker_stderr = ""
+
+    def _start(self, kwargs: dict[str, Any]) -> None:
+        subprocess.run([sys.executable, "-c", f"import sys; sys.stderr.write({self.worker_stderr!r})"], check=True)
+        raise Exception(WORKER_START_FAILED)
+
+
+@pytest.mark.parametrize(
+    "worker_stderr,status",
+    [
+        ("torch.OutOfMemoryError: CUDA out of memory. Tried to allocate 3.50 GiB. GPU 1 has ...\n", "oom"),
+        ("RuntimeError: NCCL error in: ../torch/csrc/distributed/c10d/NCCLUtils.hpp\n", "error"),
+    ],
+    ids=["cuda-oom", "other"],
+)
+def test_a_worker_start_failure_is_oom_when_the_worker_ran_out_of_memory(
+    write_manifest, worker_stderr: str, status: str
+) -> None:
+    (group,) = _groups(write_manifest, batch_sizes=[1, 4])
+    stand_in = type("StandIn", (_GpuWorkerStartStandIn,), {"worker_stderr": worker_stderr})
+    results = run_group(group, lambda g: _real(stand_in, g))
+    assert [r.status for r in results] == [status, status]
+    assert all("WorkerProc initialization failed" in r.error for r in results)
+
+
+def test_an_engine_death_is_oom_when_the_core_ran_out_of_memory(tiny_model: Path) -> None:
+    """``EngineDeadError`` (vLLM's own class) says nothing of its cause; the core's stderr does.
+    A stand-in for the GPU's core process writes it, no engine runs."""
+    from vllm.v1.engine.exceptions import EngineDeadError
+
+    engine = _engine()
+    engine._stderr = StderrTail()
+    try:
+        subprocess.run([sys.executable, "-c", "import sys; sys.stderr.write('CUDA out of memory.\\n')"], check=True)
+        with pytest.raises(EngineOutOfMemory) as caught:
+            engine._raise_if_oom(EngineDeadError())
+        assert VLLMEngine.is_oom(caught.value) and isinstance(caught.value.__cause__, EngineDeadError)
+        engine._raise_if_oom(ValueError("unknown architecture"))  # not an engine death: left as it is
+    finally:
+        engine.close()
