@@ -12,6 +12,18 @@ import pandas as pd
 from infpop.errors import InputError
 from infpop.results import CorruptResult, TrialResult, iter_results
 
+#: The engine's resolved settings the table keeps (vLLM's; see ``TrialResult.resolved``).
+RESOLVED: dict[str, str] = {
+    "max_num_seqs": "Int64",
+    "max_num_batched_tokens": "Int64",
+    "chunked_prefill": "boolean",
+    "enforce_eager": "boolean",
+    "cudagraph_mode": "string",
+    "block_size": "Int64",
+    "kv_cache_dtype": "string",
+    "max_model_len": "Int64",
+}
+
 #: Column order of every tidy table, with pandas dtypes.
 COLUMNS: dict[str, str] = {
     "study": "string",
@@ -58,6 +70,11 @@ COLUMNS: dict[str, str] = {
     "batching": "string",
     "kv_cache_blocks": "Int64",
     "num_preemptions": "Int64",
+    # vLLM's prefix cache: the axis, and the prompt tokens it served during the timed run.
+    "prefix_caching": "boolean",
+    "cached_prompt_tokens": "Int64",
+    # The settings vLLM resolved at load (a result's ``resolved``), prefixed ``resolved_``.
+    **{f"resolved_{name}": dtype for name, dtype in RESOLVED.items()},
     "valid": "boolean",
     "n_requests": "Int64",
     "request_throughput": "float64",
@@ -79,7 +96,7 @@ SCENARIO_KEY = ["scenario", "output_length", "request_rate", "gpu_memory_utiliza
 CONFIG_AXES = [
     "hardware", "engine", "model", "n_gpus", "batch_size", "max_new_tokens", "dtype", "workload",
     "scenario", "output_length", "request_rate", "gpu_memory_utilization",
-    "kv_cache_bytes", "max_num_seqs", "batching",
+    "kv_cache_bytes", "max_num_seqs", "batching", "prefix_caching",
 ]  # fmt: skip
 
 
@@ -166,6 +183,9 @@ def _scenario_columns(result: TrialResult) -> dict:
         "batching": result.batching,
         "kv_cache_blocks": result.kv_cache_blocks,
         "num_preemptions": result.num_preemptions,
+        "prefix_caching": t.prefix_caching,
+        "cached_prompt_tokens": result.cached_prompt_tokens,
+        **{f"resolved_{name}": (result.resolved or {}).get(name) for name in RESOLVED},
         "valid": result.valid,
     }
     if online is not None:
