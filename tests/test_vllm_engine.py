@@ -253,6 +253,8 @@ def test_online_continuous_batching_latency_rises_with_the_rate(write_manifest) 
         assert all(t.output_tokens == tokens for t in online.requests)
         assert all(t.arrival_s <= t.start_s and 0 < t.ttft_s < t.latency_s for t in online.requests)
         assert online.itl_s is not None and online.tpot_s is not None
+        assert online.send_lateness_s.p99 >= 0 and r.cached_prompt_tokens == 0
+        assert r.resolved["max_num_seqs"] == cap and r.resolved["prefix_caching"] is False
         print(
             f"rate {r.trial.request_rate:g}/s: {online.completed} requests, latency {online.latency_s}, ttft {online.ttft_s}"
         )

@@ -79,6 +79,7 @@ COLUMNS: dict[str, str] = {
     "n_requests": "Int64",
     "request_throughput": "float64",
     "goodput": "float64",
+    "send_lateness_p99_s": "float64",
     **{
         f"{measure}_{p}_s": "float64"
         for measure in ("latency", "ttft", "latency_per_token", "tpot", "itl")
@@ -190,6 +191,7 @@ def _scenario_columns(result: TrialResult) -> dict:
     }
     if online is not None:
         out.update(n_requests=online.n_requests, request_throughput=online.request_throughput, goodput=online.goodput)
+        out["send_lateness_p99_s"] = online.send_lateness_s.p99 if online.send_lateness_s is not None else None
         for measure in ("latency", "ttft", "latency_per_token", "tpot", "itl"):
             pct = getattr(online, f"{measure}_s")
             for p in ("p50", "p90", "p99"):

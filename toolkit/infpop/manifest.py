@@ -176,16 +176,18 @@ class OfflineScenario(_Validity):
 
 
 class GoodputTargets(_Strict):
-    """Latency targets a request must all meet to count towards goodput."""
+    """Latency targets a request must all meet to count towards goodput (``vllm bench serve
+    --goodput e2el:.. ttft:.. tpot:..``, in seconds here; docs/metrics.md states the differences)."""
 
     latency_s: float | None = Field(default=None, gt=0, description="end-to-end, from arrival")
     ttft_s: float | None = Field(default=None, gt=0, description="time to first token, from arrival")
+    tpot_s: float | None = Field(default=None, gt=0, description="time per output token after the first")
     latency_per_token_s: float | None = Field(default=None, gt=0, description="end-to-end over output tokens")
 
     @model_validator(mode="after")
     def _some_target(self) -> GoodputTargets:
-        if self.latency_s is None and self.ttft_s is None and self.latency_per_token_s is None:
-            raise ValueError("give at least one of latency_s, ttft_s, latency_per_token_s")
+        if all(v is None for v in (self.latency_s, self.ttft_s, self.tpot_s, self.latency_per_token_s)):
+            raise ValueError("give at least one of latency_s, ttft_s, tpot_s, latency_per_token_s")
         return self
 
 

@@ -90,7 +90,7 @@ class Recorder:
         if trial.prefix_caching is False and cached and status == "ok":
             status = "error"
             fields["error"] = f"prefix caching is off, yet the engine served {cached} prompt tokens from its cache"
-        valid, why = validity(trial.scenario, status, wall_s, n_prompts)
+        valid, why = validity(trial.scenario, status, wall_s, n_prompts, fields.get("online"), trial.request_rate)
         return self.result(
             trial,
             started_at,

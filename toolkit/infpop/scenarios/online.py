@@ -11,7 +11,11 @@ Real time, on the real engine, in one of two batching disciplines, recorded in e
   have arrived and not started, runs them as one batch (as HF serving does without continuous
   batching), and sleeps until the next arrival when nothing waits.
 
-Every request is timed from its arrival, so queueing shows in its latency. Every request that
+Every request is timed from its arrival, so queueing shows in its latency. Where the client
+sends each request itself (continuous), how late it sent each one after its arrival is recorded
+(``send_lateness_s``): the client shares its event loop with vLLM's front end, and a run whose
+client fell behind offered another load and is marked invalid (:func:`~infpop.scenarios.metrics.validity`).
+docs/metrics.md maps each measure to ``vllm bench serve``'s. Every request that
 arrives within ``duration_s`` is served; the trial lasts the window or, when requests are still
 queued at its end, until the last one finishes (or until ``trial_timeout_s``, status ``timeout``).
 
@@ -68,7 +72,7 @@ def run_online(
         generated_tokens=sum(t.output_tokens for t in served.timings),
         wall_s=wall,
         batch_latencies_s=served.batch_latencies,
-        online=summarise(served.timings, len(arrivals), wall, trial.scenario.goodput, served.itl),
+        online=summarise(served.timings, len(arrivals), wall, trial.scenario.goodput, served.itl, served.lateness),
         batching="continuous" if engine.streams else "dynamic",
         num_preemptions=preempted_since(engine, preempted),
         cached_prompt_tokens=served.cached_tokens,
@@ -86,6 +90,9 @@ class _Served:
         self.batch_latencies: list[float] = []
         #: Gaps between a request's consecutive streamed outputs, over all requests (continuous only).
         self.itl: list[float] | None = None
+        #: Each request's send time minus its scheduled arrival, where the client sends each
+        #: request itself (continuous only; the dynamic server loop's wait is queueing, in latency).
+        self.lateness: list[float] | None = None
         self.status, self.error = "ok", None
         self.wall_s = 0.0
 
@@ -149,7 +156,7 @@ def _serve_continuous(
 ) -> _Served:
     """Each request submitted to the engine at its arrival, its output streamed back."""
     served = _Served()
-    served.itl = []
+    served.itl, served.lateness = [], []
     done: list[tuple[int, RequestTiming]] = []
 
     async def request(i: int, clock0: float) -> None:
@@ -159,6 +166,7 @@ def _serve_continuous(
         prompt = prompts[i % len(prompts)]
         asked = new_tokens([prompt], trial.output_length, trial.max_new_tokens)
         start = time.perf_counter() - clock0
+        served.lateness.append(start - arrivals[i])
         first = last = None
         produced = prompt_tokens = 0
         cached = None
