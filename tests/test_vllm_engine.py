@@ -24,7 +24,7 @@ import pytest
 import tomllib
 from conftest import write_humaneval_like
 from infpop.engines.vllm import EngineOutOfMemory, StderrTail, VLLMEngine
-from infpop.manifest import ModelSpec, load_manifest
+from infpop.manifest import ModelSpec, WorkloadSpec, load_manifest
 from infpop.plan import plan
 from infpop.profile import EMBEDDED_DEFAULT
 from infpop.scenarios.online import poisson_arrivals
@@ -169,8 +169,11 @@ def test_start_failures_that_mean_out_of_memory() -> None:
 VLLM_OPTIONS = {"vllm": {"max_model_len": 512, "enforce_eager": True}}
 
 
+_VLLM_FIELDS = {"engines": ["vllm"], "engine_options": VLLM_OPTIONS, "kv_cache_bytes": [64 * MIB]}
+
+
 def _groups(write_manifest, name: str = "study.yaml", **fields) -> list:
-    fields = {"engines": ["vllm"], "engine_options": VLLM_OPTIONS, "kv_cache_bytes": [64 * MIB], **fields}
+    fields = {**_VLLM_FIELDS, **fields}
     return plan(load_manifest(write_manifest(name, **fields)), "local", LOCAL)
 
 
@@ -413,3 +416,29 @@ def test_an_engine_death_is_oom_when_the_core_ran_out_of_memory(tiny_model: Path
         engine._raise_if_oom(ValueError("unknown architecture"))  # not an engine death: left as it is
     finally:
         engine.close()
+
+
+def test_prompt_and_new_tokens_beyond_the_context_are_refused_alike(
+    write_manifest, tiny_model: Path, humaneval_path: Path
+) -> None:
+    """HF: beyond the tiny model's 2048 positions, refused before it decodes; vLLM: beyond a
+    ``max_model_len`` 4 tokens above the longest prompt, where vLLM would stop each request
+    without an error after 4 tokens. Both record ``error`` with the same reason. Two loads, ~10 s."""
+    from infpop.workloads import load_prompts
+    from transformers import AutoTokenizer
+
+    workload = {"path": str(humaneval_path), "limit": 2}
+    prompts = load_prompts(WorkloadSpec(**workload), humaneval_path)
+    longest = max(len(ids) for ids in AutoTokenizer.from_pretrained(tiny_model)([p.text for p in prompts])["input_ids"])
+    vllm = {"max_model_len": longest + 4, "enforce_eager": True}
+    runs = {
+        "hf": dict(engines=["hf"], max_new_tokens=[2048]),
+        "vllm": dict(_VLLM_FIELDS, max_new_tokens=[8], engine_options={"vllm": vllm}),
+    }
+    for engine, fields in runs.items():
+        manifest = write_manifest(
+            f"{engine}.yaml", batch_sizes=[2], workload=workload, warmup={"trial_batches": 0}, **fields
+        )
+        (group,) = plan(load_manifest(manifest), "local", LOCAL)
+        (result,) = run_group(group)
+        assert result.status == "error" and "exceeds the model's context" in result.error, (engine, result.error)

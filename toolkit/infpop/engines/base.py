@@ -45,6 +45,19 @@ class StreamChunk:
 T = TypeVar("T")
 
 
+class ContextExceeded(ValueError):
+    """A prompt plus the tokens asked for do not fit the model's context. Every engine refuses
+    such a batch (status ``error``, this reason) rather than returning fewer tokens than asked:
+    vLLM would stop at ``max_model_len`` without an error, HF would decode past the positions the
+    model was trained on; either way the trial would not measure what it names."""
+
+    def __init__(self, prompt_tokens: int, max_new_tokens: int, context: int, limit: str):
+        super().__init__(
+            f"a prompt of {prompt_tokens} tokens + max_new_tokens {max_new_tokens} exceeds the model's context of "
+            f"{context} tokens ({limit}); lower max_new_tokens or the workload's prompt lengths"
+        )
+
+
 class Engine(ABC):
     """Loads a model once per trial group, then generates batch after batch.
 

@@ -71,7 +71,7 @@ import threading
 from collections.abc import AsyncIterator, Coroutine, Sequence
 from typing import Any, TypeVar
 
-from infpop.engines.base import BatchOutput, Engine, StreamChunk
+from infpop.engines.base import BatchOutput, ContextExceeded, Engine, StreamChunk
 from infpop.gpus import restrict_visible_gpus
 
 #: The study's settings, written out so a result's engine_options say what ran (0.10.2's
@@ -328,6 +328,7 @@ class VLLMEngine(Engine):
             self._raise_if_oom(exc)
             raise
         per_prompt = tuple(len(o.outputs[0].token_ids) for o in outputs)
+        self._refuse_truncated(outputs, per_prompt, max_new_tokens)
         cached = [o.num_cached_tokens for o in outputs]
         return BatchOutput(
             prompt_tokens=sum(len(o.prompt_token_ids or ()) for o in outputs),
@@ -335,6 +336,16 @@ class VLLMEngine(Engine):
             per_prompt=per_prompt,
             cached_tokens=None if None in cached else sum(cached),
         )
+
+    def _refuse_truncated(self, outputs: Sequence[Any], made: Sequence[int], asked: int | Sequence[int]) -> None:
+        """vLLM stops a request at ``max_model_len`` without an error: such a batch is refused, as
+        the HF engine refuses it (:class:`ContextExceeded`)."""
+        asked = [asked] * len(made) if isinstance(asked, int) else list(asked)
+        context = self.resolved()["max_model_len"]
+        for out, n, want in zip(outputs, made, asked):
+            prompt = len(out.prompt_token_ids or ())
+            if n < want and prompt + want > context:
+                raise ContextExceeded(prompt, want, context, "vLLM's max_model_len")
 
     def _sampling(self, max_new_tokens: int) -> Any:
         """One ``SamplingParams`` per length, built once: a loop over ``generate`` by hand does so too."""
