@@ -251,7 +251,7 @@ def section_configs(configs: pd.DataFrame, cv_threshold: float) -> list[str]:
             "noisy": ["**noisy**" if x else "" for x in shown["noisy"]],
             # what the engine resolved (vLLM's cap, prefill budget, cache...) and served from its cache
             **{
-                c.removeprefix("resolved_"): shown[c]
+                c.removeprefix("resolved_") if c.removeprefix("resolved_") not in axes else c: shown[c]
                 for c in [*RESOLVED_COLUMNS, "cached_prompt_tokens"]
                 if c in shown and shown[c].notna().any()
             },

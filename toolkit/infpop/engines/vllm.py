@@ -175,7 +175,8 @@ class StderrTail:
         while chunk := os.read(read, 1 << 14):
             self._tail = (self._tail + chunk)[-self.keep :]
             try:
-                os.write(self._saved, chunk)
+                while chunk:
+                    chunk = chunk[os.write(self._saved, chunk) :]
             except OSError:  # the original stderr is gone: keep the tail only
                 pass
         os.close(read)
