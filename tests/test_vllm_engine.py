@@ -442,3 +442,30 @@ def test_prompt_and_new_tokens_beyond_the_context_are_refused_alike(
         (group,) = plan(load_manifest(manifest), "local", LOCAL)
         (result,) = run_group(group)
         assert result.status == "error" and "exceeds the model's context" in result.error, (engine, result.error)
+
+
+class _CoreKilledInFirstTrial(VLLMEngine):
+    """The real async engine, whose engine-core process is killed (SIGKILL) as the first trial
+    sends its first request: a real engine death, which the client sees as ``EngineDeadError``."""
+
+    killed = False
+
+    def stream(self, prompt: str, max_new_tokens: int, request_id: str) -> Any:
+        if not self.killed:
+            self.killed = True
+            for pid in _children():
+                psutil.Process(pid).kill()
+        return super().stream(prompt, max_new_tokens, request_id)
+
+
+def test_an_engine_death_fails_its_trial_and_the_next_one_starts_on_a_fresh_engine(write_manifest) -> None:
+    """Two async engine starts, ~30 s: the dead engine's trial is ``error`` (not ``oom``: no CUDA
+    out-of-memory on its stderr), and the next rate's trial runs on a fresh engine."""
+    scenario = {"kind": "online", "request_rates": [4, 8], "duration_s": 1.0, "min_duration_s": 0, "min_requests": 0}
+    (group,) = _groups(
+        write_manifest, batch_sizes=[2], max_new_tokens=[2], scenario=scenario, warmup={"trial_batches": 0}
+    )
+    dead, fresh = run_group(group, lambda g: _real(_CoreKilledInFirstTrial, g))
+    assert dead.status == "error" and "EngineDeadError" in dead.error, dead.error
+    assert fresh.status == "ok" and fresh.online.completed == fresh.online.n_requests > 0, fresh.error
+    assert fresh.generated_tokens == 2 * fresh.online.completed
