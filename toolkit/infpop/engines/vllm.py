@@ -342,11 +342,12 @@ class VLLMEngine(Engine):
         """vLLM stops a request at ``max_model_len`` without an error: such a batch is refused, as
         the HF engine refuses it (:class:`ContextExceeded`)."""
         asked = [asked] * len(made) if isinstance(asked, int) else list(asked)
-        context = self.resolved()["max_model_len"]
         for out, n, want in zip(outputs, made, asked):
-            prompt = len(out.prompt_token_ids or ())
-            if n < want and prompt + want > context:
-                raise ContextExceeded(prompt, want, context, "vLLM's max_model_len")
+            if n < want:  # read the limit only then: this runs inside the timed loop
+                context = self.resolved()["max_model_len"]
+                prompt = len(out.prompt_token_ids or ())
+                if prompt + want > context:
+                    raise ContextExceeded(prompt, want, context, "vLLM's max_model_len")
 
     def _sampling(self, max_new_tokens: int) -> Any:
         """One ``SamplingParams`` per length, built once: a loop over ``generate`` by hand does so too."""
