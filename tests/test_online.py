@@ -224,6 +224,12 @@ def test_kv_cache_bytes_is_the_memory_axis_on_cpu(tmp_path: Path) -> None:
         ({"output_length": "longest"}, "output_length"),
         ({"kv_cache_bytes": [1 << 20]}, "kv_cache_bytes: gpu_memory_utilization is swept too"),
         ({"kv_cache_bytes": [0], "gpu_memory_utilization": None}, "kv_cache_bytes: must be positive"),
+        ({"engines": ["hf"], "gpu_memory_utilization": None, "prefix_caching": [True]}, "prefix_caching: applies to"),
+        ({"prefix_caching": [True, True]}, "prefix_caching: has duplicates"),
+        (
+            {"engine_options": {"vllm": {"enable_prefix_caching": True}}},
+            "prefix_caching: engine_options.vllm sets enable_prefix_caching too",
+        ),
     ],
 )
 def test_malformed_axes_name_the_field(tmp_path: Path, fields: dict, message: str) -> None:

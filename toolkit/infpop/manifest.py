@@ -278,7 +278,7 @@ class Manifest(_Strict):
     #: vLLM's automatic prefix caching, swept like batch size. Off by default: the study's vLLM
     #: had none and HF caches nothing, and this protocol resends the same prompts (warm-up,
     #: repetitions, batch sizes, online request i sends prompt i mod n), which a cache would serve.
-    prefix_caching: list[bool] = Field(default=[False], min_length=1)
+    prefix_caching: list[bool] = Field(default=[False], min_length=1, validate_default=True)
 
     @field_validator("gpu_counts", "batch_sizes", "max_new_tokens")
     @classmethod
