@@ -22,7 +22,9 @@ made of it, read from its resolved config):
   group's largest batch, and a prefill budget (``max_num_batched_tokens``) of the group's
   ``max_num_seqs`` longest prompts, so that every batch is admitted and prefilled in one engine
   step. vLLM's defaults (256 or 1024 sequences, 2048 to 16384 tokens, by platform) would split the
-  study's large batches differently per GPU. A manifest's own values are used as they are.
+  study's large batches differently per GPU. A manifest's own values are used as they are. A
+  larger budget also sizes vLLM's memory-profiling run, leaving less for the KV cache: the KV
+  blocks in ``resolved`` show what remained.
 - Stats logging: off offline (``LLM``'s default, as the study ran it: it adds work to every step of
   the timed loop), on online (``vllm serve``'s default). Preemptions come from vLLM's public
   Prometheus counter (``vllm:num_preemptions``) where stats are on and the version has the reader;
