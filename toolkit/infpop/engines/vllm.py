@@ -401,7 +401,10 @@ class VLLMEngine(Engine):
 
     def preemptions(self) -> int | None:
         """Preemptions since load, from vLLM's public counter (which a replacement engine restarts
-        at zero, hence the carried-over count); ``None`` with stats off."""
+        at zero, hence the carried-over count); ``None`` with stats off, even where an earlier
+        engine of this process left its metrics registered."""
+        if self._kwargs is None or self._kwargs.get("disable_log_stats"):
+            return None
         now = _counter("vllm:num_preemptions")
         return None if now is None else int(self._preempted_before + now)
 
