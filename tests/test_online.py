@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 from infpop.errors import InputError
-from infpop.manifest import OnlineScenario, load_manifest, parse_manifest
+from infpop.manifest import GoodputTargets, OnlineScenario, load_manifest, parse_manifest
 from infpop.plan import plan
 from infpop.profile import EMBEDDED_DEFAULT, PartitionProfile
 from infpop.scenarios.metrics import RequestTiming, percentile, summarise, validity
@@ -125,6 +125,33 @@ def test_validity_and_percentiles_are_pure() -> None:
     assert m.ttft_s is None and m.goodput is None and m.latency_per_token_s.p50 == pytest.approx(0.1)
 
 
+def test_goodput_counts_tpot_as_vllm_bench_serve_does() -> None:
+    """TPOT = (end - first token) / (tokens - 1); a one-token request's TPOT counts as 0, as in
+    ``vllm bench serve --goodput tpot:..``; goodput is good requests over the run's wall time."""
+    timing = dict(prompt_index=0, arrival_s=0.0, start_s=0.0, first_token_s=0.1)
+    reqs = [
+        RequestTiming(**timing, finish_s=0.1 + 0.05 * 4, output_tokens=5),  # TPOT 0.05
+        RequestTiming(**timing, finish_s=0.1 + 0.20 * 4, output_tokens=5),  # TPOT 0.20
+        RequestTiming(**timing, finish_s=0.1, output_tokens=1),  # TPOT 0 by that rule
+    ]
+    m = summarise(reqs, 3, wall_s=2.0, targets=GoodputTargets(tpot_s=0.1))
+    assert m.goodput == pytest.approx(2 / 2.0)
+    no_first = [r.model_copy(update={"first_token_s": None}) for r in reqs]
+    assert summarise(no_first, 3, wall_s=2.0, targets=GoodputTargets(tpot_s=0.1)).goodput is None
+
+
+def test_a_client_that_fell_behind_makes_the_run_invalid() -> None:
+    """At 10 requests/s the mean gap is 0.1 s: a send lateness p99 above 0.01 s is too late."""
+    rules = OnlineScenario(kind="online", request_rates=[10], duration_s=10, min_duration_s=0, min_requests=0)
+    reqs = [RequestTiming(prompt_index=0, arrival_s=0, start_s=0, first_token_s=0.1, finish_s=0.2, output_tokens=2)]
+    on_time = summarise(reqs, 1, wall_s=1.0, targets=None, lateness=[0.001] * 99 + [0.005])
+    late = summarise(reqs, 1, wall_s=1.0, targets=None, lateness=[0.001] * 90 + [0.05] * 10)
+    assert on_time.send_lateness_s.p99 == pytest.approx(0.00104)  # numpy's linear rule
+    assert validity(rules, "ok", 1.0, 1, on_time, 10) == (True, None)
+    valid, why = validity(rules, "ok", 1.0, 1, late, 10)
+    assert not valid and "client fell behind" in why and "0.05" in why
+
+
 @pytest.mark.parametrize(
     "scenario,message",
     [
@@ -197,6 +224,12 @@ def test_kv_cache_bytes_is_the_memory_axis_on_cpu(tmp_path: Path) -> None:
         ({"output_length": "longest"}, "output_length"),
         ({"kv_cache_bytes": [1 << 20]}, "kv_cache_bytes: gpu_memory_utilization is swept too"),
         ({"kv_cache_bytes": [0], "gpu_memory_utilization": None}, "kv_cache_bytes: must be positive"),
+        ({"engines": ["hf"], "gpu_memory_utilization": None, "prefix_caching": [True]}, "prefix_caching: applies to"),
+        ({"prefix_caching": [True, True]}, "prefix_caching: has duplicates"),
+        (
+            {"engine_options": {"vllm": {"enable_prefix_caching": True}}},
+            "prefix_caching: engine_options.vllm sets enable_prefix_caching too",
+        ),
     ],
 )
 def test_malformed_axes_name_the_field(tmp_path: Path, fields: dict, message: str) -> None:

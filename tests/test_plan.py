@@ -97,3 +97,20 @@ def test_default_profile_is_local_only(monkeypatch: pytest.MonkeyPatch) -> None:
     profile = load_profile(None)
     assert list(profile.partitions) == ["local"]
     assert profile.partitions["local"].executor == "local"
+
+
+def test_vllm_offline_holds_every_batch_at_once_without_prefix_caching(tmp_path: Path) -> None:
+    """vLLM's own defaults would cap a batch at 256 or 1024 sequences, and cache prefixes."""
+    groups = plan(load_manifest(_manifest(tmp_path, engines=["vllm"], batch_sizes=[1, 512])), "a100", A100)
+    trials = [t for g in groups for t in g.trials]
+    assert {t.engine_options["max_num_seqs"] for t in trials} == {512}, "the group's largest batch"
+    assert {t.engine_options["enable_prefix_caching"] for t in trials} == {False}
+    assert not any(t.trial_id.endswith("_pc") or "_seqs" in t.trial_id for t in trials), "the study's ids stay"
+    both = plan(load_manifest(_manifest(tmp_path, engines=["vllm"], prefix_caching=[True, False])), "a100", A100)
+    assert len(both) == 2 * len(groups) and {g.first.prefix_caching for g in both} == {False, True}
+
+
+def test_a_vllm_cap_below_a_batch_is_refused(tmp_path: Path) -> None:
+    path = _manifest(tmp_path, engines=["vllm"], batch_sizes=[4, 512], engine_options={"vllm": {"max_num_seqs": 256}})
+    with pytest.raises(InputError, match=r"engine_options\.vllm\.max_num_seqs: 256 .* batch size 512"):
+        plan(load_manifest(path), "a100", A100)

@@ -17,7 +17,7 @@ from infpop_analysis.effects import magnitude
 from infpop_analysis.inference import ALPHA, CV_THRESHOLD, MIN_REPETITIONS
 from infpop_analysis.replicates import repetition_tests
 from infpop_analysis.stats import BASE, FAST, NEW_HW, OLD_HW, Analysis, analyse
-from infpop_analysis.summaries import config_summaries
+from infpop_analysis.summaries import RESOLVED_COLUMNS, config_summaries
 from infpop_analysis.table import config_axes, path_name
 
 ENGINE_NAMES = {"hf": "HF pipelines", "vllm": "vLLM"}
@@ -250,6 +250,12 @@ def section_configs(configs: pd.DataFrame, cv_threshold: float) -> list[str]:
             "95% CI": [f"[{fmt(lo, 1)}, {fmt(hi, 1)}]" for lo, hi in zip(shown["ci_low"], shown["ci_high"])],
             "CV": shown["cv"],
             "noisy": ["**noisy**" if x else "" for x in shown["noisy"]],
+            # what the engine resolved (vLLM's cap, prefill budget, cache...) and served from its cache
+            **{
+                c.removeprefix("resolved_") if c.removeprefix("resolved_") not in axes else c: shown[c]
+                for c in [*RESOLVED_COLUMNS, "cached_prompt_tokens"]
+                if c in shown and shown[c].notna().any()
+            },
         }
     )
     return out + [markdown_table(table.reset_index(drop=True), 3)]

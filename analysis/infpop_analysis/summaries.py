@@ -3,8 +3,9 @@
 One row per configuration (every configuration axis the table has but ``repetition``) with n,
 mean, median, standard deviation, coefficient of variation and a 95% percentile-bootstrap
 interval of the mean throughput, the same for the latency percentiles of online trials, and the
-median of the engine's counters where its results carry them (vLLM's KV-cache blocks and
-preemptions).
+median of the engine's counters where its results carry them (vLLM's KV-cache blocks,
+preemptions and prompt tokens served from its prefix cache), and the settings the engine resolved
+(vLLM's ``resolved_*`` columns).
 ``infpop stats`` writes it as ``configs.csv``; ``noisy`` marks a coefficient of variation above
 the user's threshold. The values summarised are those the study's cells take (every
 non-missing throughput of a valid run, an OOM's partial one included), so the summary and the
@@ -24,7 +25,7 @@ import pandas as pd
 from scipy import stats as sps
 
 from infpop_analysis.inference import CI_LEVEL, CV_THRESHOLD, MIN_REPETITIONS, SEED
-from infpop_analysis.table import config_axes, valid_rows
+from infpop_analysis.table import RESOLVED, config_axes, valid_rows
 
 #: Resamples per interval: the endpoints' Monte Carlo error is small against the interval itself.
 N_RESAMPLES = 2000
@@ -32,9 +33,11 @@ N_RESAMPLES = 2000
 MAX_VALUES = 10_000_000
 #: Latency columns of online trials, each summarised under its name without ``_s``.
 LATENCY_COLUMNS = [f"{m}_{p}_s" for m in ("latency", "ttft", "latency_per_token") for p in ("p50", "p90", "p99")]
-#: Counters an engine reports per trial (vLLM: KV-cache blocks allocated, requests preempted),
-#: summarised as their median over the configuration's runs.
-ENGINE_COUNTERS = ("kv_cache_blocks", "num_preemptions")
+#: Counters an engine reports per trial (vLLM: KV-cache blocks allocated, requests preempted,
+#: prompt tokens served from its prefix cache), summarised as their median over the configuration's runs.
+ENGINE_COUNTERS = ("kv_cache_blocks", "num_preemptions", "cached_prompt_tokens")
+#: The settings the engine resolved (``resolved_*`` columns), shown as the configuration's runs had them.
+RESOLVED_COLUMNS = [f"resolved_{name}" for name in RESOLVED]
 STATS = ["n", "mean", "median", "std", "cv", "ci_low", "ci_high"]
 
 
@@ -96,6 +99,9 @@ def config_summaries(df: pd.DataFrame, cv_threshold: float = CV_THRESHOLD) -> pd
     counters = [c for c in ENGINE_COUNTERS if c in d.columns and d[c].notna().any()]
     if counters:
         parts.append(by[counters].median().reset_index(drop=True))
+    settings = [c for c in RESOLVED_COLUMNS if c in d.columns and d[c].notna().any()]
+    if settings:  # one engine per group: a configuration's runs share them; where not, its first run's
+        parts.append(by[settings].first().reset_index(drop=True))
     out = pd.concat(parts, axis=1)
     out["noisy"] = out["cv"].gt(cv_threshold).fillna(False).astype(bool)
     return out

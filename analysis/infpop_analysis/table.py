@@ -21,6 +21,18 @@ from infpop.filemodes import file_mode
 from infpop.manifest import SAFE_NAME
 from infpop.results import CorruptResult, TrialResult, iter_results
 
+#: The engine's resolved settings the table keeps (vLLM's; see ``TrialResult.resolved``).
+RESOLVED: dict[str, str] = {
+    "max_num_seqs": "Int64",
+    "max_num_batched_tokens": "Int64",
+    "chunked_prefill": "boolean",
+    "enforce_eager": "boolean",
+    "cudagraph_mode": "string",
+    "block_size": "Int64",
+    "kv_cache_dtype": "string",
+    "max_model_len": "Int64",
+}
+
 #: Column order of every tidy table, with pandas dtypes.
 COLUMNS: dict[str, str] = {
     "study": "string",
@@ -67,10 +79,16 @@ COLUMNS: dict[str, str] = {
     "batching": "string",
     "kv_cache_blocks": "Int64",
     "num_preemptions": "Int64",
+    # vLLM's prefix cache: the axis, and the prompt tokens it served during the timed run.
+    "prefix_caching": "boolean",
+    "cached_prompt_tokens": "Int64",
+    # The settings vLLM resolved at load (a result's ``resolved``), prefixed ``resolved_``.
+    **{f"resolved_{name}": dtype for name, dtype in RESOLVED.items()},
     "valid": "boolean",
     "n_requests": "Int64",
     "request_throughput": "float64",
     "goodput": "float64",
+    "send_lateness_p99_s": "float64",
     **{
         f"{measure}_{p}_s": "float64"
         for measure in ("latency", "ttft", "latency_per_token", "tpot", "itl")
@@ -88,7 +106,7 @@ SCENARIO_KEY = ["scenario", "output_length", "request_rate", "gpu_memory_utiliza
 CONFIG_AXES = [
     "hardware", "engine", "model", "n_gpus", "batch_size", "max_new_tokens", "dtype", "workload",
     "scenario", "output_length", "request_rate", "gpu_memory_utilization",
-    "kv_cache_bytes", "max_num_seqs", "batching",
+    "kv_cache_bytes", "max_num_seqs", "batching", "prefix_caching",
 ]  # fmt: skip
 
 
@@ -175,10 +193,14 @@ def _scenario_columns(result: TrialResult) -> dict:
         "batching": result.batching,
         "kv_cache_blocks": result.kv_cache_blocks,
         "num_preemptions": result.num_preemptions,
+        "prefix_caching": t.prefix_caching,
+        "cached_prompt_tokens": result.cached_prompt_tokens,
+        **{f"resolved_{name}": (result.resolved or {}).get(name) for name in RESOLVED},
         "valid": result.valid,
     }
     if online is not None:
         out.update(n_requests=online.n_requests, request_throughput=online.request_throughput, goodput=online.goodput)
+        out["send_lateness_p99_s"] = online.send_lateness_s.p99 if online.send_lateness_s is not None else None
         for measure in ("latency", "ttft", "latency_per_token", "tpot", "itl"):
             pct = getattr(online, f"{measure}_s")
             for p in ("p50", "p90", "p99"):

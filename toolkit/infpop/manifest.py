@@ -33,6 +33,9 @@ DEFAULT_WORKLOAD = "humaneval-infilling"
 #: Engines whose KV-cache size ``gpu_memory_utilization`` or ``kv_cache_bytes`` sets (a
 #: load-time option of vLLM).
 MEMORY_ENGINES = frozenset({"vllm"})
+#: Engines with a prefix cache (vLLM's automatic prefix caching, a load-time option) that the
+#: ``prefix_caching`` axis switches.
+PREFIX_CACHE_ENGINES = frozenset({"vllm"})
 #: Engines that serve the online scenario with continuous batching, capped at ``max_num_seqs``
 #: concurrent requests (a load-time option): there the trial's batch size sets that cap.
 CONTINUOUS_ENGINES = frozenset({"vllm"})
@@ -173,16 +176,18 @@ class OfflineScenario(_Validity):
 
 
 class GoodputTargets(_Strict):
-    """Latency targets a request must all meet to count towards goodput."""
+    """Latency targets a request must all meet to count towards goodput (``vllm bench serve
+    --goodput e2el:.. ttft:.. tpot:..``, in seconds here; docs/metrics.md states the differences)."""
 
     latency_s: float | None = Field(default=None, gt=0, description="end-to-end, from arrival")
     ttft_s: float | None = Field(default=None, gt=0, description="time to first token, from arrival")
+    tpot_s: float | None = Field(default=None, gt=0, description="time per output token after the first")
     latency_per_token_s: float | None = Field(default=None, gt=0, description="end-to-end over output tokens")
 
     @model_validator(mode="after")
     def _some_target(self) -> GoodputTargets:
-        if self.latency_s is None and self.ttft_s is None and self.latency_per_token_s is None:
-            raise ValueError("give at least one of latency_s, ttft_s, latency_per_token_s")
+        if all(v is None for v in (self.latency_s, self.ttft_s, self.tpot_s, self.latency_per_token_s)):
+            raise ValueError("give at least one of latency_s, ttft_s, tpot_s, latency_per_token_s")
         return self
 
 
@@ -270,6 +275,10 @@ class Manifest(_Strict):
     #: vLLM's KV-cache size in bytes, swept like batch size: the memory axis on CPU, where
     #: vLLM's default would take 90% of the machine's memory.
     kv_cache_bytes: list[int] | None = None
+    #: vLLM's automatic prefix caching, swept like batch size. Off by default: the study's vLLM
+    #: had none and HF caches nothing, and this protocol resends the same prompts (warm-up,
+    #: repetitions, batch sizes, online request i sends prompt i mod n), which a cache would serve.
+    prefix_caching: list[bool] = Field(default=[False], min_length=1, validate_default=True)
 
     @field_validator("gpu_counts", "batch_sizes", "max_new_tokens")
     @classmethod
@@ -361,6 +370,18 @@ class Manifest(_Strict):
         for engine in sorted(MEMORY_ENGINES & set(info.data.get("engine_options", {}))):
             if "kv_cache_memory_bytes" in info.data["engine_options"][engine]:
                 raise ValueError(f"engine_options.{engine} sets kv_cache_memory_bytes too; keep one")
+        return sorted(values)
+
+    @field_validator("prefix_caching")
+    @classmethod
+    def _caching_axis(cls, values: list[bool], info: ValidationInfo) -> list[bool]:
+        if len(set(values)) != len(values):
+            raise ValueError(f"has duplicates: {values}")
+        if values != [False] and not PREFIX_CACHE_ENGINES & set(info.data.get("engines", [])):
+            raise ValueError(f"applies to {sorted(PREFIX_CACHE_ENGINES)}, none of which is in engines")
+        for engine in sorted(PREFIX_CACHE_ENGINES & set(info.data.get("engine_options", {}))):
+            if "enable_prefix_caching" in info.data["engine_options"][engine]:
+                raise ValueError(f"engine_options.{engine} sets enable_prefix_caching too; keep one")
         return sorted(values)
 
     @property

@@ -24,6 +24,7 @@ from infpop.manifest import (
     CONTINUOUS_ENGINES,
     DEFAULT_WORKLOAD,
     MEMORY_ENGINES,
+    PREFIX_CACHE_ENGINES,
     Dtype,
     LoadedManifest,
     ModelSpec,
@@ -68,9 +69,13 @@ class TrialSpec(BaseModel):
     #: The concurrency cap of an online trial on a continuous-batching engine (vLLM's
     #: ``max_num_seqs``, also in ``engine_options``): the batch size's role there. ``None`` otherwise.
     max_num_seqs: int | None = None
+    #: The value of the manifest's ``prefix_caching`` axis (vLLM's ``enable_prefix_caching``, also
+    #: in ``engine_options``); ``None`` for engines without a prefix cache, and in records from
+    #: before the axis (whose vLLM ran with vLLM's default, caching on).
+    prefix_caching: bool | None = None
 
     @property
-    def group_key(self) -> tuple[str, str, str, int, str, float, int, int]:
+    def group_key(self) -> tuple[str, str, str, int, str, float, int, int, bool]:
         return (
             self.hardware,
             self.engine,
@@ -80,13 +85,15 @@ class TrialSpec(BaseModel):
             self.gpu_memory_utilization or 0.0,
             self.kv_cache_bytes or 0,
             self.max_num_seqs or 0,
+            bool(self.prefix_caching),
         )
 
     @property
     def group_suffix(self) -> str:
         """The job-splitting axes a study of the paper never had, named only where they are set:
         ``_w-<workload>`` (not the study's workload), ``_mem<gpu_memory_utilization>``,
-        ``_kv<size>`` (``kv_cache_bytes``, in MiB where whole) and ``_seqs<max_num_seqs>``."""
+        ``_kv<size>`` (``kv_cache_bytes``, in MiB where whole), ``_seqs<max_num_seqs>`` and ``_pc``
+        (prefix caching on; off is the study's setting and keeps its ids)."""
         workload = f"_w-{self.workload.id}" if self.workload.id != DEFAULT_WORKLOAD else ""
         memory = f"_mem{self.gpu_memory_utilization:g}" if self.gpu_memory_utilization is not None else ""
         kv = ""
@@ -94,7 +101,8 @@ class TrialSpec(BaseModel):
             mib, rest = divmod(self.kv_cache_bytes, 1 << 20)
             kv = f"_kv{mib}MiB" if not rest else f"_kv{self.kv_cache_bytes}B"
         seqs = f"_seqs{self.max_num_seqs}" if self.max_num_seqs is not None else ""
-        return workload + memory + kv + seqs
+        cached = "_pc" if self.prefix_caching else ""
+        return workload + memory + kv + seqs + cached
 
     @property
     def trial_id(self) -> str:
@@ -209,9 +217,25 @@ def expand_trials(loaded: LoadedManifest, partition: str, part: PartitionProfile
     def seqs(engine: str, b: int) -> int | None:
         return b if m.scenario.kind == "online" and engine in CONTINUOUS_ENGINES else None
 
-    def options(engine: str, memory: tuple[float | None, int | None], b: int) -> dict[str, Any]:
+    def cap(engine: str, b: int) -> int | None:
+        """Online: the trial's batch size; offline: the group's largest batch, unless the manifest sets one."""
+        if engine not in CONTINUOUS_ENGINES or (offline_cap and "max_num_seqs" in m.engine_options.get(engine, {})):
+            return seqs(engine, b)
+        return seqs(engine, b) or offline_cap
+
+    def caching_axis(engine: str) -> list[bool | None]:
+        return list(m.prefix_caching) if engine in PREFIX_CACHE_ENGINES else [None]
+
+    offline_cap = _offline_cap(loaded)
+
+    def options(engine: str, memory: tuple[float | None, int | None], b: int, cached: bool | None) -> dict[str, Any]:
         share, size = memory
-        extra = {"gpu_memory_utilization": share, "kv_cache_memory_bytes": size, "max_num_seqs": seqs(engine, b)}
+        extra = {
+            "gpu_memory_utilization": share,
+            "kv_cache_memory_bytes": size,
+            "max_num_seqs": cap(engine, b),
+            "enable_prefix_caching": cached,
+        }
         return {**m.engine_options.get(engine, {}), **{k: v for k, v in extra.items() if v is not None}}
 
     return [
@@ -227,7 +251,7 @@ def expand_trials(loaded: LoadedManifest, partition: str, part: PartitionProfile
             repetition=r,
             dtype=m.dtype,
             workload=workload,
-            engine_options=options(engine, memory, b),
+            engine_options=options(engine, memory, b, cached),
             output_length=m.output_length,
             scenario=m.scenario,
             request_rate=rate,
@@ -235,10 +259,12 @@ def expand_trials(loaded: LoadedManifest, partition: str, part: PartitionProfile
             kv_cache_bytes=memory[1],
             warmup_batches=m.warmup.trial_batches,
             max_num_seqs=seqs(engine, b),
+            prefix_caching=cached,
         )
         for model in m.models
         for engine in m.engines
         for memory in memory_axis(engine)
+        for cached in caching_axis(engine)
         for workload in m.all_workloads
         for n in m.gpu_counts
         for r in range(m.repetitions)
@@ -246,6 +272,26 @@ def expand_trials(loaded: LoadedManifest, partition: str, part: PartitionProfile
         for b in m.batch_sizes
         for rate in rates
     ]
+
+
+def _offline_cap(loaded: LoadedManifest) -> int | None:
+    """vLLM's ``max_num_seqs`` in an offline group: the group's largest batch, so that every batch
+    runs as one (vLLM's default cap, 256 on CPU and A100, 1024 on H100, would split the study's
+    batches 512 and 1028, at a different size per GPU). One engine serves the group's batch sizes,
+    as in the study: a cap above a static batch changes nothing in how that batch is scheduled.
+    A cap the manifest sets below a batch size is refused rather than obeyed silently."""
+    m = loaded.manifest
+    if m.scenario.kind != "offline":
+        return None
+    largest = max(m.batch_sizes)
+    for engine in sorted(CONTINUOUS_ENGINES & set(m.engines)):
+        cap = m.engine_options.get(engine, {}).get("max_num_seqs")
+        if cap is not None and cap < largest:
+            raise InputError(
+                f"{loaded.path}: engine_options.{engine}.max_num_seqs: {cap} holds fewer sequences than batch size "
+                f"{largest} (batch_sizes); the engine would split that batch: raise max_num_seqs to {largest} or drop it"
+            )
+    return largest
 
 
 def group_trials(trials: list[TrialSpec]) -> list[list[TrialSpec]]:

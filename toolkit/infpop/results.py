@@ -13,7 +13,7 @@ import re
 from collections.abc import Iterator
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
@@ -84,6 +84,15 @@ class TrialResult(BaseModel):
     #: trial for want of them; ``None`` for engines without a paged KV cache.
     kv_cache_blocks: int | None = None
     num_preemptions: int | None = None
+    #: Prompt tokens the engine served from its prefix cache during the timed run (vLLM); ``None``
+    #: for engines without one and in records from before it was kept.
+    cached_prompt_tokens: int | None = None
+    #: The settings the engine resolved at load, read from its own resolved config (vLLM:
+    #: max_num_seqs, max_num_batched_tokens, chunked prefill, prefix caching, eager / CUDA-graph
+    #: mode, block size, KV-cache dtype and blocks, max_model_len); ``None`` where it reports none.
+    resolved: dict[str, Any] | None = None
+    #: Why a counter the engine could report is ``None`` in this run, by field name.
+    unmeasured: dict[str, str] = Field(default_factory=dict)
     provenance: Provenance
 
 

@@ -87,6 +87,7 @@ def run_group(group: GroupSpec, engine_factory: EngineFactory = default_engine) 
         prompts = load_prompts(
             group.first.workload, Path(group.workload_path) if group.workload_path else None, group.first.workload.url
         )
+        engine.expect([p.text for p in prompts])
         t0 = time.perf_counter()
         engine.load()
         if any(t.output_length == "reference" for t in pending):
@@ -99,7 +100,8 @@ def run_group(group: GroupSpec, engine_factory: EngineFactory = default_engine) 
             record(rec.result(t, started_at, status=status, error=error_text(exc)))
         engine.close()  # a failed start may hold memory and worker processes too
         return written
-    rec = Recorder(group, engine.devices(), time.perf_counter() - t0, engine.kv_cache_blocks())
+    load_s = time.perf_counter() - t0
+    rec = Recorder(group, engine.devices(), load_s, engine.kv_cache_blocks(), engine.resolved(), engine.unmeasured())
     try:
         with once_per_trial():
             rec.group_warmup_s = warm_up_group(engine, pending[0], prompts, group.warmup_batches)

@@ -26,6 +26,8 @@ class BatchOutput:
     per_prompt: tuple[int, ...] | None = None
     #: ``time.perf_counter()`` when the batch's first token appeared (``generate_timed`` only).
     first_token_at: float | None = None
+    #: Prompt tokens the engine served from its prefix cache; ``None`` where it has none.
+    cached_tokens: int | None = None
 
 
 @dataclass(frozen=True)
@@ -35,9 +37,25 @@ class StreamChunk:
 
     new_tokens: int
     prompt_tokens: int | None = None
+    #: Prompt tokens served from the engine's prefix cache (on the request's last chunk, where the
+    #: engine has a prefix cache).
+    cached_tokens: int | None = None
 
 
 T = TypeVar("T")
+
+
+class ContextExceeded(ValueError):
+    """A prompt plus the tokens asked for do not fit the model's context. Every engine refuses
+    such a batch (status ``error``, this reason) rather than returning fewer tokens than asked:
+    vLLM would stop at ``max_model_len`` without an error, HF would decode past the positions the
+    model was trained on; either way the trial would not measure what it names."""
+
+    def __init__(self, prompt_tokens: int, max_new_tokens: int, context: int, limit: str):
+        super().__init__(
+            f"a prompt of {prompt_tokens} tokens + max_new_tokens {max_new_tokens} exceeds the model's context of "
+            f"{context} tokens ({limit}); lower max_new_tokens or the workload's prompt lengths"
+        )
 
 
 class Engine(ABC):
@@ -68,6 +86,10 @@ class Engine(ABC):
         self.options = options
         #: The scenario kind of the group's trials: an engine may load differently to serve online.
         self.scenario = scenario
+
+    def expect(self, prompts: Sequence[str]) -> None:
+        """The group's prompts, before :meth:`load`: for an engine that sizes a load-time setting to
+        the workload (vLLM's prefill budget)."""
 
     @abstractmethod
     def load(self) -> None:
@@ -100,6 +122,15 @@ class Engine(ABC):
     def kv_cache_blocks(self) -> int | None:
         """KV-cache blocks the loaded engine allocated; ``None`` where it has no paged cache."""
         return None
+
+    def resolved(self) -> dict[str, Any] | None:
+        """The settings the loaded engine resolved (its own defaults applied), for the record;
+        ``None`` where the engine has none to report."""
+        return None
+
+    def unmeasured(self) -> dict[str, str]:
+        """Why a counter this engine could report (e.g. ``num_preemptions``) is ``None`` in this run."""
+        return {}
 
     def preemptions(self) -> int | None:
         """Requests preempted since load (a running count); ``None`` where the engine never preempts."""

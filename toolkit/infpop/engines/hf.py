@@ -18,14 +18,15 @@ from dataclasses import replace
 from functools import wraps
 from typing import Any
 
-from infpop.engines.base import BatchOutput, Engine
+from infpop.engines.base import BatchOutput, ContextExceeded, Engine
 from infpop.gpus import restrict_visible_gpus
 
 
 class _TokenCounter:
     """Wraps ``model.generate`` to count prompt and new tokens from the id tensors it sees."""
 
-    def __init__(self, generate: Any, eos_ids: set[int]):
+    def __init__(self, generate: Any, eos_ids: set[int], context: int | None):
+        self.context = context
         self.prompt_tokens = 0
         self.per_prompt: list[int] = []
         #: Tokens each prompt of the current call asked for, in order; ``None``: all it made.
@@ -34,10 +35,13 @@ class _TokenCounter:
         self._generate = generate
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        out = self._generate(*args, **kwargs)
         input_ids = kwargs.get("input_ids")
         mask = kwargs.get("attention_mask")
         in_len = 0 if input_ids is None else input_ids.shape[1]
+        asked = kwargs.get("max_new_tokens") or 0
+        if self.context is not None and mask is not None and int(mask.sum(1).max()) + asked > self.context:
+            raise ContextExceeded(int(mask.sum(1).max()), asked, self.context, "max_position_embeddings")
+        out = self._generate(*args, **kwargs)
         if mask is not None:
             self.prompt_tokens += int(mask.sum())
         elif input_ids is not None:
@@ -101,7 +105,8 @@ class HFPipelineEngine(Engine):
         model.generation_config.pad_token_id = tokenizer.pad_token_id
         eos = model.generation_config.eos_token_id
         eos_ids = set(eos if isinstance(eos, list) else [] if eos is None else [eos])
-        self._counter = _TokenCounter(model.generate, eos_ids)
+        context = getattr(model.config, "max_position_embeddings", None)
+        self._counter = _TokenCounter(model.generate, eos_ids, context)
         model.generate = wraps(model.generate)(self._counter)
 
     def generate(self, prompts: Sequence[str], batch_size: int, max_new_tokens: int | Sequence[int]) -> BatchOutput:

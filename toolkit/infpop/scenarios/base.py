@@ -35,11 +35,21 @@ class Recorder:
     """Builds the result records of one group run: provenance and what the loaded engine
     reports (load time, KV-cache blocks) are shared by all its trials."""
 
-    def __init__(self, group: GroupSpec, gpus: list[str], load_s: float | None, kv_cache_blocks: int | None = None):
+    def __init__(
+        self,
+        group: GroupSpec,
+        gpus: list[str],
+        load_s: float | None,
+        kv_cache_blocks: int | None = None,
+        resolved: dict[str, Any] | None = None,
+        unmeasured: dict[str, str] | None = None,
+    ):
         self.group = group
         self.gpus = gpus
         self.load_s = load_s
         self.kv_cache_blocks = kv_cache_blocks
+        self.resolved = resolved
+        self.unmeasured = unmeasured or {}
         #: Seconds of the group's warm-up after the model loaded (:func:`infpop.warmup.warm_up_group`).
         self.group_warmup_s: float | None = None
         self.versions = provenance.library_versions()
@@ -73,8 +83,14 @@ class Recorder:
         **fields: Any,
     ) -> TrialResult:
         """The result of a trial that ran, in any scenario: throughput and validity are decided
-        here once. A trial that generated nothing has no throughput (never a zero)."""
-        valid, why = validity(trial.scenario, status, wall_s, n_prompts)
+        here once. A trial that generated nothing has no throughput (never a zero). A trial run
+        with the prefix cache off whose engine served prompt tokens from a cache did not run the
+        configuration it names: an ``error``, with the reason."""
+        cached = fields.get("cached_prompt_tokens")
+        if trial.prefix_caching is False and cached and status == "ok":
+            status = "error"
+            fields["error"] = f"prefix caching is off, yet the engine served {cached} prompt tokens from its cache"
+        valid, why = validity(trial.scenario, status, wall_s, n_prompts, fields.get("online"), trial.request_rate)
         return self.result(
             trial,
             started_at,
@@ -86,6 +102,8 @@ class Recorder:
             valid=valid,
             invalid_reason=why,
             kv_cache_blocks=self.kv_cache_blocks,
+            resolved=self.resolved,
+            unmeasured=self.unmeasured,
             **fields,
         )
 

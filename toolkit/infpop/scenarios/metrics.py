@@ -75,8 +75,11 @@ class OnlineMetrics(_Record):
     #: requests; only where the engine streams (continuous batching).
     itl_s: Percentiles | None = None
     #: Completed requests per second that met every goodput target; ``None`` without targets,
-    #: or when a target needs a measure the engine does not expose (TTFT).
+    #: or when a target needs a measure the engine does not expose (TTFT, TPOT).
     goodput: float | None
+    #: How late the client sent each request after its scheduled (Poisson) arrival; only where
+    #: a client sends each request itself (continuous batching). ``None`` in older records.
+    send_lateness_s: Percentiles | None = None
     requests: list[RequestTiming]
 
 
@@ -95,10 +98,21 @@ def percentiles(values: Sequence[float | None]) -> Percentiles | None:
     return Percentiles(p50=percentile(values, 50), p90=percentile(values, 90), p99=percentile(values, 99))
 
 
+#: A run whose client sent its requests' 99th percentile later than this share of the mean gap
+#: between arrivals (1 / rate) is invalid. The offered load is the Poisson process only while each
+#: request leaves near its scheduled time; a client that falls behind sends later and then in
+#: bursts, which is another, burstier load. At a tenth of the mean gap, 99% of the requests keep
+#: their place among their neighbours' arrivals to within a tenth of a typical gap, and their
+#: latencies, timed from arrival, carry at most that much of the client's delay.
+MAX_LATENESS_SHARE = 0.1
+
+
 def _meets(r: RequestTiming, targets: GoodputTargets) -> bool:
+    """``vllm bench serve``'s rule: every target met; a one-token request's TPOT counts as 0."""
     return (
         (targets.latency_s is None or r.latency_s <= targets.latency_s)
         and (targets.ttft_s is None or r.ttft_s <= targets.ttft_s)
+        and (targets.tpot_s is None or (r.tpot_s or 0.0) <= targets.tpot_s)
         and (targets.latency_per_token_s is None or r.latency_per_token_s <= targets.latency_per_token_s)
     )
 
@@ -109,10 +123,13 @@ def summarise(
     wall_s: float,
     targets: GoodputTargets | None,
     itl: Sequence[float] | None = None,
+    lateness: Sequence[float] | None = None,
 ) -> OnlineMetrics:
-    ttft_missing = any(r.first_token_s is None for r in requests)
+    """``lateness``: each request's send time minus its scheduled arrival, where a client sent it."""
+    first_missing = any(r.first_token_s is None for r in requests)
+    needs_first = targets is not None and (targets.ttft_s is not None or targets.tpot_s is not None)
     goodput = None
-    if targets is not None and wall_s > 0 and not (targets.ttft_s is not None and ttft_missing):
+    if targets is not None and wall_s > 0 and not (needs_first and first_missing):
         goodput = sum(_meets(r, targets) for r in requests) / wall_s
     return OnlineMetrics(
         n_requests=n_requests,
@@ -124,14 +141,21 @@ def summarise(
         tpot_s=percentiles([r.tpot_s for r in requests if r.tpot_s is not None]),
         itl_s=percentiles(itl) if itl else None,
         goodput=goodput,
+        send_lateness_s=percentiles(lateness) if lateness else None,
         requests=requests,
     )
 
 
 def validity(
-    scenario: OfflineScenario | OnlineScenario, status: str, wall_s: float, completed: int
+    scenario: OfflineScenario | OnlineScenario,
+    status: str,
+    wall_s: float,
+    completed: int,
+    online: OnlineMetrics | None = None,
+    rate: float | None = None,
 ) -> tuple[bool, str | None]:
-    """MLPerf LoadGen's rule: a run counts only if it finished and was long and large enough.
+    """MLPerf LoadGen's rule: a run counts only if it finished and was long and large enough;
+    online, also only if its client kept up with the arrivals (:data:`MAX_LATENESS_SHARE`).
     Returns (valid, why not)."""
     if status != "ok":
         return False, f"status {status}: the run did not finish"
@@ -139,4 +163,10 @@ def validity(
         return False, f"ran {wall_s:.3g} s, below min_duration_s {scenario.min_duration_s:g}"
     if completed < scenario.min_requests:
         return False, f"completed {completed} requests, below min_requests {scenario.min_requests}"
+    late = online.send_lateness_s if online is not None else None
+    if late is not None and rate is not None and late.p99 > MAX_LATENESS_SHARE / rate:
+        return False, (
+            f"the client fell behind: send lateness p99 {late.p99:.3g} s is above {MAX_LATENESS_SHARE:g} of the "
+            f"mean gap between arrivals ({1 / rate:.3g} s), so the load offered was not the Poisson process"
+        )
     return True, None

@@ -19,6 +19,7 @@ def run_offline(
     started_at = utcnow()
     latencies: list[float] = []
     prompt_tokens = generated = 0
+    cached: int | None = 0
     status, error = "ok", None
     texts = [p.text for p in prompts]
     b = trial.batch_size
@@ -37,6 +38,7 @@ def run_offline(
         latencies.append(time.perf_counter() - t0)
         prompt_tokens += out.prompt_tokens
         generated += out.generated_tokens
+        cached = None if cached is None or out.cached_tokens is None else cached + out.cached_tokens
         if timeout_s is not None and time.perf_counter() - loop_start > timeout_s and i + b < len(texts):
             status, error = "timeout", f"trial_timeout_s={timeout_s} reached after {i + b} of {len(texts)} prompts"
             break
@@ -54,4 +56,5 @@ def run_offline(
         batch_latencies_s=latencies,
         batching="static",
         num_preemptions=preempted_since(engine, preempted),
+        cached_prompt_tokens=cached,
     )

@@ -11,7 +11,11 @@ Real time, on the real engine, in one of two batching disciplines, recorded in e
   have arrived and not started, runs them as one batch (as HF serving does without continuous
   batching), and sleeps until the next arrival when nothing waits.
 
-Every request is timed from its arrival, so queueing shows in its latency. Every request that
+Every request is timed from its arrival, so queueing shows in its latency. Where the client
+sends each request itself (continuous), how late it sent each one after its arrival is recorded
+(``send_lateness_s``): the client shares its event loop with vLLM's front end, and a run whose
+client fell behind offered another load and is marked invalid (:func:`~infpop.scenarios.metrics.validity`).
+docs/metrics.md maps each measure to ``vllm bench serve``'s. Every request that
 arrives within ``duration_s`` is served; the trial lasts the window or, when requests are still
 queued at its end, until the last one finishes (or until ``trial_timeout_s``, status ``timeout``).
 
@@ -68,9 +72,10 @@ def run_online(
         generated_tokens=sum(t.output_tokens for t in served.timings),
         wall_s=wall,
         batch_latencies_s=served.batch_latencies,
-        online=summarise(served.timings, len(arrivals), wall, trial.scenario.goodput, served.itl),
+        online=summarise(served.timings, len(arrivals), wall, trial.scenario.goodput, served.itl, served.lateness),
         batching="continuous" if engine.streams else "dynamic",
         num_preemptions=preempted_since(engine, preempted),
+        cached_prompt_tokens=served.cached_tokens,
     )
 
 
@@ -80,11 +85,19 @@ class _Served:
     def __init__(self) -> None:
         self.timings: list[RequestTiming] = []
         self.prompt_tokens = 0
+        #: Prompt tokens served from the engine's prefix cache; ``None`` where it has none.
+        self.cached_tokens: int | None = 0
         self.batch_latencies: list[float] = []
         #: Gaps between a request's consecutive streamed outputs, over all requests (continuous only).
         self.itl: list[float] | None = None
+        #: Each request's send time minus its scheduled arrival, where the client sends each
+        #: request itself (continuous only; the dynamic server loop's wait is queueing, in latency).
+        self.lateness: list[float] | None = None
         self.status, self.error = "ok", None
         self.wall_s = 0.0
+
+    def add_cached(self, tokens: int | None) -> None:
+        self.cached_tokens = None if self.cached_tokens is None or tokens is None else self.cached_tokens + tokens
 
 
 def _serve_dynamic(
@@ -115,6 +128,7 @@ def _serve_dynamic(
         finish = time.perf_counter() - clock0
         served.batch_latencies.append(finish - now)
         served.prompt_tokens += out.prompt_tokens
+        served.add_cached(out.cached_tokens)
         per_prompt = out.per_prompt or ([asked] * len(batch) if isinstance(asked, int) else asked)
         first = None if out.first_token_at is None else out.first_token_at - clock0
         served.timings += [
@@ -142,7 +156,7 @@ def _serve_continuous(
 ) -> _Served:
     """Each request submitted to the engine at its arrival, its output streamed back."""
     served = _Served()
-    served.itl = []
+    served.itl, served.lateness = [], []
     done: list[tuple[int, RequestTiming]] = []
 
     async def request(i: int, clock0: float) -> None:
@@ -152,12 +166,15 @@ def _serve_continuous(
         prompt = prompts[i % len(prompts)]
         asked = new_tokens([prompt], trial.output_length, trial.max_new_tokens)
         start = time.perf_counter() - clock0
+        served.lateness.append(start - arrivals[i])
         first = last = None
         produced = prompt_tokens = 0
+        cached = None
         n = asked if isinstance(asked, int) else asked[0]
         async for chunk in engine.stream(prompt.text, n, f"{trial.trial_id}#{i}"):
             now = time.perf_counter() - clock0
             prompt_tokens = chunk.prompt_tokens if chunk.prompt_tokens is not None else prompt_tokens
+            cached = chunk.cached_tokens if chunk.cached_tokens is not None else cached
             if not chunk.new_tokens:
                 continue
             if first is None:
@@ -167,6 +184,7 @@ def _serve_continuous(
             last = now
             produced += chunk.new_tokens
         served.prompt_tokens += prompt_tokens
+        served.add_cached(cached)
         timing = RequestTiming(
             prompt_index=i % len(prompts),
             arrival_s=arrivals[i],
