@@ -256,6 +256,9 @@ def section_best(df: pd.DataFrame, stats: Path, tokens: int) -> str:
     if c is not None and "mean" in c and c["mean"].notna().any():
         keys = [k for k in group if k in c]
         best = c.loc[c.dropna(subset=["mean"]).groupby(keys)["mean"].idxmax()].reset_index(drop=True)
+        method = "percentile-bootstrap"  # what configs.csv gave before it had a ci_method column
+        if "ci_method" in best and best["ci_method"].notna().any():
+            method = best["ci_method"].dropna().iloc[0]
         if {"ci_low", "ci_high"} <= set(best.columns):
             best["95% CI"] = [
                 "–" if pd.isna(lo) else f"[{lo:,.2f}, {hi:,.2f}]" for lo, hi in zip(best["ci_low"], best["ci_high"])
@@ -263,12 +266,12 @@ def section_best(df: pd.DataFrame, stats: Path, tokens: int) -> str:
         shown = [
             col
             for col in best.columns
-            if col not in ("ci_low", "ci_high", "ci_level") and not col.startswith("latency_")
+            if col not in ("ci_low", "ci_high", "ci_level", "ci_method") and not col.startswith("latency_")
         ]
         sentence = (
             f"From {configs.name}, at {tokens} new tokens: per (hardware, engine, model) the configuration with the "
             "highest mean throughput "
-            "(tokens/s) over its repetitions, with the 95% bootstrap interval of the mean where it has two or more; "
+            f"(tokens/s) over its repetitions, with the 95% {method} interval of the mean where it has two or more; "
             "`noisy` marks a coefficient of variation above the stats threshold."
         )
         return f"<p>{esc(sentence)}</p>" + table_html(best[shown].sort_values(keys), max_rows=500)
