@@ -571,15 +571,21 @@ def render_report(df: pd.DataFrame, src: Sources, max_new_tokens: int | None = N
         ("online", "Online serving: latency against request rate", section_online(df)),
         ("hpo", "Search: HPO replay, benchmark and live searches", section_hpo(src)),
     ]
-    nav = "".join(f"<a href='#{key}'>{esc(title.split(':')[0])}</a>" for key, title, _ in sections)
-    body = "".join(f"<section id='{key}'><h2>{esc(title)}</h2>{content}</section>" for key, title, content in sections)
+    script = f"<script type='text/javascript'>{plotly.offline.get_plotlyjs()}</script>"
+    return page_html(f"infpop report: {studies}", f"{len(df)} trials", "infpop report", sections, script)
+
+
+def page_html(title: str, facts: str, command: str, sections: list[tuple[str, str, str]], head: str = "") -> str:
+    """A self-contained page: ``title`` (text), a line of ``facts`` (text), and one section per
+    (anchor, heading, HTML content), with a navigation bar; ``head`` (HTML) goes into its head."""
+    nav = "".join(f"<a href='#{key}'>{esc(heading.split(':')[0])}</a>" for key, heading, _ in sections)
+    body = "".join(f"<section id='{key}'><h2>{esc(h)}</h2>{content}</section>" for key, h, content in sections)
     when = datetime.now(timezone.utc).isoformat(timespec="seconds")
     return (
         "<!doctype html><html lang='en'><head><meta charset='utf-8'>"
-        f"<title>infpop report: {esc(studies)}</title><style>{STYLE}</style>"
-        f"<script type='text/javascript'>{plotly.offline.get_plotlyjs()}</script></head><body>"
-        f"<header><h1>infpop report: {esc(studies)}</h1><div>{len(df)} trials; generated {when} by "
-        "<code>infpop report</code>; works offline.</div></header>"
+        f"<title>{esc(title)}</title><style>{STYLE}</style>{head}</head><body>"
+        f"<header><h1>{esc(title)}</h1><div>{esc(facts)}; generated {when} by "
+        f"<code>{esc(command)}</code>; works offline.</div></header>"
         f"<nav>{nav}</nav><main>{body}</main></body></html>"
     )
 
