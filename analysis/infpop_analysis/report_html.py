@@ -162,6 +162,13 @@ def _unique(values: pd.Series, limit: int = 12) -> str:
 # --- sections -----------------------------------------------------------------------------
 
 
+def _repetitions(df: pd.DataFrame) -> str:
+    """How many times each configuration was measured (its repetition indices, counted)."""
+    counts = df.groupby(config_axes(df), dropna=False)["repetition"].nunique()
+    low, high = int(counts.min()), int(counts.max())
+    return f"{low} per configuration" if low == high else f"{low} to {high} per configuration"
+
+
 def section_summary(df: pd.DataFrame, src: Sources) -> str:
     """What ran, where, with which images and versions."""
     axes = {
@@ -177,13 +184,18 @@ def section_summary(df: pd.DataFrame, src: Sources) -> str:
         "scenarios": "scenario",
         "request rates": "request_rate",
     }
-    rows = [(name, _unique(df[col], 30)) for name, col in axes.items() if col in df and df[col].notna().any()]
+    rows = [
+        (name, _repetitions(df) if col == "repetition" else _unique(df[col], 30))
+        for name, col in axes.items()
+        if col in df and df[col].notna().any()
+    ]
     started, finished = df["started_at"].dropna(), df["finished_at"].dropna()
     if len(started):
         rows.append(("ran", f"{started.min()} to {finished.max() if len(finished) else '?'}"))
     digest = hashlib.sha256(src.table.read_bytes()).hexdigest()
     rows.append(("table", f"{src.table} (sha256 {digest})"))
     facts = "".join(f"<tr><th>{esc(k)}</th><td>{esc(v)}</td></tr>" for k, v in rows)
+    facts = f"<div class='scroll'><table class='facts'>{facts}</table></div>"
     prov_cols = {
         "hosts": "host",
         "GPUs": "gpu_names",
@@ -204,9 +216,7 @@ def section_summary(df: pd.DataFrame, src: Sources) -> str:
             "<p class='note'>Published data record no hosts, images or versions: those cells are \"–\". "
             "The study's own description is in its paper.</p>"
         )
-    return f"<table class='facts'>{facts}</table><h3>Provenance per hardware and engine</h3>{note}" + table_html(
-        pd.DataFrame(prov)
-    )
+    return f"{facts}<h3>Provenance per hardware and engine</h3>{note}" + table_html(pd.DataFrame(prov))
 
 
 def section_outcomes(df: pd.DataFrame) -> str:
@@ -479,7 +489,7 @@ def _json_html(obj: object) -> str:
         return table_html(pd.DataFrame(obj), 3, max_rows=200)
     if isinstance(obj, dict):
         rows = "".join(f"<tr><th>{esc(k)}</th><td>{_json_value(v)}</td></tr>" for k, v in obj.items())
-        return f"<table class='facts'>{rows}</table>"
+        return f"<div class='scroll'><table class='facts'>{rows}</table></div>"
     return esc(json.dumps(obj))
 
 
@@ -544,7 +554,7 @@ table { border-collapse: collapse; font-size: 0.85em; margin: 0.5em 0; }
 th, td { border: 1px solid #ccd; padding: 0.2em 0.5em; text-align: left; vertical-align: top; }
 thead th { background: #eef2f6; position: sticky; top: 0; }
 table.facts th { background: #f6f8fa; white-space: nowrap; }
-.scroll { overflow: auto; max-height: 40em; }
+.scroll { overflow: auto; max-height: 40em; max-width: 100%; }
 figure { margin: 1em 0; } figure img { max-width: 100%; border: 1px solid #eee; }
 figcaption, .note { color: #555; font-size: 0.9em; }
 .missing { color: #8a5a00; background: #fff6e0; padding: 0.4em 0.8em; }
