@@ -35,7 +35,7 @@ from infpop_analysis.summaries import ENGINE_COUNTERS
 from infpop_analysis.table import config_axes, read_csv
 
 #: Trial outcomes in the order they are shown (others follow, sorted).
-STATUSES = ("ok", "oom", "skipped_oom", "timeout", "error")
+STATUSES = ("ok", "oom", "skipped_oom", "skipped_enough", "timeout", "error")
 #: Live-search summaries under ``<study>/.infpop``.
 SEARCH_DIRS = ("search", "hpo")
 #: Figure folders drawn by ``infpop figures`` that the page shows, with a sentence each.

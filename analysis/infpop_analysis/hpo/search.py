@@ -364,7 +364,7 @@ def search(
             config = None if reason else optimizer.propose(space, observations)
             if config is None:
                 state["stop_reason"] = reason or "every configuration was tried"
-                state["pick"] = pick(history, store, target, m.repetitions)
+                state["pick"] = pick(history, store, target, m.max_repetitions)
                 write_summary(summary, target, method_used, state, history)
                 break
             job = submit_session(target, config, optimizer, budget, partition, part)
@@ -382,7 +382,7 @@ def search(
             if len(after) == len(history):
                 log(f"{target.name}: {config}: no result appeared ({failure or 'no trial ran'}); stopping this target")
                 state["stop_reason"] = f"no result for {config}: {failure or 'no trial ran'}"
-                state["pick"] = pick(after, store, target, m.repetitions)
+                state["pick"] = pick(after, store, target, m.max_repetitions)
                 write_summary(summary, target, method_used, state, after)
                 break
         result = state.get("pick")
