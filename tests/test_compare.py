@@ -23,7 +23,8 @@ MODELS, BATCHES, REPS = ("m-a", "m-b", "m-c", "m-d"), (1, 2, 4, 8, 16, 32, 64, 1
 
 def _study(rng: np.random.Generator, name: str, slow: dict[tuple, float] | None = None, **prov) -> pd.DataFrame:
     """40 configurations (4 models x 10 batch sizes), 5 repetitions each, 3% log-normal noise
-    around a throughput set by the configuration; ``slow`` multiplies some configurations'."""
+    around a throughput set by the configuration; ``slow`` multiplies some configurations'.
+    One model has a KV-cache size, the others none (NA), as vLLM and HF rows of a study do."""
     rows = []
     for m_i, model in enumerate(MODELS):
         for batch in BATCHES:
@@ -31,7 +32,8 @@ def _study(rng: np.random.Generator, name: str, slow: dict[tuple, float] | None 
             for rep, x in enumerate(true * rng.lognormal(0, 0.03, REPS)):
                 rows.append(
                     dict(study=name, hardware="gpu", engine="vllm", model=model, n_gpus=1, batch_size=batch,
-                         max_new_tokens=5, repetition=rep, status="ok", throughput=float(x), **prov)
+                         max_new_tokens=5, repetition=rep, status="ok", throughput=float(x),
+                         kv_cache_bytes=2**28 if model == "m-a" else None, **prov)
                 )  # fmt: skip
     return conform(pd.DataFrame(rows))
 

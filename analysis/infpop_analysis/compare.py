@@ -96,18 +96,22 @@ def compare(a: pd.DataFrame, b: pd.DataFrame) -> tuple[pd.DataFrame, list[str]]:
     """compare.csv's rows (configurations in both first, by p-value) and the axes matched on."""
     changed = study_axes(a, b)
     axes = [c for c in dict.fromkeys(config_axes(a) + config_axes(b)) if c not in changed]
-    runs_a, runs_b = _runs(a, axes), _runs(b, axes)
-    keys = runs_a.index.union(runs_b.index)
+    # a merge, not index lookups: axes a configuration lacks (vLLM's KV-cache size for HF) are NA
+    runs = (
+        _runs(a, axes)
+        .rename("runs_a")
+        .reset_index()
+        .merge(_runs(b, axes).rename("runs_b").reset_index(), on=axes, how="outer", indicator=True)
+    )
     rows = []
-    for key in keys:
-        in_a, in_b = key in runs_a.index, key in runs_b.index
-        row = dict(zip(axes, key if isinstance(key, tuple) else (key,)))
-        if in_a and in_b:
-            row |= {"present": "both", **_ratio(runs_a[key], runs_b[key])}
+    for r in runs.to_dict("records"):
+        row = {c: r[c] for c in axes}
+        if r["_merge"] == "both":
+            row |= {"present": "both", **_ratio(r["runs_a"], r["runs_b"])}
         else:
-            runs = runs_a[key] if in_a else runs_b[key]
-            row |= {"present": "A only" if in_a else "B only", f"n_{'a' if in_a else 'b'}": len(runs)}
-            row[f"mean_{'a' if in_a else 'b'}"] = runs.mean()
+            side = "a" if r["_merge"] == "left_only" else "b"
+            values = r[f"runs_{side}"]
+            row |= {"present": f"{side.upper()} only", f"n_{side}": len(values), f"mean_{side}": values.mean()}
         rows.append(row)
     out = pd.DataFrame(rows).reindex(columns=[*axes, *RESULT_COLUMNS])
     tested = out["p_value"].notna()

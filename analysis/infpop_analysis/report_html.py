@@ -163,8 +163,9 @@ def _unique(values: pd.Series, limit: int = 12) -> str:
 
 
 def _repetitions(df: pd.DataFrame) -> str:
-    """How many times each configuration was measured (its repetition indices, counted)."""
-    counts = df.groupby(config_axes(df), dropna=False)["repetition"].nunique()
+    """How many times each configuration was measured (its repetition indices, counted; those
+    adaptive repetitions left out as not needed are not)."""
+    counts = df[df["status"] != "skipped_enough"].groupby(config_axes(df), dropna=False)["repetition"].nunique()
     low, high = int(counts.min()), int(counts.max())
     return f"{low} per configuration" if low == high else f"{low} to {high} per configuration"
 
