@@ -8,7 +8,7 @@ method's 95% interval holds the true mean (or the true ratio of two means, B 10%
 Methods for the mean: Student-t, the percentile bootstrap the project used before, BCa and the
 studentized (bootstrap-t) bootstrap, all as ``scipy.stats`` computes them. For the ratio: the
 Welch t-interval of the difference of log means, exponentiated, and the percentile bootstrap
-of the ratio of means. Seeded; about a minute on one core.
+of the ratio of means. Seeded; about 10 s.
 
     python benchmarks/intervals.py [--draws 2000] [--resamples 999]
 """
