@@ -1,9 +1,10 @@
 """Adaptive repetitions: a configuration is measured again only while its interval is too wide.
 
-The engine is the real HF pipeline on the tiny model with a stand-in for timing noise: each
-batch also sleeps, a fixed time at batch size 4 (a quiet configuration, as a GPU's usually
-is) and a widely varying one at batch size 6 (a noisy one), so that which configuration is
-noisy does not depend on this shared machine's load. About 10 s.
+The engine is a stand-in for a GPU's timing: it generates nothing and takes a fixed time per
+batch at batch size 4 (a quiet configuration, as a GPU's usually is) and a widely varying one at
+batch size 6 (a noisy one). A real model's compute time on this shared 2-core machine would add
+the machine's load to both, and which configuration is quiet would depend on it. The planning,
+the trial loop, the result files and the rerun are the real ones. About 10 s.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from infpop.adaptive import t975
-from infpop.engines.hf import HFPipelineEngine
+from infpop.engines.base import BatchOutput, Engine
 from infpop.errors import InputError
 from infpop.manifest import load_manifest
 from infpop.plan import GroupSpec, plan
@@ -26,17 +27,21 @@ from scipy import stats as sps
 ADAPTIVE = {"min": 3, "max": 8, "target_rel_halfwidth": 0.15}
 
 
-class NoisyAtBatch6(HFPipelineEngine):
-    """The real engine; every batch sleeps 0.15 s more at batch size 4, and 0.02-0.5 s (log-normal,
-    seeded) at batch size 6. The quiet one stops below max even if the machine's own jitter
-    reaches a CV of 16% (the interval's half-width at 7 values is 0.92 CV), the noisy one (CV
+class NoisyAtBatch6(Engine):
+    """Every batch takes 0.15 s at batch size 4, and 0.02-0.5 s (log-normal, seeded) at batch
+    size 6; one token per prompt and new token. The quiet one stops below max even if sleeping
+    jitters by a CV of 16% (the interval's half-width at 7 values is 0.92 CV), the noisy one (CV
     near 50%) cannot reach the target by 8 (0.84 CV)."""
 
+    name = "standin"
     rng = np.random.default_rng(6)
 
-    def generate(self, prompts, batch_size, max_new_tokens):
+    def load(self) -> None:
+        pass
+
+    def generate(self, prompts, batch_size, max_new_tokens) -> BatchOutput:
         time.sleep(0.15 if batch_size == 4 else float(np.clip(0.1 * self.rng.lognormal(0, 0.8), 0.02, 0.5)))
-        return super().generate(prompts, batch_size, max_new_tokens)
+        return BatchOutput(prompt_tokens=len(prompts), generated_tokens=len(prompts) * max_new_tokens)
 
 
 def _group(manifest: Path) -> GroupSpec:
