@@ -32,7 +32,7 @@ PROFILE_ARG := $(if $(PROFILE),--profile $(PROFILE),)
 SHARED_DATA := ../shared/data/humaneval-infilling/HumanEval-SingleLineInfilling.jsonl.gz
 DATA := data/HumanEval-SingleLineInfilling.jsonl.gz
 
-.PHONY: lint help install demo sweep plan status aggregate figures data tiny-model test clean containers models stats paper hpo report
+.PHONY: lint help install demo sweep plan status aggregate figures data tiny-model test clean containers models stats paper hpo report compare
 
 help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -87,6 +87,10 @@ stats: aggregate ## statistical tests, tables and report.md of $(TABLE) into $(S
 
 report: install ## one self-contained report.html of $(TABLE) (with stats/, figures/, hpo/ beside it when present)
 	$(INFPOP) report $(TABLE) -o $(OUT)/$(STUDY)
+
+compare: install ## study B against study A (tables or study folders): A=... B=..., into $(OUT)/compare
+	@test -n "$(A)" -a -n "$(B)" || { echo "make compare needs A=TABLE_OR_STUDY B=TABLE_OR_STUDY" >&2; exit 2; }
+	$(INFPOP) compare "$(A)" "$(B)" -o $(OUT)/compare
 
 paper: install ## the paper's appendix from its published data: table, stats, figures (+ HPO replay), report.html in $(PAPER_OUT)
 	$(INFPOP) import-published $(PUBLISHED) -o $(PAPER_OUT)/table.parquet --catalog manifests/paper.yaml

@@ -241,3 +241,30 @@ def test_paper_report_renders_in_chromium(tmp_path: Path) -> None:
     assert all(url.split(":", 1)[0] in ("file", "data") for url in seen.requests), seen.requests
     assert not seen.exceptions, seen.exceptions
     assert _nonwhite_share(shot) > 0.05
+
+
+@needs_chromium
+def test_the_study_table_counts_repetitions_and_no_table_widens_the_page(tmp_path: Path) -> None:
+    """Three repetitions of every trial (and a fourth left out by adaptive repetitions), in a
+    window narrower than the study's facts: the summary says "3 per configuration" (not the
+    indices 0, 1, 2, 3) and every table scrolls inside its wrapper, the page never sideways.
+    A report of the hand-written table and one browser start (about 10 s)."""
+    # a fourth, adaptive repetition recorded as not needed is no measurement
+    skipped = _table().assign(repetition=3, status="skipped_enough", throughput=np.nan)
+    reps = pd.concat([*(_table().assign(repetition=r) for r in range(3)), skipped])
+    table = tmp_path / "a-rather-long-folder-name-as-shared-storage-paths-are" / "table.parquet"
+    write_table(conform(reps), table)
+    assert main(["report", str(table), "-o", str(tmp_path / "out")]) == 0
+    seen = render(
+        tmp_path / "out" / "report.html",
+        ready=DRAWN,
+        expressions={
+            "summary": "document.querySelector('#summary table.facts').innerText",
+            "page_width": "[document.documentElement.scrollWidth, window.innerWidth]",
+        },
+        screenshots={},
+        width=600,
+    )
+    assert re.search(r"repetitions\s+3 per configuration", seen.values["summary"]), seen.values["summary"]
+    scroll_width, window_width = seen.values["page_width"]
+    assert scroll_width <= window_width, f"the page scrolls sideways: {scroll_width} px in a {window_width} px window"

@@ -26,6 +26,14 @@ def cmd_aggregate(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_compare(args: argparse.Namespace) -> int:
+    from infpop_analysis.compare import write_compare
+
+    for path in write_compare(args.a, args.b, args.out):
+        print(path)
+    return 0
+
+
 def cmd_figures(args: argparse.Namespace) -> int:
     from infpop_analysis.figures import KINDS, Skipped, draw_all
     from infpop_analysis.table import read_table
@@ -106,6 +114,14 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("results_root", type=Path)
     p.add_argument("-o", "--out", type=Path, required=True, help="table path (.parquet; a .csv is written beside it)")
     p.set_defaults(func=cmd_aggregate)
+
+    p = sub.add_parser(
+        "compare", help="what changed from study A to study B: ratio per configuration, tested against noise"
+    )
+    p.add_argument("a", type=Path, help="study A: a table (.parquet/.csv) or a study folder with table.parquet")
+    p.add_argument("b", type=Path, help="study B, the same")
+    p.add_argument("-o", "--out", type=Path, required=True, help="output folder (compare.csv, compare.html)")
+    p.set_defaults(func=cmd_compare)
 
     p = sub.add_parser("figures", help="draw throughput landscapes and curves from a tidy table")
     p.add_argument("table", type=Path)

@@ -232,9 +232,9 @@ def section_configs(configs: pd.DataFrame, cv_threshold: float) -> list[str]:
     out.append(
         f"configs.csv gives each of the {len(configs)} configurations its n ({int(measured['n'].min())} to "
         f"{int(measured['n'].max())} repetitions with a throughput), mean, median, standard deviation, coefficient of "
-        f"variation (CV) and a {100 * configs['ci_level'].iloc[0]:.0f}% percentile-bootstrap interval of the mean "
-        f"throughput. With few repetitions that interval is too narrow (for 3 normal draws it covers the true mean "
-        f"about 76% of the time, by simulation): read it as the least uncertainty there is. {len(noisy)} "
+        f"variation (CV) and a {100 * configs['ci_level'].iloc[0]:.0f}% interval of the mean throughput "
+        f"({configs['ci_method'].iloc[0]}; by simulation it holds its level from 3 repetitions on, for normal and right-skewed "
+        f"noise alike: `benchmarks/intervals.py`). {len(noisy)} "
         f"configuration(s) have a CV above {fmt(cv_threshold, 2)} (`--cv-threshold`), flagged **noisy**; their "
         "differences from neighbours deserve more repetitions before they are believed.\n"
     )

@@ -35,7 +35,7 @@ from infpop_analysis.summaries import ENGINE_COUNTERS
 from infpop_analysis.table import config_axes, read_csv
 
 #: Trial outcomes in the order they are shown (others follow, sorted).
-STATUSES = ("ok", "oom", "skipped_oom", "timeout", "error")
+STATUSES = ("ok", "oom", "skipped_oom", "skipped_enough", "timeout", "error")
 #: Live-search summaries under ``<study>/.infpop``.
 SEARCH_DIRS = ("search", "hpo")
 #: Figure folders drawn by ``infpop figures`` that the page shows, with a sentence each.
@@ -162,6 +162,14 @@ def _unique(values: pd.Series, limit: int = 12) -> str:
 # --- sections -----------------------------------------------------------------------------
 
 
+def _repetitions(df: pd.DataFrame) -> str:
+    """How many times each configuration was measured (its repetition indices, counted; those
+    adaptive repetitions left out as not needed are not)."""
+    counts = df[df["status"] != "skipped_enough"].groupby(config_axes(df), dropna=False)["repetition"].nunique()
+    low, high = int(counts.min()), int(counts.max())
+    return f"{low} per configuration" if low == high else f"{low} to {high} per configuration"
+
+
 def section_summary(df: pd.DataFrame, src: Sources) -> str:
     """What ran, where, with which images and versions."""
     axes = {
@@ -177,13 +185,18 @@ def section_summary(df: pd.DataFrame, src: Sources) -> str:
         "scenarios": "scenario",
         "request rates": "request_rate",
     }
-    rows = [(name, _unique(df[col], 30)) for name, col in axes.items() if col in df and df[col].notna().any()]
+    rows = [
+        (name, _repetitions(df) if col == "repetition" else _unique(df[col], 30))
+        for name, col in axes.items()
+        if col in df and df[col].notna().any()
+    ]
     started, finished = df["started_at"].dropna(), df["finished_at"].dropna()
     if len(started):
         rows.append(("ran", f"{started.min()} to {finished.max() if len(finished) else '?'}"))
     digest = hashlib.sha256(src.table.read_bytes()).hexdigest()
     rows.append(("table", f"{src.table} (sha256 {digest})"))
     facts = "".join(f"<tr><th>{esc(k)}</th><td>{esc(v)}</td></tr>" for k, v in rows)
+    facts = f"<div class='scroll'><table class='facts'>{facts}</table></div>"
     prov_cols = {
         "hosts": "host",
         "GPUs": "gpu_names",
@@ -204,9 +217,7 @@ def section_summary(df: pd.DataFrame, src: Sources) -> str:
             "<p class='note'>Published data record no hosts, images or versions: those cells are \"–\". "
             "The study's own description is in its paper.</p>"
         )
-    return f"<table class='facts'>{facts}</table><h3>Provenance per hardware and engine</h3>{note}" + table_html(
-        pd.DataFrame(prov)
-    )
+    return f"{facts}<h3>Provenance per hardware and engine</h3>{note}" + table_html(pd.DataFrame(prov))
 
 
 def section_outcomes(df: pd.DataFrame) -> str:
@@ -256,6 +267,9 @@ def section_best(df: pd.DataFrame, stats: Path, tokens: int) -> str:
     if c is not None and "mean" in c and c["mean"].notna().any():
         keys = [k for k in group if k in c]
         best = c.loc[c.dropna(subset=["mean"]).groupby(keys)["mean"].idxmax()].reset_index(drop=True)
+        method = "percentile-bootstrap"  # what configs.csv gave before it had a ci_method column
+        if "ci_method" in best and best["ci_method"].notna().any():
+            method = best["ci_method"].dropna().iloc[0]
         if {"ci_low", "ci_high"} <= set(best.columns):
             best["95% CI"] = [
                 "–" if pd.isna(lo) else f"[{lo:,.2f}, {hi:,.2f}]" for lo, hi in zip(best["ci_low"], best["ci_high"])
@@ -263,12 +277,12 @@ def section_best(df: pd.DataFrame, stats: Path, tokens: int) -> str:
         shown = [
             col
             for col in best.columns
-            if col not in ("ci_low", "ci_high", "ci_level") and not col.startswith("latency_")
+            if col not in ("ci_low", "ci_high", "ci_level", "ci_method") and not col.startswith("latency_")
         ]
         sentence = (
             f"From {configs.name}, at {tokens} new tokens: per (hardware, engine, model) the configuration with the "
             "highest mean throughput "
-            "(tokens/s) over its repetitions, with the 95% bootstrap interval of the mean where it has two or more; "
+            f"(tokens/s) over its repetitions, with the 95% {method} interval of the mean where it has two or more; "
             "`noisy` marks a coefficient of variation above the stats threshold."
         )
         return f"<p>{esc(sentence)}</p>" + table_html(best[shown].sort_values(keys), max_rows=500)
@@ -476,7 +490,7 @@ def _json_html(obj: object) -> str:
         return table_html(pd.DataFrame(obj), 3, max_rows=200)
     if isinstance(obj, dict):
         rows = "".join(f"<tr><th>{esc(k)}</th><td>{_json_value(v)}</td></tr>" for k, v in obj.items())
-        return f"<table class='facts'>{rows}</table>"
+        return f"<div class='scroll'><table class='facts'>{rows}</table></div>"
     return esc(json.dumps(obj))
 
 
@@ -541,7 +555,7 @@ table { border-collapse: collapse; font-size: 0.85em; margin: 0.5em 0; }
 th, td { border: 1px solid #ccd; padding: 0.2em 0.5em; text-align: left; vertical-align: top; }
 thead th { background: #eef2f6; position: sticky; top: 0; }
 table.facts th { background: #f6f8fa; white-space: nowrap; }
-.scroll { overflow: auto; max-height: 40em; }
+.scroll { overflow: auto; max-height: 40em; max-width: 100%; }
 figure { margin: 1em 0; } figure img { max-width: 100%; border: 1px solid #eee; }
 figcaption, .note { color: #555; font-size: 0.9em; }
 .missing { color: #8a5a00; background: #fff6e0; padding: 0.4em 0.8em; }
@@ -568,15 +582,21 @@ def render_report(df: pd.DataFrame, src: Sources, max_new_tokens: int | None = N
         ("online", "Online serving: latency against request rate", section_online(df)),
         ("hpo", "Search: HPO replay, benchmark and live searches", section_hpo(src)),
     ]
-    nav = "".join(f"<a href='#{key}'>{esc(title.split(':')[0])}</a>" for key, title, _ in sections)
-    body = "".join(f"<section id='{key}'><h2>{esc(title)}</h2>{content}</section>" for key, title, content in sections)
+    script = f"<script type='text/javascript'>{plotly.offline.get_plotlyjs()}</script>"
+    return page_html(f"infpop report: {studies}", f"{len(df)} trials", "infpop report", sections, script)
+
+
+def page_html(title: str, facts: str, command: str, sections: list[tuple[str, str, str]], head: str = "") -> str:
+    """A self-contained page: ``title`` (text), a line of ``facts`` (text), and one section per
+    (anchor, heading, HTML content), with a navigation bar; ``head`` (HTML) goes into its head."""
+    nav = "".join(f"<a href='#{key}'>{esc(heading.split(':')[0])}</a>" for key, heading, _ in sections)
+    body = "".join(f"<section id='{key}'><h2>{esc(h)}</h2>{content}</section>" for key, h, content in sections)
     when = datetime.now(timezone.utc).isoformat(timespec="seconds")
     return (
         "<!doctype html><html lang='en'><head><meta charset='utf-8'>"
-        f"<title>infpop report: {esc(studies)}</title><style>{STYLE}</style>"
-        f"<script type='text/javascript'>{plotly.offline.get_plotlyjs()}</script></head><body>"
-        f"<header><h1>infpop report: {esc(studies)}</h1><div>{len(df)} trials; generated {when} by "
-        "<code>infpop report</code>; works offline.</div></header>"
+        f"<title>{esc(title)}</title><style>{STYLE}</style>{head}</head><body>"
+        f"<header><h1>{esc(title)}</h1><div>{esc(facts)}; generated {when} by "
+        f"<code>{esc(command)}</code>; works offline.</div></header>"
         f"<nav>{nav}</nav><main>{body}</main></body></html>"
     )
 

@@ -249,6 +249,22 @@ def _first_repeat(names: list[str]) -> str | None:
     return min((n for n in set(names) if names.count(n) > 1), default=None)
 
 
+class AdaptiveRepetitions(_Strict):
+    """``repetitions: {min, max, target_rel_halfwidth}``: at least ``min`` and at most ``max``
+    repetitions per configuration, stopping once the 95% interval of its mean throughput is
+    within ``target_rel_halfwidth`` of the mean (:mod:`infpop.adaptive`)."""
+
+    min: int = Field(ge=2, description="an interval needs two values")
+    max: int
+    target_rel_halfwidth: float = Field(gt=0, lt=1)
+
+    @model_validator(mode="after")
+    def _max_not_below_min(self) -> AdaptiveRepetitions:
+        if self.max < self.min:
+            raise ValueError(f"max ({self.max}) is below min ({self.min})")
+        return self
+
+
 class Manifest(_Strict):
     study: str = Field(pattern=SAFE_NAME)
     description: str = ""
@@ -265,7 +281,8 @@ class Manifest(_Strict):
     workloads: list[WorkloadSpec] | None = Field(default=None, min_length=1)
     workload: WorkloadSpec | None = Field(default=None, validate_default=True)
     scenario: Scenario = OfflineScenario()
-    repetitions: int = Field(default=1, ge=1)
+    #: A number of repetitions, or adaptive ones (:class:`AdaptiveRepetitions`).
+    repetitions: int | AdaptiveRepetitions = 1
     warmup: Warmup = Warmup()
     prune_oom: bool = Field(default=True, description="after an OOM at batch b, skip larger batches")
     trial_timeout_s: float | None = Field(default=None, gt=0)
@@ -287,6 +304,14 @@ class Manifest(_Strict):
         if bad:
             raise ValueError(f"must be positive integers, got {bad}")
         return _unique_positive(values)
+
+    @field_validator("repetitions")
+    @classmethod
+    def _at_least_one(cls, value: int | AdaptiveRepetitions) -> int | AdaptiveRepetitions:
+        # here, not as a constraint of the int: a union's failed constraint would report both members
+        if isinstance(value, int) and value < 1:
+            raise ValueError("must be at least 1, or {min, max, target_rel_halfwidth}")
+        return value
 
     @field_validator("engines")
     @classmethod
@@ -388,6 +413,11 @@ class Manifest(_Strict):
     def all_workloads(self) -> list[WorkloadSpec]:
         """The workload axis: the one ``workload`` or every entry of ``workloads``."""
         return self.workloads if self.workloads is not None else [self.workload]
+
+    @property
+    def max_repetitions(self) -> int:
+        """The repetitions planned per configuration: all of them, or adaptive ones' ``max``."""
+        return self.repetitions.max if isinstance(self.repetitions, AdaptiveRepetitions) else self.repetitions
 
 
 class LoadedManifest(BaseModel):

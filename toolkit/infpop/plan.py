@@ -25,6 +25,7 @@ from infpop.manifest import (
     DEFAULT_WORKLOAD,
     MEMORY_ENGINES,
     PREFIX_CACHE_ENGINES,
+    AdaptiveRepetitions,
     Dtype,
     LoadedManifest,
     ModelSpec,
@@ -147,6 +148,8 @@ class GroupSpec(BaseModel):
     group_shared: bool = False
     #: Untimed batches once after the model loads (the manifest's ``warmup.group_batches``).
     warmup_batches: int = 0
+    #: The manifest's adaptive repetitions (:mod:`infpop.adaptive`); None runs every planned one.
+    adaptive: AdaptiveRepetitions | None = None
     #: argv prefix that starts ``python -m infpop`` in the partition's image (see
     #: :mod:`infpop.container`); None runs the job in-process.
     launcher: list[str] | None = None
@@ -267,7 +270,7 @@ def expand_trials(loaded: LoadedManifest, partition: str, part: PartitionProfile
         for cached in caching_axis(engine)
         for workload in m.all_workloads
         for n in m.gpu_counts
-        for r in range(m.repetitions)
+        for r in range(m.max_repetitions)
         for t in m.max_new_tokens
         for b in m.batch_sizes
         for rate in rates
@@ -338,6 +341,7 @@ def plan(
             trial_timeout_s=m.trial_timeout_s,
             group_shared=group_shared,
             warmup_batches=m.warmup.group_batches,
+            adaptive=m.repetitions if isinstance(m.repetitions, AdaptiveRepetitions) else None,
             launcher=runtime.launcher(part, trials[0].engine, group_binds),
             binds=group_binds,
         )

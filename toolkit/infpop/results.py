@@ -24,13 +24,13 @@ from infpop.scenarios.metrics import OnlineMetrics
 
 SCHEMA_VERSION = 1
 
-Status = Literal["ok", "oom", "error", "timeout", "skipped_oom"]
+Status = Literal["ok", "oom", "error", "timeout", "skipped_oom", "skipped_enough"]
 #: How requests were grouped into engine work: fixed batches sent whole (``static``), batches
 #: formed from the requests waiting when the engine frees up (``dynamic``), or requests joining
 #: and leaving the running batch at every step (``continuous``, vLLM's scheduler).
 Batching = Literal["static", "dynamic", "continuous"]
 #: Statuses a rerun keeps; an ``error`` is retried, since it may have been transient.
-DONE = frozenset({"ok", "oom", "timeout", "skipped_oom"})
+DONE = frozenset({"ok", "oom", "timeout", "skipped_oom", "skipped_enough"})
 
 
 def utcnow() -> str:

@@ -30,7 +30,7 @@ RUNNING_STATES = frozenset({"RUNNING", "COMPLETING", "CONFIGURING", "SIGNALING",
 #: A task that failed within this many seconds of starting never got to its trials.
 FAST_FAILURE_S = 60
 #: Order of the counts in the summary line.
-CATEGORIES = ("done", "ok", "oom", "timeout", "skipped_oom", "error", "running", "pending")
+CATEGORIES = ("done", "ok", "oom", "timeout", "skipped_oom", "skipped_enough", "error", "running", "pending")
 
 
 @dataclass
@@ -183,9 +183,11 @@ def _task(entry: Mapping[str, Any], group: str, states: Mapping[str, str]) -> Ta
 def format_status(st: StudyStatus) -> str:
     """The report ``infpop status`` prints: one summary line, then arrays, then what to read."""
     c = st.counts
+    # adaptive repetitions only (infpop.adaptive): a fixed study's line stays as it was
+    enough = f", {c['skipped_enough']} skipped_enough" if c["skipped_enough"] else ""
     lines = [
         f"{st.study}: {st.trials} trials: {c['done']} done ({c['ok']} ok, {c['oom']} oom, {c['timeout']} timeout, "
-        f"{c['skipped_oom']} skipped_oom), {c['error']} error, {c['running']} running, {c['pending']} pending"
+        f"{c['skipped_oom']} skipped_oom{enough}), {c['error']} error, {c['running']} running, {c['pending']} pending"
     ]
     arrays: dict[str, list[Task]] = {}
     for t in st.tasks:

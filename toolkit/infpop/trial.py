@@ -8,7 +8,9 @@ the same series (online: and the same batch at its other request rates) are reco
 ``skipped_oom`` without running; a rerun without pruning runs them. A trial runs through its
 scenario's runner (:mod:`infpop.scenarios`), looked up by the scenario's kind, after the
 trial's untimed warm-up batches (:mod:`infpop.warmup`); a library warning repeated on every
-batch is logged once per trial (:mod:`infpop.trialwarnings`).
+batch is logged once per trial (:mod:`infpop.trialwarnings`). With adaptive repetitions, a
+repetition whose configuration is already measured precisely enough is recorded
+``skipped_enough`` instead (:mod:`infpop.adaptive`).
 
 Only light imports here: the engine module brings torch when the group actually runs.
 """
@@ -19,6 +21,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from infpop.adaptive import enough
 from infpop.engines import engine_class
 from infpop.engines.base import Engine
 from infpop.filemodes import share_with_group
@@ -66,6 +69,17 @@ def pruned_by(trial: TrialSpec, oom_at: dict[tuple[int, int], int]) -> int | Non
     return limit if limit is not None and trial.batch_size >= limit else None
 
 
+def _enough(store: ResultStore, group: GroupSpec, trial: TrialSpec) -> str | None:
+    """Why ``trial``'s repetition is not needed (its configuration's earlier repetitions, on
+    disk, are precise enough), or None: always None without adaptive repetitions."""
+    rule = group.adaptive
+    if rule is None or trial.repetition < rule.min:
+        return None
+    earlier = (store.done(trial.model_copy(update={"repetition": r})) for r in range(trial.repetition))
+    values = [x.throughput for x in earlier if x is not None and x.status == "ok" and x.throughput]
+    return enough(values, rule.min, rule.target_rel_halfwidth)
+
+
 def run_group(group: GroupSpec, engine_factory: EngineFactory = default_engine) -> list[TrialResult]:
     """Run the group's missing trials; return the results written by this call."""
     if group.group_shared:
@@ -109,6 +123,10 @@ def run_group(group: GroupSpec, engine_factory: EngineFactory = default_engine) 
             limit = pruned_by(trial, oom_at)
             if limit is not None:
                 record(rec.result(trial, utcnow(), status="skipped_oom", error=f"OOM at batch {limit} in this series"))
+                continue
+            why = _enough(store, group, trial)
+            if why is not None:
+                record(rec.result(trial, utcnow(), status="skipped_enough", error=why))
                 continue
             with once_per_trial():  # a library's per-batch warning, once in the job's log
                 try:

@@ -50,7 +50,7 @@ from infpop_analysis.hpo.optimizers import PRIOR_METHODS, Observation, Optimizer
 from infpop_analysis.hpo.prior import Prior
 from infpop_analysis.hpo.stopping import PATIENCE, TOLERANCE, Physics, no_improvement, tied
 from infpop_analysis.inference import CI_LEVEL, MIN_REPETITIONS
-from infpop_analysis.summaries import bootstrap_mean_ci
+from infpop_analysis.summaries import mean_ci
 
 #: How often to look for a SLURM job's end, and the slack beyond the job's time limit.
 POLL_S = 2.0
@@ -225,7 +225,7 @@ def job_entry(job, partition: str, part: PartitionProfile, n_gpus: int) -> dict:
 
 
 def _interval(store: ResultStore, trial: TrialSpec, repetitions: int) -> tuple[float, float] | None:
-    """The 95% bootstrap interval of the mean throughput over the repetitions on disk of
+    """The 95% interval of the mean throughput over the repetitions on disk of
     ``trial``'s configuration, as ``configs.csv`` gives it (:mod:`infpop_analysis.summaries`);
     None below two repetitions."""
     values = []
@@ -235,7 +235,7 @@ def _interval(store: ResultStore, trial: TrialSpec, repetitions: int) -> tuple[f
             values.append(result.throughput)
     if len(values) < MIN_REPETITIONS:
         return None
-    low, high = bootstrap_mean_ci(np.array([values]))
+    low, high = mean_ci(np.array([values]))
     return (float(low[0]), float(high[0]))
 
 
@@ -364,7 +364,7 @@ def search(
             config = None if reason else optimizer.propose(space, observations)
             if config is None:
                 state["stop_reason"] = reason or "every configuration was tried"
-                state["pick"] = pick(history, store, target, m.repetitions)
+                state["pick"] = pick(history, store, target, m.max_repetitions)
                 write_summary(summary, target, method_used, state, history)
                 break
             job = submit_session(target, config, optimizer, budget, partition, part)
@@ -382,7 +382,7 @@ def search(
             if len(after) == len(history):
                 log(f"{target.name}: {config}: no result appeared ({failure or 'no trial ran'}); stopping this target")
                 state["stop_reason"] = f"no result for {config}: {failure or 'no trial ran'}"
-                state["pick"] = pick(after, store, target, m.repetitions)
+                state["pick"] = pick(after, store, target, m.max_repetitions)
                 write_summary(summary, target, method_used, state, after)
                 break
         result = state.get("pick")

@@ -1,0 +1,205 @@
+"""``infpop compare A B``: what changed between two studies, configuration by configuration.
+
+After a GPU upgrade, a driver or vLLM bump or a move to another site, a user measures the same
+configurations again and asks which of them changed beyond the noise of repetition. For every
+configuration measured in both (matched on the configuration axes,
+:data:`~infpop_analysis.table.CONFIG_AXES`), ``compare.csv`` gives the ratio B/A of the
+throughput with its 95% interval, the p-value of the difference and whether it exceeds
+repetition noise after Holm's adjustment over all matched configurations; the configurations
+present in one study only; and, from the tables' provenance, what differs between the studies
+(GPUs, library versions, images). ``compare.html`` shows the same on one self-contained page.
+
+An axis that takes one value in each study but not the same one (``hardware: a100`` against
+``h100``) is what was changed on purpose: it is listed as a difference and not matched on, so
+the A100 study's configurations meet their H100 counterparts.
+
+The ratio is that of the geometric means of the ok, valid runs' throughputs; its interval and
+test are Welch's on log throughput (``scipy.stats.ttest_ind(..., equal_var=False)``), which
+takes each study's own spread. By simulation (``benchmarks/intervals.py``, 2000 draws per cell)
+that interval holds the true ratio of means 95.2-96.9% of the time at 3, 5 and 10 repetitions a
+side under normal and log-normal (sigma 0.2) noise, where a percentile bootstrap of the ratio
+holds it 80-93%. A configuration with fewer than two runs on a side has no interval and no test.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from infpop.atomic import atomic_file, write_atomic
+from infpop.errors import InputError
+from scipy import stats as sps
+from statsmodels.stats.multitest import multipletests
+
+from infpop_analysis.inference import ALPHA, CI_LEVEL, MIN_REPETITIONS
+from infpop_analysis.report_html import esc, page_html, table_html
+from infpop_analysis.table import config_axes, read_table, valid_rows
+
+#: Provenance columns whose values are compared between the studies, with the name shown.
+PROVENANCE = {
+    "GPUs": "gpu_names",
+    "container image": "container_image",
+    "image sha256": "container_sha256",
+    "manifest sha256": "manifest_sha256",
+}
+#: The interval and test, named in compare.csv.
+METHOD = "welch-t on log throughput"
+RESULT_COLUMNS = [
+    "present", "n_a", "n_b", "mean_a", "mean_b", "ratio", "ratio_ci_low", "ratio_ci_high",
+    "p_value", "p_holm", "beyond_noise",
+]  # fmt: skip
+
+
+def load(path: Path) -> pd.DataFrame:
+    """A table file, or a study folder with the ``table.parquet`` that ``make aggregate`` writes."""
+    if path.is_dir():
+        table = path / "table.parquet"
+        if not table.exists():
+            raise InputError(f"{path}: a folder without table.parquet (`infpop aggregate {path} -o {table}` writes it)")
+        path = table
+    return read_table(path)
+
+
+def study_axes(a: pd.DataFrame, b: pd.DataFrame) -> list[str]:
+    """The axes each study holds at one value, a different one in each: what was changed on purpose."""
+    out = []
+    for col in ["study", *dict.fromkeys(config_axes(a) + config_axes(b))]:
+        va, vb = (set(t[col].astype(object).where(t[col].notna(), None)) for t in (a, b))
+        if len(va) == 1 and len(vb) == 1 and va != vb:
+            out.append(col)
+    return out
+
+
+def _runs(df: pd.DataFrame, axes: list[str]) -> pd.Series:
+    """Each configuration's throughputs of ok, valid runs (an OOM's partial throughput is no
+    measurement of the configuration)."""
+    d = valid_rows(df)[0]
+    d = d[(d["status"] == "ok") & (d["throughput"] > 0)]
+    return d.groupby(axes, dropna=False, observed=True, sort=True)["throughput"].agg(lambda s: s.to_numpy(dtype=float))
+
+
+def _ratio(a: np.ndarray, b: np.ndarray) -> dict:
+    """Ratio of geometric means B/A, Welch's interval and p on the logs; NaN below two runs a side."""
+    out = {"n_a": len(a), "n_b": len(b), "mean_a": a.mean(), "mean_b": b.mean()}
+    la, lb = np.log(a), np.log(b)
+    out["ratio"] = float(np.exp(lb.mean() - la.mean()))
+    out["ratio_ci_low"] = out["ratio_ci_high"] = out["p_value"] = np.nan
+    if min(len(a), len(b)) >= MIN_REPETITIONS and (np.ptp(la) > 0 or np.ptp(lb) > 0):
+        res = sps.ttest_ind(lb, la, equal_var=False)
+        ci = res.confidence_interval(CI_LEVEL)
+        out |= {"ratio_ci_low": np.exp(ci.low), "ratio_ci_high": np.exp(ci.high), "p_value": res.pvalue}
+    return out
+
+
+def compare(a: pd.DataFrame, b: pd.DataFrame) -> tuple[pd.DataFrame, list[str]]:
+    """compare.csv's rows (configurations in both first, by p-value) and the axes matched on."""
+    changed = study_axes(a, b)
+    axes = [c for c in dict.fromkeys(config_axes(a) + config_axes(b)) if c not in changed]
+    # a merge, not index lookups: axes a configuration lacks (vLLM's KV-cache size for HF) are NA
+    runs = (
+        _runs(a, axes)
+        .rename("runs_a")
+        .reset_index()
+        .merge(_runs(b, axes).rename("runs_b").reset_index(), on=axes, how="outer", indicator=True)
+    )
+    rows = []
+    for r in runs.to_dict("records"):
+        row = {c: r[c] for c in axes}
+        if r["_merge"] == "both":
+            row |= {"present": "both", **_ratio(r["runs_a"], r["runs_b"])}
+        else:
+            side = "a" if r["_merge"] == "left_only" else "b"
+            values = r[f"runs_{side}"]
+            row |= {"present": f"{side.upper()} only", f"n_{side}": len(values), f"mean_{side}": values.mean()}
+        rows.append(row)
+    out = pd.DataFrame(rows).reindex(columns=[*axes, *RESULT_COLUMNS])
+    tested = out["p_value"].notna()
+    out["beyond_noise"] = False
+    if tested.any():
+        reject, p_holm, _, _ = multipletests(out.loc[tested, "p_value"], alpha=ALPHA, method="holm")
+        out.loc[tested, "p_holm"], out.loc[tested, "beyond_noise"] = p_holm, reject
+    out["method"] = METHOD
+    order = out["present"].map({"both": 0, "A only": 1, "B only": 2})
+    out = out.assign(_o=order).sort_values(["_o", "p_value", *axes], na_position="last").drop(columns="_o")
+    return out.reset_index(drop=True), axes
+
+
+def _versions(df: pd.DataFrame) -> dict[str, set[str]]:
+    """Each package's versions over the table's runs (``versions`` is "pkg=version;...")."""
+    out: dict[str, set[str]] = {}
+    for text in df["versions"].dropna().unique():
+        for item in filter(None, str(text).split(";")):
+            name, _, version = item.partition("=")
+            out.setdefault(name, set()).add(version)
+    return out
+
+
+def differences(a: pd.DataFrame, b: pd.DataFrame) -> pd.DataFrame:
+    """What differs between the studies: the axes changed on purpose, then the provenance."""
+
+    def values(df: pd.DataFrame, col: str) -> str:
+        return "; ".join(sorted(str(v) for v in df[col].dropna().unique() if str(v))) or "–"
+
+    rows = [(col, values(a, col), values(b, col)) for col in study_axes(a, b)]
+    rows += [(name, values(a, col), values(b, col)) for name, col in PROVENANCE.items() if col in a and col in b]
+    va, vb = _versions(a), _versions(b)
+    for pkg in sorted(va.keys() | vb.keys()):
+        rows.append((pkg, "; ".join(sorted(va.get(pkg, {"–"}))), "; ".join(sorted(vb.get(pkg, {"–"})))))
+    diff = pd.DataFrame(rows, columns=["what", "A", "B"])
+    return diff[diff["A"] != diff["B"]].reset_index(drop=True)
+
+
+def _page(result: pd.DataFrame, diff: pd.DataFrame, axes: list[str], a: Path, b: Path) -> str:
+    both = result[result["present"] == "both"]
+    flagged = both[both["beyond_noise"]]
+    tested = both["p_value"].notna()
+    summary = (
+        f"A is {a}, B is {b}. {len(both)} configurations measured in both (matched on {', '.join(axes)}); "
+        f"{int(tested.sum())} have two or more ok runs on each side and are tested; {len(flagged)} of them differ "
+        f"beyond repetition noise (Holm-adjusted over the tested ones, level {ALPHA}). "
+        f"{int((result['present'] == 'A only').sum())} configurations are in A only, "
+        f"{int((result['present'] == 'B only').sum())} in B only. Ratio: B/A of the geometric mean throughput of "
+        "ok, valid runs; interval and test: Welch's t on log throughput (its coverage is checked by "
+        "benchmarks/intervals.py)."
+    )
+    shown = [*axes, *RESULT_COLUMNS]
+    sections = [
+        ("summary", "Summary", f"<p>{esc(summary)}</p>"),
+        (
+            "differs",
+            "What differs between the studies",
+            table_html(diff, max_rows=500) if len(diff) else "<p>Nothing in the tables' provenance differs.</p>",
+        ),
+        (
+            "changed",
+            "Configurations beyond noise",
+            table_html(flagged[shown], 3, max_rows=500) if len(flagged) else "<p>None.</p>",
+        ),
+        ("both", "Every configuration in both", table_html(both[shown], 3, max_rows=2000)),
+        (
+            "one",
+            "Configurations in one study only",
+            table_html(result[result["present"] != "both"][shown], 3, max_rows=2000),
+        ),
+    ]
+    return page_html(
+        f"infpop compare: {a.name} against {b.name}", f"{len(result)} configurations", "infpop compare", sections
+    )
+
+
+def write_compare(a_path: Path, b_path: Path, out_dir: Path) -> list[Path]:
+    """Read both, compare, and write ``compare.csv`` and ``compare.html`` atomically; a pair
+    with no configuration in common is refused before anything is written."""
+    a, b = load(a_path), load(b_path)
+    result, axes = compare(a, b)
+    if not (result["present"] == "both").any():
+        raise InputError(
+            f"{a_path} and {b_path} have no configuration in common (matched on {', '.join(axes)}; "
+            f"{int((result['present'] == 'A only').sum())} in A only, {int((result['present'] == 'B only').sum())} in B only)"
+        )
+    csv, page = Path(out_dir) / "compare.csv", Path(out_dir) / "compare.html"
+    with atomic_file(csv) as tmp:
+        result.to_csv(tmp, index=False)
+    write_atomic(page, _page(result, differences(a, b), axes, a_path, b_path))
+    return [csv, page]

@@ -1,0 +1,90 @@
+"""``infpop compare``: two studies of the same configurations, configuration by configuration.
+
+The studies are tables the tests write from repeated draws of known distributions, not two
+demo sweeps: whether a comparison stays quiet where nothing changed is a rate over dozens of
+configurations with a known truth, and two sweeps on this shared machine would take minutes and
+differ by the machine's drift between them, a real difference that is not repetition noise.
+About 2 s in all.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from infpop.cli import main
+from infpop_analysis.compare import compare, differences
+from infpop_analysis.table import conform, write_table
+
+MODELS, BATCHES, REPS = ("m-a", "m-b", "m-c", "m-d"), (1, 2, 4, 8, 16, 32, 64, 128, 256, 512), 5
+
+
+def _study(rng: np.random.Generator, name: str, slow: dict[tuple, float] | None = None, **prov) -> pd.DataFrame:
+    """40 configurations (4 models x 10 batch sizes), 5 repetitions each, 3% log-normal noise
+    around a throughput set by the configuration; ``slow`` multiplies some configurations'.
+    One model has a KV-cache size, the others none (NA), as vLLM and HF rows of a study do."""
+    rows = []
+    for m_i, model in enumerate(MODELS):
+        for batch in BATCHES:
+            true = 50.0 * (m_i + 1) * np.sqrt(batch) * (slow or {}).get((model, batch), 1.0)
+            for rep, x in enumerate(true * rng.lognormal(0, 0.03, REPS)):
+                rows.append(
+                    dict(study=name, hardware="gpu", engine="vllm", model=model, n_gpus=1, batch_size=batch,
+                         max_new_tokens=5, repetition=rep, status="ok", throughput=float(x),
+                         kv_cache_bytes=2**28 if model == "m-a" else None, **prov)
+                )  # fmt: skip
+    return conform(pd.DataFrame(rows))
+
+
+def test_two_runs_of_one_study_differ_only_by_noise_and_a_20_percent_slowdown_is_flagged() -> None:
+    rng = np.random.default_rng(26)
+    a, b = _study(rng, "s"), _study(rng, "s")
+    result, axes = compare(a, b)
+    assert "batch_size" in axes and len(result) == 40 and (result["present"] == "both").all()
+    assert result["beyond_noise"].mean() <= 0.05, result[result["beyond_noise"]]
+    assert result["ratio_ci_low"].lt(1).mean() >= 0.9 and result["ratio_ci_high"].gt(1).mean() >= 0.9
+
+    slowed = _study(rng, "s", slow={("m-c", 64): 0.8})
+    result = compare(a, slowed)[0]
+    flagged = result[result["beyond_noise"]]
+    assert list(zip(flagged["model"], flagged["batch_size"])) == [("m-c", 64)]
+    assert flagged["ratio_ci_low"].iloc[0] < 0.8 < flagged["ratio_ci_high"].iloc[0]
+
+
+def test_a_changed_gpu_is_matched_across_and_named_with_the_versions_that_differ(tmp_path: Path) -> None:
+    """An upgrade: hardware and GPU names differ (not matched on), one library's version too;
+    one configuration is new in B. Both written as tables, B given as its study folder."""
+    rng = np.random.default_rng(3)
+    a = _study(rng, "old", gpu_names="A100", versions="torch=2.5;vllm=0.31")
+    b = _study(rng, "new", gpu_names="H100 <b>", versions="torch=2.5;vllm=0.32")
+    a, b = a[a["batch_size"] != 512], b.assign(hardware="h100")
+    write_table(a, tmp_path / "a.parquet")
+    write_table(b, tmp_path / "b" / "table.parquet")
+    assert main(["compare", str(tmp_path / "a.parquet"), str(tmp_path / "b"), "-o", str(tmp_path / "out")]) == 0
+    result = pd.read_csv(tmp_path / "out" / "compare.csv")
+    assert "hardware" not in result.columns
+    assert (result["present"] == "both").sum() == 36 and set(result.loc[result["present"] != "both", "present"]) == {
+        "B only"
+    }
+    diff = differences(a, b).set_index("what")
+    assert set(diff.index) == {"study", "hardware", "GPUs", "vllm"}, diff
+    assert (diff.loc["vllm", "A"], diff.loc["vllm", "B"]) == ("0.31", "0.32")
+    page = (tmp_path / "out" / "compare.html").read_text()
+    assert "H100 &lt;b&gt;" in page and "H100 <b>" not in page, "every value escaped"
+    assert "What differs between the studies" in page and "<script" not in page
+
+
+@pytest.mark.parametrize("case", ["missing", "disjoint"])
+def test_bad_input_exits_2_naming_it_and_writes_nothing(tmp_path: Path, capsys, case: str) -> None:
+    rng = np.random.default_rng(4)
+    a = _study(rng, "s")
+    write_table(a, tmp_path / "a.parquet")
+    if case == "missing":
+        b, said = tmp_path / "nowhere.parquet", "nowhere.parquet: no such file"
+    else:
+        write_table(a.assign(model=a["model"] + "-other"), tmp_path / "b.parquet")
+        b, said = tmp_path / "b.parquet", "no configuration in common"
+    assert main(["compare", str(tmp_path / "a.parquet"), str(b), "-o", str(tmp_path / "out")]) == 2
+    assert said in capsys.readouterr().err and not (tmp_path / "out").exists()
