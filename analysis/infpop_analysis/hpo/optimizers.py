@@ -374,6 +374,12 @@ class HillClimb:
                 return Config(g, smaller[-1])
         return None
 
+    def stop_reason(self, space: Sequence[Config], history: Sequence[Observation]) -> str | None:
+        """Why the climb stops now, or None while it goes on."""
+        if self.propose(space, history) is not None:
+            return None
+        return f"no untried neighbour of the incumbent (a move needs a gain of {self.GAIN:.0%})"
+
 
 METHODS: tuple[str, ...] = (
     "tpe",
