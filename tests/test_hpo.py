@@ -16,9 +16,9 @@ from infpop.errors import InputError
 from infpop_analysis.hpo import benchmark as bm
 from infpop_analysis.hpo import replay as rp
 from infpop_analysis.hpo.landscape import Config, Landscape, Point, landscapes
-from infpop_analysis.hpo.optimizers import TPE, Grid, Observation, RandomSearch, Structured, make
+from infpop_analysis.hpo.optimizers import TPE, Grid, HillClimb, Observation, RandomSearch, Structured, make
 from infpop_analysis.hpo.prior import Prior, leave_model_out
-from infpop_analysis.hpo.stopping import no_improvement, tied
+from infpop_analysis.hpo.stopping import Physics, no_improvement, tied
 
 ALLDATA = PUBLISHED / "allData.csv"
 PROMPTS = PUBLISHED.parent / "humaneval-infilling" / "HumanEval-SingleLineInfilling.jsonl.gz"
@@ -70,15 +70,25 @@ def test_structured_search_finds_a_peaked_optimum_in_few_trials_and_prunes_above
 
 
 def test_baselines_are_complete_and_the_structured_search_stops_with_a_pick_on_an_irregular_landscape() -> None:
-    # OOM at batch 1 yet fine at 2 and 4 (the study's Wizardcoder-33b on V100): the baselines'
-    # orders reach it; the structured search prunes above the OOM, stops, and says why.
+    # OOM at batch 1 yet fine at 2 and 4 (the study's Wizardcoder-33b on V100): the unpruned
+    # baselines' orders reach it; the grid as infpop's sweep runs it (pruned above an OOM) does
+    # not; the structured search prunes above the OOM, stops, and says why.
     land = synthetic({1: (16, 5.0), 2: (4, 9.0), 4: (16, 6.0), 8: (16, 5.5)}, {1: 32, 4: 64, 8: 64})
     land.points[Config(2, 1)] = Point("oom", math.nan)
     land.points[Config(2, 8)] = Point("oom", math.nan)
     land.points[Config(2, 4)] = Point("ok", 20.0)
-    for optimizer in (Grid(), RandomSearch(3)):
+    for optimizer in (Grid(prune_oom=False), RandomSearch(3)):
         order = drive(optimizer, land)
         assert sorted(order) == land.space
+    pruned = drive(Grid(), land)
+    assert Config(2, 1) in pruned and not any(c.n_gpus == 2 and c.batch_size > 1 for c in pruned)
+    above_oom = {
+        c
+        for c in land.space
+        for f in land.space
+        if land.score(f) is None and f.n_gpus == c.n_gpus and f.batch_size < c.batch_size
+    }
+    assert sorted(pruned) == [c for c in land.space if c not in above_oom]
     run = bm.run_one("ours", land, 0)
     assert run.stop_reason and run.pick and run.trials_to_stop < len(land.space)
 
@@ -215,7 +225,7 @@ def test_cli_replay_and_benchmark_write_their_outputs(tmp_path, land: Landscape)
     assert main(["hpo", "benchmark", str(table), "-o", str(tmp_path / "b"), "--seeds", "2"]) == 0
     result = json.loads((tmp_path / "b" / "hpo_benchmark.json").read_text())
     # Without a catalog (architectures) the physics settings cannot run and are left out.
-    assert set(result["methods"]) == {"tpe", "random", "grid", "ours", "ours+prior"}
+    assert set(result["methods"]) == {"tpe", "random", "grid", "hillclimb", "ours", "ours+prior"}
     for m in result["methods"].values():
         assert {"median_trials_to_stop", "p95_trials_to_stop", "final_hit_rate", "median_gpu_hours"} <= set(m)
     assert result["methods"]["ours"]["final_hit_rate"] == 1.0
@@ -479,3 +489,72 @@ def test_agreement_with_the_other_gpus_shape_can_hide_the_optimum() -> None:
     shares = bm.twin_top_k([a100, v100], bm.Context({}, None), ks=(2,), agreements=(0.01,))
     assert shares["top_2"] == 0.0
     assert shares["stop_when_top_2_agree"] == {"0.01": {"stops": 2, "misses": 2}}
+
+
+def test_the_hill_climb_reaches_the_peak_of_a_unimodal_landscape_and_stops(land: Landscape) -> None:
+    """Every level away from the peak loses 8 % (more than the climb's 5 % gain), so a plain
+    hill-climb from the centre reaches the optimum (2 GPUs, batch 32) and stops by itself; with
+    physics it starts at the best estimate."""
+    order = drive(HillClimb(), land)
+    assert max(order, key=land.score) == Config(2, 32) and len(order) < len(land.space) // 2
+    estimate = {c: land.score(c) or 0.0 for c in land.space if c.n_gpus == 4}
+    assert drive(HillClimb(physics=Physics(estimate=estimate)), land)[0] == Config(4, 32)
+    run = bm.run_one("hillclimb", land, 0)
+    optimum = land.optimum("strict")
+    firsts = [max(v for c in order[:k] if (v := land.score(c)) is not None) for k in bm.ANYTIME]
+    assert run.anytime_shortfall == pytest.approx(tuple(1 - v / optimum for v in firsts))
+
+
+def _run(hardware: str, patience: int, trials: int, hit: bool) -> bm.Run:
+    return bm.Run(
+        "tpe",
+        "hf",
+        "m",
+        hardware,
+        0,
+        hit,
+        trials,
+        trials,
+        1.0,
+        trials,
+        "",
+        "",
+        None,
+        hit,
+        1.0,
+        1,
+        [],
+        (0.0,) * len(bm.ANYTIME),
+        0.0,
+        patience,
+    )
+
+
+def test_a_baselines_patience_is_the_fewest_median_trials_keeping_the_hit_rate_and_chosen_inside_each_fold() -> None:
+    """Patience 5 hits on the A100 landscapes only, 10 on both with more trials, 20 on both with
+    even more: in-sample the rule picks 10 (5 misses the target, 20 costs more). Holding out the
+    V100, the A100 alone picks 5, which then misses on the V100: the choice is made in the fold."""
+    runs = [
+        _run(hw, p, trials, hit)
+        for hw in ("a100", "v100")
+        for _ in range(4)
+        for p, trials, hit in ((5, 6, hw == "a100"), (10, 11, True), (20, 21, True))
+    ]
+    tuned = bm.tune_patience(runs)["tpe"]
+    assert tuned["in_sample"]["patience"] == 10 and tuned["in_sample"]["final_hit_rate"] == 1.0
+    cv = tuned["leave_one_gpu_out"]
+    assert cv["chosen_per_fold"] == {"a100": 10, "v100": 5} and cv["final_hit_rate"] == 0.5
+    assert tuned["per_patience"]["5"] == {"median_trials_to_stop": 6, "final_hit_rate": 0.5}
+
+
+def test_a_baselines_runs_at_each_patience_are_prefixes_of_one_search(land: Landscape) -> None:
+    """Tuning replays one search per seed at the largest patience and cuts it: each cut must equal
+    a search run at that patience."""
+    for method in ("random", "grid"):
+        by = bm.patience_runs(method, land, 3, patiences=(2, 5))
+        for p, run in by.items():
+            assert run == bm.run_one(method, land, 3, patience=p)
+
+
+def test_the_pruned_sweep_skips_batches_above_a_failure_and_costs_less(land: Landscape) -> None:
+    assert bm.sweep_seconds(land, None, prune_oom=True) < bm.sweep_seconds(land, None)

@@ -45,3 +45,22 @@ def test_the_level_above_an_incumbent_at_the_predicted_memory_frontier_stays_ope
     at_frontier = plausible(space, {Config(1, 4): 80.0, Config(1, 8): 100.0}, slack=0.0, physics=physics)
     below_it = plausible(space, {Config(1, 4): 100.0, Config(1, 8): 90.0}, slack=0.0, physics=physics)
     assert at_frontier == [Config(1, 16)] and below_it == []
+
+
+def test_each_ablation_removes_exactly_its_part_of_the_rule() -> None:
+    """The benchmark's ablations leave one part out at a time; each must reopen what that part
+    (and only it) ruled out."""
+    space = [Config(g, b) for g in (1, 2) for b in (4, 8, 16, 32)]
+    physics = Physics(oom=frozenset({Config(1, 16), Config(1, 32)}), bound={Config(2, 4): 50.0})
+    seen = {Config(1, 4): 80.0, Config(1, 8): 100.0, Config(2, 8): 70.0}
+
+    def open_(*without: str) -> set[Config]:
+        return set(plausible(space, seen, slack=0.0, physics=physics, without=frozenset(without)))
+
+    full = open_()
+    assert full == {Config(1, 16)}  # the level up, by its exception
+    assert open_("level_up_exception") == set()
+    assert open_("predicted_oom") == {Config(1, 16), Config(1, 32)}
+    # (2, 4) lies below the roofline; (2, *) far below the incumbent at its batch: the GPU-count rule.
+    assert open_("gpu_count_rule") == full | {Config(2, 16), Config(2, 32)}
+    assert open_("gpu_count_rule", "roofline_bound") == open_("gpu_count_rule") | {Config(2, 4)}

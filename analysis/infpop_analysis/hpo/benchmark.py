@@ -2,15 +2,25 @@
 
 Every method searches every published landscape (engine, model, hardware) once per seed, with
 failures scoring worst, and runs until its own stopping rule ends it (:mod:`.stopping`):
-``ours*`` when no untried configuration can plausibly beat the incumbent, the baselines after
-``PATIENCE`` consecutive trials without improvement (TPE also at the study's 100 proposals).
+``ours*`` when its rule finds no untried configuration that could beat the incumbent, the
+hill-climbs when no neighbour of the incumbent is left, the other baselines after ``patience``
+consecutive trials without improvement (TPE also at the study's 100 proposals). The baselines'
+patience is tuned by the rule that tunes ``ours``' slack (:func:`tune_patience`); at the common
+``PATIENCE`` of 5, TPE mostly stops inside hyperopt's 20 random start-up proposals.
 Per run: ``trials_to_stop`` (distinct configurations evaluated: each is a trial), whether the
 final pick is within ``tolerance`` (1 %) of the landscape's best successful throughput
 (``final_hit``), and the GPU-hours as a cluster bills them: every trial's GPU-seconds plus one
 model load per stretch of consecutive trials at one GPU count (the live search keeps the model
 loaded across the batch sizes it tries at one GPU count; a sweep loads once per GPU count).
 The published data records no load times, so loads follow :data:`LOAD_MODEL`, stated in the
-output. ``sweep`` is the full grid at one load per GPU count: what a sweep costs.
+output. ``sweep`` is the full grid at one load per GPU count, ``pruned_sweep`` the same skipping
+batches above a failure at one GPU count (as infpop's sweep runs); each method's cost is also
+given per landscape as a share of either (median and p90 of the shares), beside the ratio of
+medians. A failed trial with a partial throughput is billed an upper bound
+(:data:`FAILED_TRIAL_COST`); ``upper_bound_share`` says how much of the billed hours that is.
+``anytime_shortfall``: the mean shortfall of the incumbent from the optimum after 1, 2, 3 and 5
+trials (a stopped search keeps its pick). :func:`ablations` removes each part of ``ours+physics``'
+start and stopping rule in turn.
 
 Today's figures stay: ``median_evaluations`` / ``median_gpu_seconds`` / ``hit_rate`` count
 until the best-so-far first falls within the tolerance (what only someone who knows the optimum
@@ -36,9 +46,18 @@ from infpop.physics import DEFAULT_CALIBRATION, Architecture, Calibration, Workl
 
 from infpop_analysis.hpo.landscape import Config, Landscape
 from infpop_analysis.hpo.oom import EFFICIENCIES, calibrate, calibrate_efficiency, family, outcomes, physics_for
-from infpop_analysis.hpo.optimizers import DETERMINISTIC, FAILURE_LOSS, METHODS, PRIOR_METHODS, TPE, Observation, make
+from infpop_analysis.hpo.optimizers import (
+    DETERMINISTIC,
+    FAILURE_LOSS,
+    METHODS,
+    PRIOR_METHODS,
+    TPE,
+    Grid,
+    Observation,
+    make,
+)
 from infpop_analysis.hpo.prior import LEAVE_MODEL_OUT, Prior, leave_model_out
-from infpop_analysis.hpo.stopping import PATIENCE, TOLERANCE, Physics, no_improvement
+from infpop_analysis.hpo.stopping import PARTS, PATIENCE, PATIENCES, TOLERANCE, Physics, no_improvement
 
 #: TPE's budget of proposals, as in the study.
 TPE_PROPOSALS = 100
@@ -46,6 +65,14 @@ TPE_PROPOSALS = 100
 SLACKS: tuple[float, ...] = (0.0, 0.05, 0.1)
 #: Final hit rate a tuned setting must keep while it minimises trials.
 HIT_TARGET = 0.95
+#: Baselines that stop after ``patience`` trials without improvement (tuned by :func:`tune_patience`).
+PATIENT: tuple[str, ...] = ("tpe", "random", "grid")
+#: Trials after which the anytime shortfall is measured.
+ANYTIME: tuple[int, ...] = (1, 2, 3, 5)
+TPE_STARTUP = (
+    "hyperopt's TPE proposes its first 20 trials at random (n_startup_jobs), so a TPE that stops after 5 trials "
+    "without improvement is mostly random search"
+)
 
 #: Seconds to load a model: a fixed engine start plus the fp16 weights read from shared storage.
 LOAD_START_S = {"hf": 20.0, "vllm": 60.0}
@@ -87,6 +114,12 @@ class Run:
     gpu_hours: float
     loads: int
     trace: list[str]
+    #: Shortfall of the incumbent from the optimum after each of :data:`ANYTIME` trials.
+    anytime_shortfall: tuple[float, ...] = ()
+    #: Billed GPU-hours of failed trials with a partial throughput: upper bounds (:data:`FAILED_TRIAL_COST`).
+    upper_bound_gpu_hours: float = 0.0
+    #: The baseline's patience (None: a method that stops by its own rule).
+    patience: int | None = None
 
 
 def load_seconds(land: Landscape, n_gpus: int, weights_bytes: float | None) -> float:
@@ -102,38 +135,44 @@ def billed_seconds(land: Landscape, order: Sequence[Config], weights_bytes: floa
     return total, len(loads)
 
 
-def sweep_seconds(land: Landscape, weights_bytes: float | None) -> float:
-    """A sweep of the whole grid: every trial, one load per GPU count."""
-    return billed_seconds(land, land.space, weights_bytes)[0]
+def sweep_seconds(land: Landscape, weights_bytes: float | None, prune_oom: bool = False) -> float:
+    """A sweep of the whole grid: every trial, one load per GPU count; with ``prune_oom``, batches
+    above a failure at the same GPU count are skipped (as infpop's sweep runs)."""
+    if not prune_oom:
+        return billed_seconds(land, land.space, weights_bytes)[0]
+    grid, history = Grid(), []
+    while (config := grid.propose(land.space, history)) is not None:
+        history.append(Observation(config, land.score(config, "strict")))
+    return billed_seconds(land, [o.config for o in history], weights_bytes)[0]
 
 
-def run_one(
+def _search(
     method: str,
     land: Landscape,
     seed: int,
-    tolerance: float = TOLERANCE,
-    prior: Prior | None = None,
-    physics: Physics | None = None,
-    slack: float | None = None,
-    weights_bytes: float | None = None,
-) -> Run:
-    """One search of ``land`` by ``method``, until its stopping rule ends it."""
-    optimum = land.optimum("strict")
-    if optimum is None:
-        raise ValueError(f"landscape {land.key} has no successful trial")
-    target = optimum * (1 - tolerance)
+    tolerance: float,
+    prior: Prior | None,
+    physics: Physics | None,
+    slack: float | None,
+    patience: int,
+    without: frozenset[str],
+) -> tuple[list[Observation], list[int], int, str]:
+    """The trials of one search in order, the proposals made up to each, all proposals made, and
+    why it stopped."""
     space = land.space
     history: list[Observation] = []
     calls: list[Config] = []
+    at: list[int] = []
     reason = ""
 
     def evaluate(config: Config) -> float | None:
         value = land.score(config, "strict")
         history.append(Observation(config, value))
+        at.append(len(calls))
         return value
 
     def stalled() -> bool:
-        return no_improvement([o.value for o in history], PATIENCE, tolerance)
+        return no_improvement([o.value for o in history], patience, tolerance)
 
     if method == "tpe":
         tpe = TPE(tuple(sorted({c.batch_size for c in space})), tuple(sorted({c.n_gpus for c in space})), seed=seed)
@@ -149,16 +188,17 @@ def run_one(
             return FAILURE_LOSS if value is None else -value
 
         tpe.minimize(loss, TPE_PROPOSALS, stop=stalled)
-        reason = f"{PATIENCE} trials without improvement" if stalled() else f"the study's {TPE_PROPOSALS} proposals"
+        reason = f"{patience} trials without improvement" if stalled() else f"the study's {TPE_PROPOSALS} proposals"
     else:
         if method in PRIOR_METHODS and prior is None:
             optimizer = make("ours+physics", seed, [], [], physics=physics, slack=slack)
         else:
             optimizer = make(method, seed, [], [], prior=prior, physics=physics, slack=slack)
-        baseline = method in ("random", "grid")
+        if without:
+            optimizer = replace(optimizer, without=without)
         while True:
-            if baseline and stalled():
-                reason = f"{PATIENCE} trials without improvement"
+            if method in PATIENT and stalled():
+                reason = f"{patience} trials without improvement"
                 break
             config = optimizer.propose(space, history)
             if config is None:
@@ -166,18 +206,38 @@ def run_one(
                 break
             calls.append(config)
             evaluate(config)
+    return history, at, len(calls), reason
+
+
+def _record(
+    method: str,
+    land: Landscape,
+    seed: int,
+    history: Sequence[Observation],
+    proposals: int,
+    reason: str,
+    tolerance: float,
+    weights_bytes: float | None,
+    patience: int | None,
+) -> Run:
+    optimum = land.optimum("strict")
+    target = optimum * (1 - tolerance)
     ok = [o for o in history if o.value is not None]
     pick = max(ok, key=lambda o: o.value, default=None)
     first = next((i for i, o in enumerate(history) if o.value is not None and o.value >= target), None)
     to_hit = history if first is None else history[: first + 1]
     billed, loads = billed_seconds(land, [o.config for o in history], weights_bytes)
+    partial = [o.config for o in history if o.value is None and not math.isnan(land.points[o.config].throughput)]
+    anytime = tuple(
+        1 - max((o.value for o in history[:k] if o.value is not None), default=0.0) / optimum for k in ANYTIME
+    )
     return Run(
         method,
         *land.key,
         seed=seed,
         hit=first is not None,
         evaluations=len(to_hit),
-        proposals=len(calls),
+        proposals=proposals,
         gpu_seconds=sum(land.gpu_seconds(o.config) for o in to_hit),
         trials_to_stop=len(history),
         stop_reason=reason,
@@ -187,7 +247,67 @@ def run_one(
         gpu_hours=billed / 3600,
         loads=loads,
         trace=[str(o.config) for o in history],
+        anytime_shortfall=anytime,
+        upper_bound_gpu_hours=sum(land.gpu_seconds(c) for c in partial) / 3600,
+        patience=patience,
     )
+
+
+def run_one(
+    method: str,
+    land: Landscape,
+    seed: int,
+    tolerance: float = TOLERANCE,
+    prior: Prior | None = None,
+    physics: Physics | None = None,
+    slack: float | None = None,
+    weights_bytes: float | None = None,
+    patience: int = PATIENCE,
+    without: frozenset[str] = frozenset(),
+) -> Run:
+    """One search of ``land`` by ``method``, until its stopping rule ends it; ``without``: the
+    parts of ``ours*``' start and rule left out (:data:`~infpop_analysis.hpo.stopping.PARTS`)."""
+    if land.optimum("strict") is None:
+        raise ValueError(f"landscape {land.key} has no successful trial")
+    history, _, proposals, reason = _search(method, land, seed, tolerance, prior, physics, slack, patience, without)
+    return _record(
+        method,
+        land,
+        seed,
+        history,
+        proposals,
+        reason,
+        tolerance,
+        weights_bytes,
+        patience if method in PATIENT else None,
+    )
+
+
+def patience_runs(
+    method: str,
+    land: Landscape,
+    seed: int,
+    patiences: Sequence[int] = PATIENCES,
+    tolerance: float = TOLERANCE,
+    weights_bytes: float | None = None,
+) -> dict[int, Run]:
+    """A baseline's run at every patience, from one search at the largest: its proposals do not
+    depend on when it stops, so each smaller patience's run is a prefix of that one."""
+    if land.optimum("strict") is None:
+        raise ValueError(f"landscape {land.key} has no successful trial")
+    history, at, proposals, reason = _search(
+        method, land, seed, tolerance, None, None, None, max(patiences), frozenset()
+    )
+    values = [o.value for o in history]
+    out = {}
+    for p in patiences:
+        cut = next((i for i in range(1, len(history) + 1) if no_improvement(values[:i], p, tolerance)), None)
+        if cut is None:
+            kept, calls, why = history, proposals, reason
+        else:
+            kept, calls, why = history[:cut], at[cut - 1], f"{p} trials without improvement"
+        out[p] = _record(method, land, seed, kept, calls, why, tolerance, weights_bytes, p)
+    return out
 
 
 @dataclass(frozen=True)
@@ -275,7 +395,8 @@ def benchmark(
     context: Context | None = None,
 ) -> list[Run]:
     """Every method on every landscape with a success, once per seed (deterministic methods search
-    once and the run is copied per seed, so every method has the same number of runs)."""
+    once and the run is copied per seed, so every method has the same number of runs). The
+    :data:`PATIENT` baselines run at every patience of :data:`PATIENCES` (:func:`patience_runs`)."""
     context = context or Context({}, None)
     runs = []
     for land in lands:
@@ -291,6 +412,13 @@ def benchmark(
                 else None
             )
             run: Run | None = None
+            if m in PATIENT:
+                for s in seeds:
+                    if run is None or m not in DETERMINISTIC:
+                        by_patience = patience_runs(m, land, s, weights_bytes=context.weights(land))
+                        run = by_patience[PATIENCE]
+                    runs += [replace(r, seed=s) for r in by_patience.values()]
+                continue
             for s in seeds:
                 if run is None or m not in DETERMINISTIC:
                     run = run_one(
@@ -311,8 +439,17 @@ def _p95(values: list[float]) -> float:
     return ordered[min(len(ordered) - 1, math.ceil(0.95 * len(ordered)) - 1)]
 
 
-def method_summary(rs: Sequence[Run]) -> dict:
-    return {
+def _p90(values: list[float]) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, math.ceil(0.9 * len(ordered)) - 1)]
+
+
+def method_summary(rs: Sequence[Run], sweeps: Mapping[str, Mapping[tuple, float]] | None = None) -> dict:
+    """Trials to stop, final hit rate, billed GPU-hours (with the share that is an upper bound),
+    the anytime shortfall and today's first-hit figures; with ``sweeps`` (a sweep's billed hours
+    per landscape key, per kind of sweep), the per-landscape shares of each sweep's cost."""
+    hours = sum(r.gpu_hours for r in rs)
+    out = {
         "median_trials_to_stop": statistics.median(r.trials_to_stop for r in rs),
         "p95_trials_to_stop": _p95([r.trials_to_stop for r in rs]),
         "final_hit_rate": sum(r.final_hit for r in rs) / len(rs),
@@ -321,8 +458,20 @@ def method_summary(rs: Sequence[Run]) -> dict:
         "median_proposals": statistics.median(r.proposals for r in rs),
         "median_gpu_seconds": statistics.median(r.gpu_seconds for r in rs),
         "hit_rate": sum(r.hit for r in rs) / len(rs),
+        "anytime_shortfall": {
+            str(k): statistics.fmean(r.anytime_shortfall[i] for r in rs) for i, k in enumerate(ANYTIME)
+        },
+        "upper_bound_share": sum(r.upper_bound_gpu_hours for r in rs) / hours if hours else 0.0,
         "runs": len(rs),
     }
+    for kind, by_key in (sweeps or {}).items():
+        per: dict[tuple, list[float]] = {}
+        for r in rs:
+            per.setdefault((r.engine, r.model, r.hardware), []).append(r.gpu_hours)
+        shares = [statistics.median(h) / by_key[k] for k, h in per.items() if by_key.get(k)]
+        if shares:
+            out[f"share_of_{kind}"] = {"median": statistics.median(shares), "p90": _p90(shares)}
+    return out
 
 
 def summarize(runs: Sequence[Run], lands: Sequence[Landscape] = (), context: Context | None = None) -> dict:
@@ -341,14 +490,27 @@ def summarize(runs: Sequence[Run], lands: Sequence[Landscape] = (), context: Con
     priors = {m: how for m, how in named if m in methods}
     if priors:
         out["prior"] = priors
-    out["methods"] = {m: method_summary([r for r in runs if r.method == m]) for m in methods}
+    sweeps: dict[str, dict[tuple, float]] = {}
     if lands:
         context = context or Context({}, None)
         keys = {(r.engine, r.model, r.hardware) for r in runs}
-        hours = [sweep_seconds(land, context.weights(land)) / 3600 for land in lands if land.key in keys]
-        out["sweep"] = {"median_gpu_hours": statistics.median(hours), "landscapes": len(hours)}
+        for kind, prune in (("sweep", False), ("pruned_sweep", True)):
+            sweeps[kind] = {
+                land.key: sweep_seconds(land, context.weights(land), prune) / 3600 for land in lands if land.key in keys
+            }
+            out[kind] = {
+                "median_gpu_hours": statistics.median(sweeps[kind].values()),
+                "landscapes": len(sweeps[kind]),
+                "upper_bound_share": _sweep_upper_bound(lands, keys, context, prune),
+            }
+    main = [r for r in runs if r.patience in (None, PATIENCE)]
+    out["methods"] = {m: method_summary([r for r in main if r.method == m], sweeps) for m in methods}
+    if "tpe" in methods:
+        out["methods"]["tpe"]["note"] = TPE_STARTUP
+    if any(r.patience is not None for r in runs):
+        out["tuned_baselines"] = tune_patience(runs, sweeps)
     per: dict[str, dict] = {}
-    for r in runs:
+    for r in main:
         per.setdefault(f"{r.engine}/{r.model}/{r.hardware}", {}).setdefault(r.method, []).append(r)
     out["landscapes"] = {
         key: {
@@ -366,35 +528,134 @@ def summarize(runs: Sequence[Run], lands: Sequence[Landscape] = (), context: Con
     return out
 
 
+def _sweep_upper_bound(lands: Sequence[Landscape], keys: set, context: Context, prune: bool) -> float:
+    """The share of a sweep's billed hours spent on failed trials with a partial throughput."""
+    total = bound = 0.0
+    for land in lands:
+        if land.key not in keys:
+            continue
+        total += sweep_seconds(land, context.weights(land), prune)
+        order = land.space
+        if prune:
+            grid, history = Grid(), []
+            while (c := grid.propose(land.space, history)) is not None:
+                history.append(Observation(c, land.score(c, "strict")))
+            order = [o.config for o in history]
+        bound += sum(
+            land.gpu_seconds(c)
+            for c in order
+            if land.score(c, "strict") is None and not math.isnan(land.points[c].throughput)
+        )
+    return bound / total if total else 0.0
+
+
+def _group_family(r: Run | Landscape) -> str:
+    return family(r.model)
+
+
+def _group_gpu(r: Run | Landscape) -> str:
+    return r.hardware
+
+
+#: The cross-validation folds: one model family, or one GPU type, held out.
+FOLDS = (("leave_one_family_out", _group_family), ("leave_one_gpu_out", _group_gpu))
+
+
+def tune_patience(runs: Sequence[Run], sweeps: Mapping[str, Mapping[tuple, float]] | None = None) -> dict:
+    """Each :data:`PATIENT` baseline at the patience chosen by ``ours``' rule (:func:`_choose`),
+    in-sample and cross-validated as the slack is (chosen on the other folds' runs, every seed)."""
+    by: dict[str, dict[int, list[Run]]] = {}
+    for r in runs:
+        if r.patience is not None:
+            by.setdefault(r.method, {}).setdefault(r.patience, []).append(r)
+    out: dict = {"patiences": list(PATIENCES), "hit_target": HIT_TARGET}
+    for method, per in by.items():
+        chosen = _choose(per)
+        res: dict = {
+            "in_sample": {**method_summary(per[chosen], sweeps), "patience": chosen},
+            "per_patience": {
+                str(p): {
+                    "median_trials_to_stop": statistics.median(r.trials_to_stop for r in rs),
+                    "final_hit_rate": sum(r.final_hit for r in rs) / len(rs),
+                }
+                for p, rs in per.items()
+            },
+        }
+        for name, group in FOLDS:
+            held: list[Run] = []
+            folds = {}
+            groups = sorted({group(r) for r in per[chosen]})
+            if len(groups) < 2:
+                continue  # nothing to train on with that group held out
+            for g in groups:
+                folds[g] = _choose({p: [r for r in rs if group(r) != g] for p, rs in per.items()})
+                held += [r for r in per[folds[g]] if group(r) == g]
+            res[name] = {**method_summary(held, sweeps), "chosen_per_fold": folds}
+        out[method] = res
+    return out
+
+
+def ablations(lands: Sequence[Landscape], context: Context, method: str = "ours+physics") -> dict:
+    """``method`` with each part of its start and stopping rule (:data:`PARTS`) removed in turn,
+    in-sample at its shipped constants: trials to stop, final hit rate, billed GPU-hours."""
+    out: dict = {"method": method}
+    for part in ("none", *PARTS):
+        runs = [
+            run_one(
+                method,
+                land,
+                0,
+                physics=context.physics(land),
+                slack=context.slack,
+                weights_bytes=context.weights(land),
+                without=frozenset() if part == "none" else frozenset({part}),
+            )
+            for land in lands
+            if land.optimum("strict") is not None
+        ]
+        s = method_summary(runs)
+        out[part] = {
+            k: s[k] for k in ("median_trials_to_stop", "p95_trials_to_stop", "final_hit_rate", "median_gpu_hours")
+        }
+    return out
+
+
 def ratios(summary: dict) -> dict[str, float]:
-    """Trials to stop over TPE's, billed GPU-hours over the sweep's, per ``ours*`` setting."""
+    """Trials to stop over TPE's (at patience 5 and at its tuned patience), billed GPU-hours over
+    the sweep's and the pruned sweep's (ratios of medians), per ``ours*`` setting."""
     m = summary["methods"]
+    tuned = summary.get("tuned_baselines", {}).get("tpe", {}).get("in_sample")
     out = {}
     for ours in [k for k in m if k.startswith("ours")]:
         if "tpe" in m:
             out[f"{ours}_over_tpe_trials_to_stop"] = (
                 m[ours]["median_trials_to_stop"] / m["tpe"]["median_trials_to_stop"]
             )
-        if "sweep" in summary:
-            out[f"{ours}_over_sweep_gpu_hours"] = m[ours]["median_gpu_hours"] / summary["sweep"]["median_gpu_hours"]
+        if tuned:
+            out[f"{ours}_over_tuned_tpe_trials_to_stop"] = (
+                m[ours]["median_trials_to_stop"] / tuned["median_trials_to_stop"]
+            )
+        for kind in ("sweep", "pruned_sweep"):
+            if kind in summary:
+                out[f"{ours}_over_{kind}_gpu_hours"] = m[ours]["median_gpu_hours"] / summary[kind]["median_gpu_hours"]
     return out
 
 
-def _choose_slack(runs_by_slack: Mapping[float, Sequence[Run]]) -> float:
-    """The slack with the fewest median trials to stop among those keeping the final hit rate at
-    :data:`HIT_TARGET`; else the one with the best hit rate."""
+def _choose(runs_by_value: Mapping, target: float = HIT_TARGET):
+    """The value (a slack, a patience) with the fewest median trials to stop among those keeping
+    the final hit rate at ``target``; else the one with the best hit rate; ties: the smallest."""
 
     def key(s: float) -> tuple:
-        rs = runs_by_slack[s]
+        rs = runs_by_value[s]
         rate = sum(r.final_hit for r in rs) / len(rs)
         return (
-            rate < HIT_TARGET,
-            -rate if rate < HIT_TARGET else 0,
+            rate < target,
+            -rate if rate < target else 0,
             statistics.median(r.trials_to_stop for r in rs),
             s,
         )
 
-    return min(runs_by_slack, key=key)
+    return min(runs_by_value, key=key)
 
 
 def cross_validate(
@@ -402,26 +663,31 @@ def cross_validate(
 ) -> dict:
     """Every tuned constant chosen without the landscapes it is scored on.
 
-    ``ours+prior``'s prior is leave-one-model-out in every fold, as in :func:`benchmark`.
+    ``ours+prior``'s prior is leave-one-model-out among the training fold's landscapes only (the
+    held-out family's other models and the held-out GPU stay out of it).
     Per fold (one model family, or one GPU type, held out): the memory model is calibrated on
     the other landscapes' outcomes, the engines' efficiencies (where a search starts) on their
     starts (:func:`~infpop_analysis.hpo.oom.calibrate_efficiency`), the stopping rule's slack
-    chosen on their searches (:func:`_choose_slack`), and the held-out landscapes searched with
+    chosen on their searches (:func:`_choose`), and the held-out landscapes searched with
     all three. ``in_sample`` chooses them on every landscape. Deterministic methods only (one
     run per landscape).
     """
-    methods = [m for m in methods if m.startswith("ours")]
+    methods = [m for m in methods if m.startswith("ours") or m == "hillclimb+physics"]
     lands = [land for land in lands if land.optimum("strict") is not None]
     observed = outcomes(lands, archs, workload)
 
     cache: dict[tuple, Run] = {}
 
-    def searches(cal: Calibration, slack: float, subset: Sequence[Landscape], method: str) -> list[Run]:
-        """One run per landscape; folds that choose the same constants share their runs."""
+    def searches(
+        cal: Calibration, slack: float, subset: Sequence[Landscape], method: str, pool: Sequence[Landscape]
+    ) -> list[Run]:
+        """One run per landscape (``ours+prior``'s prior learnt from ``pool``); folds that choose
+        the same constants share their runs."""
         ctx = Context(archs, workload, cal, slack)
+        pool_key = frozenset(land.key for land in pool) if method == "ours+prior" else None
         out = []
         for land in subset:
-            key = (land.key, method, slack, cal)
+            key = (land.key, method, slack, cal, pool_key)
             if key not in cache:
                 cache[key] = run_one(
                     method,
@@ -429,7 +695,7 @@ def cross_validate(
                     0,
                     prior=twin_prior(lands, land)
                     if method == "ours+history"
-                    else leave_model_out(lands, land)
+                    else leave_model_out(pool, land)
                     if method == "ours+prior"
                     else None,
                     physics=ctx.physics(land),
@@ -451,19 +717,16 @@ def cross_validate(
         if memo not in efficiencies:
             efficiencies[memo] = calibrate_efficiency(train, archs, workload, cal)
         cal = efficiencies[memo]
-        slack = _choose_slack({s: searches(cal, s, train, method) for s in SLACKS})
+        slack = _choose({s: searches(cal, s, train, method, train) for s in SLACKS})
         chosen = {"slack": slack, "hf_efficiency": cal.hf_efficiency, "vllm_efficiency": cal.vllm_efficiency}
-        return searches(cal, slack, test, method), chosen
+        return searches(cal, slack, test, method, train), chosen
 
     out: dict = {"slacks": list(SLACKS), "efficiencies": list(EFFICIENCIES), "hit_target": HIT_TARGET}
     for method in methods:
         res: dict = {}
         runs, chosen = fold(lands, lands, method)
         res["in_sample"] = {**method_summary(runs), **chosen}
-        for name, group in (
-            ("leave_one_family_out", lambda land: family(land.model)),
-            ("leave_one_gpu_out", lambda land: land.hardware),
-        ):
+        for name, group in FOLDS:
             held: list[Run] = []
             chosen = {}
             for g in sorted({group(land) for land in lands}):
@@ -476,18 +739,67 @@ def cross_validate(
     return out
 
 
+def _row(name: str, s: dict) -> str:
+    shares = " ".join(
+        f"{s[k]['median']:>6.2f} {s[k]['p90']:>5.2f}" if k in s else f"{'':>6} {'':>5}"
+        for k in ("share_of_sweep", "share_of_pruned_sweep")
+    )
+    anytime = " ".join(f"{v:>5.3f}" for v in s["anytime_shortfall"].values())
+    return (
+        f"{name:20} {s['median_trials_to_stop']:>6g} {s['p95_trials_to_stop']:>5g} {s['final_hit_rate']:>6.3f} "
+        f"{s['median_gpu_hours']:>6.2f} {shares} {anytime} {s['median_evaluations']:>6g} {s['hit_rate']:>6.3f}"
+    )
+
+
 def format_table(summary: dict) -> str:
-    head = f"{'method':13} {'trials to stop':>15} {'p95':>5} {'final hit':>10} {'GPU-h':>8} {'first-hit evals':>16} {'hit rate':>9}"
-    lines = [head]
+    lines = [
+        f"{'':20} {'trials to stop':>12} {'final':>6} {'GPU-h':>6} {'share of sweep':>12} {'of pruned sweep':>12}"
+        f" {'shortfall after 1/2/3/5 trials':>23} {'first hit':>13}",
+        f"{'method':20} {'median':>6} {'p95':>5} {'hit':>6} {'median':>6} {'median':>6} {'p90':>5} {'median':>6}"
+        f" {'p90':>5} {'1':>5} {'2':>5} {'3':>5} {'5':>5} {'evals':>6} {'rate':>6}",
+    ]
     for m, s in summary["methods"].items():
+        label = f"{m} (patience {summary['patience']})" if "note" in s or m in PATIENT else m
+        lines.append(_row(label, s))
+    tuned = summary.get("tuned_baselines")
+    if tuned:
+        for m, res in tuned.items():
+            if isinstance(res, dict) and "in_sample" in res:
+                lines.append(_row(f"{m} (tuned, {res['in_sample']['patience']})", res["in_sample"]))
+    for kind in ("sweep", "pruned_sweep"):
+        if kind in summary:
+            lines.append(
+                f"{kind:20} {'(grid)':>12} {'1.000':>6} {summary[kind]['median_gpu_hours']:>6.2f}"
+                f"   (of which {summary[kind]['upper_bound_share']:.1%} partial-throughput failures: an upper bound)"
+            )
+    if "tpe" in summary["methods"]:
+        lines.append(f"tpe (patience {summary['patience']}): {TPE_STARTUP}")
+    if tuned:
         lines.append(
-            f"{m:13} {s['median_trials_to_stop']:>15g} {s['p95_trials_to_stop']:>5g} {s['final_hit_rate']:>10.3f} "
-            f"{s['median_gpu_hours']:>8.2f} {s['median_evaluations']:>16g} {s['hit_rate']:>9.3f}"
+            f"tuned baselines: the patience among {tuned['patiences']} with the fewest median trials to stop at a final"
+            f" hit rate >= {tuned['hit_target']} (the rule that tunes the slack); in-sample vs cross-validated:"
         )
-    if "sweep" in summary:
-        lines.append(
-            f"{'sweep':13} {'(full grid)':>15} {'':>5} {'1.000':>10} {summary['sweep']['median_gpu_hours']:>8.2f}"
-        )
+        for m, res in tuned.items():
+            if not isinstance(res, dict) or "in_sample" not in res:
+                continue
+            for key in [k for k in ("in_sample", "leave_one_family_out", "leave_one_gpu_out") if k in res]:
+                s = res[key]
+                chosen = s.get("chosen_per_fold", {"all": s.get("patience")})
+                lines.append(
+                    f"  {m:8} {key:22} trials to stop {s['median_trials_to_stop']:g} (p95 {s['p95_trials_to_stop']:g})"
+                    f"  final hit {s['final_hit_rate']:.3f}  GPU-h {s['median_gpu_hours']:.2f}"
+                    f"  patience {','.join(str(v) for v in sorted(set(chosen.values())))}"
+                )
+    abl = summary.get("ablations")
+    if abl:
+        lines.append(f"ablations of {abl['method']} (in-sample): each part of the start and stopping rule removed")
+        for part, s in abl.items():
+            if isinstance(s, dict):
+                name = "the full rule" if part == "none" else f"without {part}"
+                lines.append(
+                    f"  {name:28} trials to stop {s['median_trials_to_stop']:g} (p95 {s['p95_trials_to_stop']:g})"
+                    f"  final hit {s['final_hit_rate']:.3f}  GPU-h {s['median_gpu_hours']:.2f}"
+                )
     for name, value in summary.get("ratios", {}).items():
         lines.append(f"{name}: {value:.3f}")
     oom = summary.get("oom_predictor")
@@ -538,5 +850,12 @@ def format_table(summary: dict) -> str:
 def write(summary: dict, runs: Sequence[Run], out: Path) -> Path:
     out.mkdir(parents=True, exist_ok=True)
     path = out / "hpo_benchmark.json"
-    path.write_text(json.dumps({**summary, "runs": [asdict(r) for r in runs]}, indent=1))
+    tuned = {
+        m: res["in_sample"]["patience"]
+        for m, res in summary.get("tuned_baselines", {}).items()
+        if isinstance(res, dict)
+    }
+    # A baseline's runs at the patience of the table and at its tuned one; the others are prefixes.
+    kept = [r for r in runs if r.patience in (None, PATIENCE, tuned.get(r.method))]
+    path.write_text(json.dumps({**summary, "runs": [asdict(r) for r in kept]}, indent=1))
     return path

@@ -79,7 +79,8 @@ def cmd_benchmark(args: argparse.Namespace) -> int:
     start = time.monotonic()
     lands = _landscapes(args.table, args.max_new_tokens)
     archs, workload = _physics_inputs(args.catalog, args.prompts, args.max_new_tokens)
-    methods = [m for m in args.methods if workload is not None or m not in ("ours+physics", "ours+history")]
+    physics = ("ours+physics", "ours+history", "hillclimb+physics")
+    methods = [m for m in args.methods if workload is not None or m not in physics]
     context = bm.Context(archs, workload)
     runs = bm.benchmark(lands, methods, range(args.seeds), context=context)
     summary = bm.summarize(runs, lands, context)
@@ -87,6 +88,8 @@ def cmd_benchmark(args: argparse.Namespace) -> int:
     if workload is not None:
         summary["oom_predictor"] = evaluate(outcomes(lands, archs, workload))
         summary["twin_top_k"] = bm.twin_top_k(lands, context)
+        if "ours+physics" in methods:
+            summary["ablations"] = bm.ablations(lands, context)
         if args.cross_validate:
             summary["cross_validation"] = bm.cross_validate(lands, archs, workload, methods)
     path = bm.write(summary, runs, args.out)

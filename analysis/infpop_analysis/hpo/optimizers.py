@@ -6,7 +6,8 @@ from the results on disk, and what lets the benchmark replay every method the sa
 repeated proposal costs nothing (its result is already known), so methods are compared on the
 distinct configurations they evaluate: each one is a GPU job.
 
-- ``grid``: every configuration, GPU count then batch size ascending (how a sweep runs).
+- ``grid``: every configuration, GPU count then batch size ascending, skipping batches above a
+  failure at the same GPU count (how infpop's sweep runs).
 - ``random``: a seeded random order without repetition.
 - ``tpe``: hyperopt's TPE, the study's optimizer, over the study's encoding (two ``hp.choice``).
 - ``ours`` (:class:`Structured`): climbs batch size in log2 steps on one GPU count, compares GPU
@@ -16,6 +17,8 @@ distinct configurations they evaluate: each one is a GPU job.
 - ``ours+physics``: the same, starting at the best estimate (the roofline at the engine's
   calibrated efficiency) among configurations predicted to fit, and ruling out those predicted
   to run out of memory or bounded below the incumbent.
+- ``hillclimb`` / ``hillclimb+physics`` (:class:`HillClimb`): a plain local search, the
+  baseline the structured search must beat; ``+physics`` starts at the best estimate.
 - ``ours+history`` / ``ours+prior``: physics, and led by a :class:`~infpop_analysis.hpo.prior.Prior`
   (the same model on another GPU / other models' landscapes): each step runs the plausible
   configuration most likely to be the optimum; the same evidence stops it.
@@ -56,12 +59,18 @@ def _untried(space: Sequence[Config], history: Sequence[Observation]) -> list[Co
     return [c for c in sorted(space) if c not in seen]
 
 
+def _above_failure(c: Config, history: Sequence[Observation]) -> bool:
+    return any(o.value is None and o.config.n_gpus == c.n_gpus and o.config.batch_size < c.batch_size for o in history)
+
+
 @dataclass(frozen=True)
 class Grid:
+    #: Skip batches above a failure at the same GPU count, as infpop's sweep does.
+    prune_oom: bool = True
     name: str = "grid"
 
     def propose(self, space: Sequence[Config], history: Sequence[Observation]) -> Config | None:
-        todo = _untried(space, history)
+        todo = [c for c in _untried(space, history) if not (self.prune_oom and _above_failure(c, history))]
         return todo[0] if todo else None
 
 
@@ -196,11 +205,13 @@ class Structured:
     #: What the memory and roofline model say about this landscape (``ours+physics``).
     physics: Physics | None = None
     slack: float = SLACK
+    #: Parts of the stopping rule left out (:data:`~infpop_analysis.hpo.stopping.PARTS`): ablations.
+    without: frozenset[str] = frozenset()
 
     def candidates(self, space: Sequence[Config], history: Sequence[Observation]) -> list[Config]:
         """The untried configurations that could still beat the incumbent (empty: stop)."""
         seen = {o.config: o.value for o in history}
-        return plausible(space, seen, tolerance=TOLERANCE, slack=self.slack, physics=self.physics)
+        return plausible(space, seen, tolerance=TOLERANCE, slack=self.slack, physics=self.physics, without=self.without)
 
     def stop_reason(self, space: Sequence[Config], history: Sequence[Observation]) -> str | None:
         """Why the search stops now, or None while it goes on."""
@@ -224,7 +235,8 @@ class Structured:
             likeliest = max(todo, key=lambda c: (chance[c], -c.n_gpus, -c.batch_size))
             if chance[likeliest] > 0:
                 return likeliest
-        if self.physics is not None and self.physics.estimate and not any(v is not None for v in seen.values()):
+        start = self.physics is not None and "estimate_start" not in self.without
+        if start and self.physics.estimate and not any(v is not None for v in seen.values()):
             expected = self.physics.estimate
             fits = [c for c in todo if c in expected]
             if fits:
@@ -314,14 +326,81 @@ class Structured:
         return max(todo, key=priority)
 
 
-METHODS: tuple[str, ...] = ("tpe", "random", "grid", "ours", "ours+physics", "ours+history", "ours+prior")
+@dataclass(frozen=True)
+class HillClimb:
+    """A plain hill-climb, the baseline a structured search has to beat.
+
+    Start at the best estimate among configurations predicted to fit (with ``physics``), else at
+    the centre of the grid; climb batch size one level at a time on the incumbent's GPU count
+    (up, then down), then try every GPU count at the incumbent's batch (or the largest smaller
+    one); a trial becomes the incumbent when it beats it by :data:`GAIN` or more. It stops when
+    no neighbour of the incumbent is left. Batches above a failure at one GPU count are skipped.
+    Like every optimizer here, a pure function of the observations (replayed in order).
+    """
+
+    physics: Physics | None = None
+    name: str = "hillclimb"
+
+    #: The gain a trial needs over the incumbent to become it.
+    GAIN = 0.05
+
+    def propose(self, space: Sequence[Config], history: Sequence[Observation]) -> Config | None:
+        todo = [c for c in _untried(space, history) if not _above_failure(c, history)]
+        if not todo:
+            return None
+        levels = {g: sorted(c.batch_size for c in space if c.n_gpus == g) for g in {c.n_gpus for c in space}}
+        gpus = sorted(levels)
+        incumbent: Observation | None = None
+        for o in history:
+            if o.value is not None and (incumbent is None or o.value >= incumbent.value * (1 + self.GAIN)):
+                incumbent = o
+        if incumbent is None:
+            if not history and self.physics is not None and self.physics.estimate:
+                fits = [c for c in todo if c in self.physics.estimate and c not in self.physics.oom]
+                if fits:
+                    return max(fits, key=lambda c: (self.physics.estimate[c], -c.n_gpus, -c.batch_size))
+            seen = {o.config: o.value for o in history}
+            open_ = set(todo).__contains__
+            return Structured._first_success(gpus, levels, seen, open_) or todo[0]
+        best = incumbent.config
+        sizes = levels[best.n_gpus]
+        level = sizes.index(best.batch_size)
+        for step in (1, -1):
+            if 0 <= level + step < len(sizes) and Config(best.n_gpus, sizes[level + step]) in todo:
+                return Config(best.n_gpus, sizes[level + step])
+        for g in gpus:
+            smaller = [b for b in levels[g] if b <= best.batch_size] or levels[g][:1]
+            if Config(g, smaller[-1]) in todo:
+                return Config(g, smaller[-1])
+        return None
+
+    def stop_reason(self, space: Sequence[Config], history: Sequence[Observation]) -> str | None:
+        """Why the climb stops now, or None while it goes on."""
+        if self.propose(space, history) is not None:
+            return None
+        return f"no untried neighbour of the incumbent (a move needs a gain of {self.GAIN:.0%})"
+
+
+METHODS: tuple[str, ...] = (
+    "tpe",
+    "random",
+    "grid",
+    "hillclimb",
+    "hillclimb+physics",
+    "ours",
+    "ours+physics",
+    "ours+history",
+    "ours+prior",
+)
 #: Methods whose proposals do not depend on the seed.
-DETERMINISTIC: frozenset[str] = frozenset({"grid", "ours", "ours+physics", "ours+history", "ours+prior"})
+DETERMINISTIC: frozenset[str] = frozenset(
+    {"grid", "hillclimb", "hillclimb+physics", "ours", "ours+physics", "ours+history", "ours+prior"}
+)
 #: Methods that search with a prior (``ours+history``: the same model on the other GPU;
 #: ``ours+prior``: other models' landscapes).
 PRIOR_METHODS: frozenset[str] = frozenset({"ours+history", "ours+prior"})
 #: Methods that use the memory and roofline model.
-PHYSICS_METHODS: frozenset[str] = frozenset({"ours+physics", "ours+history", "ours+prior"})
+PHYSICS_METHODS: frozenset[str] = frozenset({"hillclimb+physics", "ours+physics", "ours+history", "ours+prior"})
 
 
 def make(
@@ -355,4 +434,6 @@ def make(
         return RandomSearch(seed)
     if method == "grid":
         return Grid()
+    if method in ("hillclimb", "hillclimb+physics"):
+        return HillClimb(physics=physics, name=method)
     raise InputError(f"optimizer: unknown method {method!r}; known: {', '.join(METHODS)}")

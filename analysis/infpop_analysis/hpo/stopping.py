@@ -21,6 +21,9 @@ than the tolerance, given the evidence a search has:
   size, so a scaled roofline is no bound (``Physics.estimate``, scaled, only picks the first
   trial).
 
+Each part can be removed (``without``, a set of :data:`PARTS`) to measure what it does: the
+benchmark's ablations.
+
 Baselines get the common practical rule instead (:func:`no_improvement`): stop after ``k``
 consecutive trials without an improvement of more than the tolerance.
 
@@ -47,9 +50,16 @@ TOLERANCE = 0.01
 SLACK = 0.05
 #: The slack of physics without a prior (``ours+physics``).
 PHYSICS_SLACK = 0.0
-#: Baselines stop after this many consecutive trials without improvement (a common choice,
-#: not tuned here).
+#: Baselines stop after this many consecutive trials without improvement (a common choice); the
+#: benchmark also tunes it per baseline among :data:`PATIENCES`, by the rule that tunes the slack.
 PATIENCE = 5
+#: The patience values a baseline's tuned patience is chosen among (fixed before any run).
+PATIENCES: tuple[int, ...] = (5, 10, 15, 20, 25, 30, 40)
+#: The parts of the start and the rule an ablation may remove: the start at the best estimate
+#: (the search's, :class:`~infpop_analysis.hpo.optimizers.Structured`), the roofline bound, the
+#: predicted-OOM exclusion, the GPU-count rule (a GPU count far below the incumbent at its batch
+#: is out) and the one-level-up exception to the predicted-OOM exclusion.
+PARTS: tuple[str, ...] = ("estimate_start", "roofline_bound", "predicted_oom", "gpu_count_rule", "level_up_exception")
 
 
 @dataclass(frozen=True)
@@ -103,15 +113,17 @@ def plausible(
     tolerance: float = TOLERANCE,
     slack: float = SLACK,
     physics: Physics | None = None,
+    without: frozenset[str] = frozenset(),
 ) -> list[Config]:
-    """Untried configurations that could still beat the incumbent by more than ``tolerance``."""
+    """Untried configurations that could still beat the incumbent by more than ``tolerance``;
+    ``without``: the parts of the rule (:data:`PARTS`) left out."""
     untried = [c for c in space if c not in seen]
     ok = {c: v for c, v in seen.items() if v is not None}
     if not ok:
         # Nothing measured yet: everything not known (or predicted) to fail is open.
         failed = {c for c, v in seen.items() if v is None}
         out = [c for c in untried if not _above_failure(c, failed)]
-        if physics is not None:
+        if physics is not None and "predicted_oom" not in without:
             out = [c for c in out if c not in physics.oom] or out
         return out
     best = max(ok, key=lambda c: ok[c])
@@ -128,7 +140,12 @@ def plausible(
     for c in untried:
         if _above_failure(c, failed):
             continue
-        if physics is not None and c in physics.oom and not _next_level_up(c, best, levels):
+        if (
+            physics is not None
+            and "predicted_oom" not in without
+            and c in physics.oom
+            and ("level_up_exception" in without or not _next_level_up(c, best, levels))
+        ):
             continue
         column = {b: seen.get(Config(c.n_gpus, b), None) for b in levels[c.n_gpus]}
         column = {b: v for b, v in column.items() if Config(c.n_gpus, b) in ok}
@@ -137,9 +154,10 @@ def plausible(
         if per_g_best[c.n_gpus] is None and _trend_excluded(gpus, per_g_best, c.n_gpus, limit, tolerance):
             continue
         at_best = ok.get(Config(c.n_gpus, best.batch_size))
-        if c.n_gpus != best.n_gpus and at_best is not None and at_best * (1 + slack) ** 2 < target:
+        gpu_rule = "gpu_count_rule" not in without
+        if gpu_rule and c.n_gpus != best.n_gpus and at_best is not None and at_best * (1 + slack) ** 2 < target:
             continue
-        if physics is not None and physics.bound.get(c, math.inf) < target:
+        if physics is not None and "roofline_bound" not in without and physics.bound.get(c, math.inf) < target:
             continue
         out.append(c)
     return out
