@@ -85,13 +85,14 @@ def test_repetitions_run_in_rounds_and_keep_their_index(write_manifest) -> None:
 
 
 def test_a_sweep_with_warm_up_no_longer_has_its_first_timed_batch_slowest(write_manifest, tmp_path: Path) -> None:
-    """A real local sweep (submitit jobs, a fresh process per job) of the tiny model, 3
-    repetitions of batch sizes 1 and 2 over 24 equal-length prompts, with the default warm-up.
+    """A real local sweep (submitit jobs, a fresh process per job) of the tiny model, 6
+    repetitions of batch sizes 1 and 2 over 24 equal-length prompts, with the default warm-up
+    (12 trials: with 6, a machine still warming up made half of them look "first slowest").
     Without warm-up the first batch after a load pays the engine's first-call costs; with it,
     the first timed batch is like the others, so it is the slowest of its trial by chance only
     (1 in 24 or 1 in 12 trials), not in half of them."""
     manifest = write_manifest(
-        batch_sizes=[1, 2], max_new_tokens=[4], repetitions=3, workload=FIXED_SHAPE,
+        batch_sizes=[1, 2], max_new_tokens=[4], repetitions=6, workload=FIXED_SHAPE,
         engine_options={"hf": {"cpu_threads": 1}},
     )  # fmt: skip
     sweep = subprocess.run([sys.executable, "-m", "infpop", "sweep", str(manifest)], capture_output=True, text=True)
@@ -100,7 +101,7 @@ def test_a_sweep_with_warm_up_no_longer_has_its_first_timed_batch_slowest(write_
         (r for r in iter_results(tmp_path / "runs") if isinstance(r, TrialResult)),
         key=lambda r: r.provenance.started_at,
     )
-    assert [(r.trial.repetition, r.trial.batch_size) for r in results] == [(r, b) for r in range(3) for b in (1, 2)]
+    assert [(r.trial.repetition, r.trial.batch_size) for r in results] == [(r, b) for r in range(6) for b in (1, 2)]
     assert all(r.status == "ok" and r.warmup_s > 0 for r in results)
     first_slowest = [r.batch_latencies_s[0] >= max(r.batch_latencies_s[1:]) for r in results]
     assert sum(first_slowest) < len(results) / 2, [r.batch_latencies_s for r in results]
@@ -113,6 +114,6 @@ def test_a_sweep_with_warm_up_no_longer_has_its_first_timed_batch_slowest(write_
         subprocess.run([*run, "stats", str(table), "-o", str(tmp_path / "stats")], capture_output=True).returncode == 0
     )
     configs = pd.read_csv(tmp_path / "stats" / "configs.csv")
-    assert len(configs) == 2 and (configs["n"] == 3).all()
+    assert len(configs) == 2 and (configs["n"] == 6).all()
     assert (configs["ci_low"] <= configs["mean"]).all() and (configs["mean"] <= configs["ci_high"]).all()
     assert "## Repetitions: each configuration with its interval" in (tmp_path / "stats" / "report.md").read_text()
