@@ -17,6 +17,7 @@ import json
 import shlex
 import subprocess
 import sys
+import time
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from types import SimpleNamespace
@@ -191,11 +192,18 @@ def _parse_states(sacct_like: str) -> dict[str, str]:
     return {jid: fields.get("State", "UNKNOWN").split()[0] for jid, fields in info.items() if "." not in jid}
 
 
-def _query(argv: list[str]) -> str:
-    try:
-        return subprocess.run(argv, capture_output=True, text=True, timeout=60).stdout
-    except (OSError, subprocess.SubprocessError):
-        return ""
+def _query(argv: list[str], tries: int = 1) -> str:
+    """stdout of a SLURM client command; ``""`` if it fails ``tries`` times (a busy controller times out)."""
+    for attempt in range(tries):
+        if attempt:
+            time.sleep(2)
+        try:
+            done = subprocess.run(argv, capture_output=True, text=True, timeout=60)
+        except (OSError, subprocess.SubprocessError):
+            continue
+        if done.returncode == 0:
+            return done.stdout
+    return ""
 
 
 def job_states(job_ids: Iterable[str]) -> dict[str, str]:
@@ -209,10 +217,17 @@ def job_states(job_ids: Iterable[str]) -> dict[str, str]:
     ids = ",".join(sorted({j.split("_")[0] for j in job_ids}))
     if not ids:
         return {}
-    found = _parse_states("JobID|State\n" + _query(["sacct", "-n", "-o", "JobID,State", "--parsable2", "-j", ids]))
-    live = _parse_states("JobID|State\n" + _query(["squeue", "-h", "-r", "-o", "%i|%T", "-j", ids]))
-    found.update({j: s for j, s in live.items() if s in ACTIVE_STATES})
-    return {j: found.get(j, "UNKNOWN") for j in job_ids}
+    for attempt in range(2):
+        found = _parse_states("JobID|State\n" + _query(["sacct", "-n", "-o", "JobID,State", "--parsable2", "-j", ids]))
+        live = _parse_states("JobID|State\n" + _query(["squeue", "-h", "-r", "-o", "%i|%T", "-j", ids], tries=3))
+        found.update({j: s for j, s in live.items() if s in ACTIVE_STATES})
+        states = {j: found.get(j, "UNKNOWN") for j in job_ids}
+        # A run that ends in a requeue is recorded FAILED for a moment before the job is queued
+        # again: a failure is only believed when a second look, a few seconds later, agrees.
+        if attempt or not any(s in FAILED_STATES for s in states.values()):
+            return states
+        time.sleep(3)
+    return states
 
 
 def job_elapsed(job_ids: Iterable[str]) -> dict[str, int]:
