@@ -13,12 +13,13 @@ from pathlib import Path
 
 import pytest
 import yaml
-from infpop.binds import HOST_IN_IMAGE, Bind
+from infpop.binds import HOST_IN_IMAGE
 from infpop.cli import main
 from infpop.jobs import group_file, job_argv, write_job_group
 from infpop.manifest import load_manifest
 from infpop.plan import plan
 from infpop.profile import load_profile
+from infpop.runtimes.base import Bind
 
 
 def _site(tmp_path: Path, humaneval_path: Path, runtime: str) -> tuple[Path, Path]:
@@ -65,10 +66,10 @@ def _site(tmp_path: Path, humaneval_path: Path, runtime: str) -> tuple[Path, Pat
 
 
 def _groups(profile: Path, manifest: Path):
-    from infpop.container import Runtime
+    from infpop.launch import LaunchOptions
 
     prof = load_profile(profile)
-    return plan(load_manifest(manifest), "box", prof.partition("box"), runtime=Runtime.from_profile(prof))
+    return plan(load_manifest(manifest), "box", prof.partition("box"), launch=LaunchOptions.from_profile(prof))
 
 
 def test_apptainer_binds_the_groups_paths_where_they_are_read_only_but_the_output_root(

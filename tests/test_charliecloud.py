@@ -22,15 +22,17 @@ from pathlib import Path
 import pytest
 import yaml
 from conftest import wait_finished
-from infpop.binds import Bind, image_path
+from infpop.binds import image_path
 from infpop.checksums import file_sha256
 from infpop.cli import main
-from infpop.container import CONTAINERS_DIR, Runtime, read_lock
+from infpop.images.lock import CONTAINERS_DIR, read_lock
+from infpop.launch import LaunchOptions
 from infpop.manifest import load_manifest
 from infpop.plan import plan
 from infpop.profile import load_profile
 from infpop.results import ResultStore
 from infpop.runtimes import get_runtime
+from infpop.runtimes.base import Bind
 
 REPO = Path(__file__).resolve().parents[1]
 PROFILE = REPO / "slurm" / "profiles" / "testcluster.yaml"
@@ -220,7 +222,7 @@ def test_trial_in_the_image_writes_only_its_bound_roots_and_sees_no_token(
         load_manifest(site["manifest"]),
         "charliecloud",
         part,
-        runtime=Runtime.from_profile(load_profile(site["profile"])),
+        launch=LaunchOptions.from_profile(load_profile(site["profile"])),
     )
     launcher = groups[0].launcher
     assert launcher[-2:] == ["-m", "infpop"] and "ch-run" in launcher

@@ -17,23 +17,15 @@ from pathlib import Path
 import pytest
 import tomllib
 import yaml
-from infpop.binds import Bind
-from infpop.container import (
-    CONTAINERS_DIR,
-    ImageLock,
-    Runtime,
-    cuda_supports,
-    image_digest,
-    image_lock,
-    launcher_argv,
-    read_lock,
-    torch_build_supports,
-)
 from infpop.errors import InputError
+from infpop.images.arch import cuda_supports, torch_build_supports
+from infpop.images.lock import CONTAINERS_DIR, ImageLock, image_lock, read_lock
+from infpop.images.recipe import CA_DIR, WHEELS_DIR
+from infpop.launch import LaunchOptions, image_digest, launcher_argv
 from infpop.manifest import load_manifest
 from infpop.plan import plan
 from infpop.profile import PartitionProfile, load_profile
-from infpop.runtimes.base import CA_DIR, WHEELS_DIR
+from infpop.runtimes.base import Bind
 from spython.main.parse.parsers import DockerParser, SingularityParser
 
 REPO = Path(__file__).resolve().parents[1]
@@ -99,7 +91,7 @@ def _in_repository_or_staged(src: str) -> bool:
 
 def test_every_lock_has_a_def_and_a_dockerfile_rendered_from_it() -> None:
     """The lock is the one source of truth: both recipes are its render (`python -m infpop.images recipes`)."""
-    from infpop.images import stale_recipes
+    from infpop.images.recipe import stale_recipes
 
     names = {p.name.removesuffix(".lock.toml") for p in LOCKS}
     assert names and {d.stem for d in DEFS} == names == {d.stem for d in DOCKERFILES}
@@ -290,16 +282,16 @@ def test_plan_refuses_an_image_of_the_other_engine(tmp_path: Path) -> None:
 
 def test_strict_plan_refuses_unbuilt_images_but_a_dry_run_does_not(tmp_path: Path) -> None:
     loaded = load_manifest(_manifest(tmp_path))
-    assert plan(loaded, "v100", V100, runtime=Runtime(strict=False))
+    assert plan(loaded, "v100", V100, launch=LaunchOptions(strict=False))
     with pytest.raises(InputError, match=r"/img/infpop-hf-sm70\.sif does not exist; build it with `make containers`"):
-        plan(loaded, "v100", V100, runtime=Runtime(strict=True))
-    groups = plan(loaded, "v100", V100, runtime=Runtime(containers=False, strict=True))
+        plan(loaded, "v100", V100, launch=LaunchOptions(strict=True))
+    groups = plan(loaded, "v100", V100, launch=LaunchOptions(containers=False, strict=True))
     assert all(g.launcher is None for g in groups)
 
 
 def test_groups_carry_the_launcher_of_their_engine(tmp_path: Path) -> None:
-    runtime = Runtime(shared_roots=("/shared", str(tmp_path)))  # the prompts are in tmp_path
-    groups = plan(load_manifest(_manifest(tmp_path)), "v100", V100, runtime=runtime, output_root=Path("/shared/runs"))
+    launch = LaunchOptions(shared_roots=("/shared", str(tmp_path)))  # the prompts are in tmp_path
+    groups = plan(load_manifest(_manifest(tmp_path)), "v100", V100, launch=launch, output_root=Path("/shared/runs"))
     images = {g.first.engine: g.launcher[-4] for g in groups}
     assert images == {"hf": "/img/infpop-hf-sm70.sif", "vllm": "/img/infpop-vllm-sm70.sif"}
 
@@ -375,7 +367,7 @@ def test_profile_names_a_known_runtime_or_is_refused_naming_the_field(tmp_path: 
 
 
 def test_testcluster_profile_builds_the_cpu_images_with_charliecloud() -> None:
-    from infpop.images import targets
+    from infpop.images.cli import targets
 
     hf, vllm = targets(str(REPO / "slurm" / "profiles" / "testcluster.yaml"), REPO / "build" / "containers")
     assert {hf.runtime.name, vllm.runtime.name} == {"charliecloud"} and (hf.lock.name, vllm.lock.name) == (
@@ -392,7 +384,7 @@ def test_testcluster_profile_builds_the_cpu_images_with_charliecloud() -> None:
 def test_build_without_the_runtime_tools_says_what_is_missing(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from infpop.images import main as images_main
+    from infpop.images.cli import main as images_main
 
     monkeypatch.setenv("PATH", str(tmp_path))  # nothing installed
     profile = str(REPO / "slurm" / "profiles" / "testcluster.yaml")
@@ -409,17 +401,15 @@ def test_images_built_side_by_side_keep_their_own_logs_and_one_failure_spares_th
 
     The runtime is a stand-in (its build is a shell command, real, with real output): the real
     runtimes build side by side in CI's ``make containers``, with Charliecloud."""
-    from infpop.images import Target, build_all
-    from infpop.runtimes.base import BuildOptions, ContainerRuntime, run_step
+    from infpop.images.build import Target, build_all, run_step
+    from infpop.images.context import BuildOptions
+    from infpop.runtimes.base import ContainerRuntime
 
     class Shell(ContainerRuntime):
         name = "shell"
-        recipe_suffix = ".sh"
+        recipe_suffix = ".Dockerfile"
         image_suffix = ".img"
         build_tools = ("sh",)
-
-        def recipe(self, lock: ImageLock) -> str:
-            return f"echo building {lock.name}\n"
 
         def exec_argv(self, image: str, binds: tuple[Bind, ...], env: dict[str, str]) -> list[str]:
             return ["sh", image]
@@ -430,7 +420,7 @@ def test_images_built_side_by_side_keep_their_own_logs_and_one_failure_spares_th
                 if "vllm" in lock.name
                 else ""
             )
-            run_step(["sh", "-c", f"sh {lock.name}.sh{fail}"], opts, cwd=context)
+            run_step(["sh", "-c", f"echo building {lock.name}{fail}"], opts, cwd=context)
             image.write_text("image\n")
 
     rt = Shell()
@@ -453,8 +443,8 @@ def test_images_built_side_by_side_keep_their_own_logs_and_one_failure_spares_th
 def test_build_context_holds_only_the_sources_lock_and_options_never_a_token(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from infpop.runtimes import get_runtime
-    from infpop.runtimes.base import BuildOptions, stage_context
+    from infpop.images.context import BuildOptions, stage_context
+    from infpop.images.recipe import dockerfile
 
     token = "hf_FAKEtokenForTheContextTest0123456789"
     monkeypatch.setenv("HF_TOKEN", token)
@@ -464,9 +454,8 @@ def test_build_context_holds_only_the_sources_lock_and_options_never_a_token(
     for name in ("torch-2.13.0+cpu-cp311-cp311-manylinux_2_28_x86_64.whl", "torch-2.8.0-cp311-none.whl", "x-1-py3.whl"):
         (tmp_path / "wheels" / name).write_bytes(b"whl")
     lock = read_lock(CONTAINERS_DIR / "hf-cpu.lock.toml")
-    ch = get_runtime("charliecloud")
     opts = BuildOptions(ca_certs=tmp_path / "certs", wheels=tmp_path / "wheels", mount_points=("/shared",))
-    ctx = stage_context(lock, ch.recipe(lock), "hf-cpu.Dockerfile", REPO, opts, tmp_path / "ctx")
+    ctx = stage_context(lock, dockerfile(lock), "hf-cpu.Dockerfile", REPO, opts, tmp_path / "ctx")
     assert sorted(p.name for p in (ctx / "wheels").iterdir()) == [
         "torch-2.13.0+cpu-cp311-cp311-manylinux_2_28_x86_64.whl"
     ]

@@ -111,14 +111,14 @@ def test_options_are_checked_against_the_vllm_the_partitions_image_pins(
     ],
 )
 def test_a_bad_hf_option_fails_the_plan(tmp_path: Path, options: dict, says: str) -> None:
-    from infpop.container import Runtime
+    from infpop.launch import LaunchOptions
     from infpop.manifest import load_manifest
     from infpop.plan import plan
     from infpop.profile import EMBEDDED_DEFAULT
 
     manifest = write_manifest_file(tmp_path / "m.yaml", engine_options={"hf": options}, workload={"path": "w.jsonl"})
     with pytest.raises(InputError) as err:
-        plan(load_manifest(manifest), "local", EMBEDDED_DEFAULT.partitions["local"], runtime=Runtime())
+        plan(load_manifest(manifest), "local", EMBEDDED_DEFAULT.partitions["local"], launch=LaunchOptions())
     assert says in str(err.value)
 
 

@@ -14,8 +14,8 @@ from typing import Any
 import pytest
 import yaml
 from infpop.cli import main
-from infpop.container import Runtime
 from infpop.errors import InputError
+from infpop.launch import LaunchOptions
 from infpop.manifest import ModelSpec, load_manifest
 from infpop.models import hub_cache, is_staged, stage_models, weight_patterns
 from infpop.plan import plan
@@ -89,20 +89,20 @@ def test_staging_downloads_hub_models_at_their_revision_and_skips_local_ones(tmp
 def test_plan_refuses_unstaged_models_with_the_command_that_stages_them(tmp_path: Path) -> None:
     loaded = load_manifest(_manifest(tmp_path, [{"name": "pinned", "source": "org/pinned", "revision": REV}]))
     cache = str(tmp_path / "cache")
-    runtime = Runtime(model_cache=cache, strict=True)
+    launch = LaunchOptions(model_cache=cache, strict=True)
     with pytest.raises(
         InputError,
         match=rf"models: pinned not staged in model_cache {cache} .*"
         rf"infpop models {loaded.path} --cache {cache}",
     ):
-        plan(loaded, "local", LOCAL, runtime=runtime)
-    assert plan(loaded, "local", LOCAL, runtime=Runtime(model_cache=cache)), "a dry run plans anyway"
+        plan(loaded, "local", LOCAL, launch=launch)
+    assert plan(loaded, "local", LOCAL, launch=LaunchOptions(model_cache=cache)), "a dry run plans anyway"
 
     hub = FakeHub()
     stage_models(loaded, cache, list_files=hub.list_files, download=hub.download)
     assert is_staged(loaded.manifest.models[0], cache)
     assert not is_staged(ModelSpec(name="x", source="org/pinned", revision="f" * 40), cache), "other revision"
-    groups = plan(loaded, "local", LOCAL, runtime=runtime)
+    groups = plan(loaded, "local", LOCAL, launch=launch)
     assert groups[0].launcher[-2:] == ["-m", "infpop"] and groups[0].launcher[:5] == [
         "env",
         "-u",
@@ -115,10 +115,12 @@ def test_plan_refuses_unstaged_models_with_the_command_that_stages_them(tmp_path
 
 def test_without_a_model_cache_hub_models_are_not_checked_but_local_paths_are(tmp_path: Path) -> None:
     hub_only = load_manifest(_manifest(tmp_path, [{"name": "h", "source": "org/h"}]))
-    assert plan(hub_only, "local", LOCAL, runtime=Runtime(strict=True))[0].launcher is None, "in-process, as before"
+    assert plan(hub_only, "local", LOCAL, launch=LaunchOptions(strict=True))[0].launcher is None, (
+        "in-process, as before"
+    )
     missing = load_manifest(_manifest(tmp_path, [{"name": "gone", "source": "./no-such-model"}]))
     with pytest.raises(InputError, match=r"models: 'gone' source './no-such-model' does not exist"):
-        plan(missing, "local", LOCAL, runtime=Runtime(strict=True))
+        plan(missing, "local", LOCAL, launch=LaunchOptions(strict=True))
 
 
 def test_models_command_needs_a_cache(tmp_path: Path, tiny_model: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import yaml
 from infpop.cli import main
-from infpop.container import Runtime
+from infpop.launch import LaunchOptions
 from infpop.manifest import load_manifest
 from infpop.plan import plan
 from infpop.profile import PartitionProfile
@@ -50,7 +50,7 @@ def test_token_reaches_no_result_log_job_file_or_sbatch_script(
 
     slurm = PartitionProfile(slurm_partition="gpu", hardware="a100", gpu_type="a100", gpus_per_node=8,
                              compute_capability="8.0", images={"hf": str(tmp_path / "infpop-hf-sm80.sif")})  # fmt: skip
-    groups = plan(load_manifest(manifest), "a100", slurm, runtime=Runtime(model_cache=str(cache)))
+    groups = plan(load_manifest(manifest), "a100", slurm, launch=LaunchOptions(model_cache=str(cache)))
     sbatch = dry_run(groups, "a100", slurm)
     assert "#SBATCH" in sbatch and "apptainer exec" in sbatch
 

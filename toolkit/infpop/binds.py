@@ -10,8 +10,10 @@ Charliecloud's ``ch-run -b`` has no read-only bind, so there they are writable).
 A runtime that cannot create a mount point in a read-only image (Charliecloud: ``ch-run`` 0.31
 binds only onto directories that exist in the image, or under its private ``/tmp``, and binds no
 file onto a missing path) gets each folder at :data:`HOST_IN_IMAGE` + its host path, and the job
-reads an *image view* of its group file, whose paths are those. Each runtime plugin only formats
-the :class:`Bind` list (:meth:`infpop.runtimes.base.ContainerRuntime.exec_argv`).
+reads an *image view* of its group file, whose paths are those (:meth:`infpop.plan.GroupSpec.image_view`).
+Each runtime plugin only formats the :class:`~infpop.runtimes.base.Bind` list
+(:meth:`infpop.runtimes.base.ContainerRuntime.exec_argv`); the plan refuses a path outside the
+shared roots in :func:`infpop.runnable.check_visible`.
 """
 
 from __future__ import annotations
@@ -20,29 +22,13 @@ import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
 
-from infpop.errors import InputError
 from infpop.runtimes import get_runtime
-
-if TYPE_CHECKING:
-    from infpop.container import Runtime
-    from infpop.manifest import LoadedManifest
-    from infpop.plan import GroupSpec
-    from infpop.profile import PartitionProfile
+from infpop.runtimes.base import Bind
 
 #: Where a runtime that cannot create mount points puts host folders: under its private /tmp
 #: (``/work/runs`` is seen at ``/tmp/host/work/runs``), a tmpfs where ``ch-run`` can create them.
 HOST_IN_IMAGE = "/tmp/host"
-
-
-@dataclass(frozen=True)
-class Bind:
-    """One bind mount: host ``source`` (symlinks resolved, as the mount takes it) seen at ``target``."""
-
-    source: str
-    target: str
-    writable: bool
 
 
 @dataclass(frozen=True)
@@ -114,20 +100,6 @@ def group_needs(
     return needs
 
 
-def image_view(group: GroupSpec) -> GroupSpec | None:
-    """The group as its job sees it inside the image (paths through the binds), or None when
-    every path is seen where it is on the host."""
-    if not group.binds:
-        return None
-    paths = {"output_root": group.output_root, "workload_path": group.workload_path}
-    if group.first.model.is_local:
-        paths["model_path"] = group.model_path
-    moved = {key: image_path(path, group.binds) for key, path in paths.items() if path is not None}
-    if all(moved[key] == paths[key] for key in moved):
-        return None
-    return group.model_copy(update=moved)
-
-
 def describe(binds: Sequence[Bind], runtime: str) -> list[str]:
     """One line per bind, for ``infpop plan`` and the dry run: what the image sees, and how."""
     rt = get_runtime(runtime)
@@ -141,29 +113,3 @@ def describe(binds: Sequence[Bind], runtime: str) -> list[str]:
             mode = f"writable, read only by the job: {runtime} has no read-only bind"
         lines.append(f"{bind.source} -> {bind.target} ({mode})")
     return lines
-
-
-def check_visible(
-    loaded: LoadedManifest, partition: str, part: PartitionProfile, runtime: Runtime, output_root: str
-) -> None:
-    """Refuse, naming the path and the runtime, a plan whose jobs would not see what they read or
-    write inside their image: with ``shared_roots``, a path outside them (the output root, the
-    model cache, a local model, a workload file). Paths are compared after resolving symlinks, as
-    the bind mounts see them. Without ``shared_roots`` every such path is bound (:func:`group_binds`)."""
-    if not runtime.shared_roots or not any(runtime.image(part, e) for e in loaded.manifest.engines):
-        return
-    m = loaded.manifest
-    where = f"partition {partition!r} runs trials in a {part.runtime} image"
-    needs = [
-        Need(f"{loaded.path}: output_root (or --output-root)", output_root),
-        *([Need("profile: model_cache", runtime.model_cache)] if runtime.model_cache is not None else []),
-        *(Need(f"{loaded.path}: models: {mod.name!r} source", str(loaded.resolve(mod.source))) for mod in m.models if mod.is_local),
-        *(Need(f"{loaded.path}: workload {w.id!r} path", str(loaded.resolve(w.path))) for w in m.all_workloads if w.path),
-    ]  # fmt: skip
-    binds = group_binds((), runtime.shared_roots, part.runtime)
-    for need in needs:
-        if image_path(need.path, binds) is None:
-            raise InputError(
-                f"{need.field}: {need.path} is outside the profile's shared_roots ({', '.join(runtime.shared_roots)}); "
-                f"{where} that sees only those: move it under one of them or add its folder to shared_roots"
-            )

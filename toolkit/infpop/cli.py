@@ -25,7 +25,7 @@ def _add_plan_args(p: argparse.ArgumentParser) -> None:
 
 
 def _planned(args: argparse.Namespace):
-    from infpop.container import Runtime
+    from infpop.launch import LaunchOptions
     from infpop.manifest import load_manifest
     from infpop.plan import plan
     from infpop.profile import load_profile
@@ -36,14 +36,14 @@ def _planned(args: argparse.Namespace):
     part = profile.partition(partition)
     # A real submission also refuses what its jobs would fail on: an unbuilt image, an unstaged model.
     submitting = args.func is cmd_sweep and not args.dry_run
-    runtime = Runtime.from_profile(profile, containers=not getattr(args, "no_container", False), strict=submitting)
+    launch = LaunchOptions.from_profile(profile, containers=not getattr(args, "no_container", False), strict=submitting)
     groups = plan(
         loaded,
         partition,
         part,
         output_root=args.output_root,
         prune_oom=False if args.no_prune else None,
-        runtime=runtime,
+        launch=launch,
         group_shared=profile.group_shared,
     )
     return loaded, partition, part, groups

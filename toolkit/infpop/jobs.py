@@ -17,7 +17,7 @@ from pathlib import Path
 import submitit
 
 from infpop.atomic import write_atomic
-from infpop.binds import image_path, image_view
+from infpop.binds import image_path
 from infpop.plan import GroupSpec
 
 
@@ -44,7 +44,7 @@ def _image_view_file(group: GroupSpec) -> Path:
 def job_group_path(group: GroupSpec) -> str:
     """The group file its job passes to ``infpop trial``, as the job sees it: the host's file,
     or (where the image sees the host's folders elsewhere) its image view's path in the image."""
-    if image_view(group) is None:
+    if group.image_view() is None:
         return str(group_file(group))
     return image_path(str(_image_view_file(group)), group.binds) or str(_image_view_file(group))
 
@@ -53,7 +53,7 @@ def write_job_group(group: GroupSpec) -> str:
     """Write the group file (which status and reruns read) and the image view its job reads,
     if it has one; return :func:`job_group_path`."""
     write_group(group)
-    view = image_view(group)
+    view = group.image_view()
     if view is not None:
         write_atomic(_image_view_file(group), view.model_dump_json(indent=1))
     return job_group_path(group)

@@ -3,7 +3,7 @@
 Each hub model is downloaded at its pinned revision with ``huggingface_hub.snapshot_download``
 into the profile's shared ``model_cache`` (the ``hub/`` folder under it, the layout
 ``HF_HUB_CACHE`` expects). Jobs then run with ``HF_HUB_OFFLINE=1`` against that cache
-(:func:`infpop.container.job_env`), so a compute node never needs the network or a token.
+(:func:`infpop.launch.job_env`), so a compute node never needs the network or a token.
 
 The token, when a gated model needs one, is whatever huggingface_hub finds itself (``HF_TOKEN``
 or the token file of ``huggingface-cli login``); infpop never passes, prints or writes it.

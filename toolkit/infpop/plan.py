@@ -16,10 +16,10 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from infpop.binds import Bind, check_visible, group_needs
-from infpop.container import Runtime, check_runnable
+from infpop.binds import group_needs, image_path
 from infpop.engines.options import check_engine_options
 from infpop.errors import InputError
+from infpop.launch import LaunchOptions
 from infpop.manifest import (
     CONTINUOUS_ENGINES,
     DEFAULT_WORKLOAD,
@@ -35,6 +35,8 @@ from infpop.manifest import (
     WorkloadSpec,
 )
 from infpop.profile import PartitionProfile
+from infpop.runnable import check_runnable, check_visible
+from infpop.runtimes.base import Bind
 
 
 class TrialSpec(BaseModel):
@@ -151,7 +153,7 @@ class GroupSpec(BaseModel):
     #: The manifest's adaptive repetitions (:mod:`infpop.adaptive`); None runs every planned one.
     adaptive: AdaptiveRepetitions | None = None
     #: argv prefix that starts ``python -m infpop`` in the partition's image (see
-    #: :mod:`infpop.container`); None runs the job in-process.
+    #: :mod:`infpop.launch`); None runs the job in-process.
     launcher: list[str] | None = None
     #: The launcher's bind mounts (:mod:`infpop.binds`); not in the group file, which the job reads.
     binds: tuple[Bind, ...] = Field(default=(), exclude=True)
@@ -173,6 +175,19 @@ class GroupSpec(BaseModel):
     def job_name(self) -> str:
         t = self.first
         return f"infpop-{t.study}-{t.hardware}-{t.engine}-{t.model.name}-g{t.n_gpus}{t.group_suffix}"
+
+    def image_view(self) -> GroupSpec | None:
+        """The group as its job sees it inside the image (paths through the binds), or None when
+        every path is seen where it is on the host."""
+        if not self.binds:
+            return None
+        paths = {"output_root": self.output_root, "workload_path": self.workload_path}
+        if self.first.model.is_local:
+            paths["model_path"] = self.model_path
+        moved = {key: image_path(path, self.binds) for key, path in paths.items() if path is not None}
+        if all(moved[key] == paths[key] for key in moved):
+            return None
+        return self.model_copy(update=moved)
 
 
 def _run_order(trial: TrialSpec) -> tuple[int, int, int]:
@@ -310,25 +325,25 @@ def plan(
     *,
     output_root: Path | None = None,
     prune_oom: bool | None = None,
-    runtime: Runtime | None = None,
+    launch: LaunchOptions | None = None,
     group_shared: bool = False,
 ) -> list[GroupSpec]:
     """Expand a manifest on one partition into jobs. Raises :class:`InputError` on what can't run."""
     m = loaded.manifest
-    runtime = runtime or Runtime()
-    check_runnable(loaded, partition, part, runtime)
-    check_engine_options(loaded, partition, part, runtime)
+    launch = launch or LaunchOptions()
+    check_runnable(loaded, partition, part, launch)
+    check_engine_options(loaded, partition, part, launch)
     hardware = part.resolved_hardware()
     root = str((output_root or loaded.output_root).resolve())
-    check_visible(loaded, partition, part, runtime, root)
+    check_visible(loaded, partition, part, launch, root)
     workload_paths = {w.id: str(loaded.resolve(w.path)) if w.path else None for w in m.all_workloads}
     model_paths = {mod.name: str(loaded.resolve(mod.source)) if mod.is_local else mod.source for mod in m.models}
 
     def binds(trials: list[TrialSpec]) -> tuple[Bind, ...]:
         t = trials[0]
         model = model_paths[t.model.name] if t.model.is_local else None
-        needs = group_needs(root, model, workload_paths[t.workload.id], runtime.model_cache)
-        return runtime.binds(part, t.engine, needs)
+        needs = group_needs(root, model, workload_paths[t.workload.id], launch.model_cache)
+        return launch.binds(part, t.engine, needs)
 
     return [
         GroupSpec(
@@ -342,7 +357,7 @@ def plan(
             group_shared=group_shared,
             warmup_batches=m.warmup.group_batches,
             adaptive=m.repetitions if isinstance(m.repetitions, AdaptiveRepetitions) else None,
-            launcher=runtime.launcher(part, trials[0].engine, group_binds),
+            launcher=launch.launcher(part, trials[0].engine, group_binds),
             binds=group_binds,
         )
         for trials in group_trials(expand_trials(loaded, partition, part, hardware))

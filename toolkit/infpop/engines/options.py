@@ -34,11 +34,11 @@ from importlib import metadata
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from infpop.container import image_lock
 from infpop.errors import InputError
+from infpop.images.lock import image_lock
 
 if TYPE_CHECKING:
-    from infpop.container import Runtime
+    from infpop.launch import LaunchOptions
     from infpop.manifest import LoadedManifest
     from infpop.profile import PartitionProfile
 
@@ -92,11 +92,11 @@ BOUNDS: dict[str, dict[str, Bound]] = {
 }
 
 
-def check_engine_options(loaded: LoadedManifest, partition: str, part: PartitionProfile, runtime: Runtime) -> None:
+def check_engine_options(loaded: LoadedManifest, partition: str, part: PartitionProfile, launch: LaunchOptions) -> None:
     """Raise :class:`InputError` naming the first option the engine would refuse, its value and
     the engine version it was checked against."""
     for engine, options in loaded.manifest.engine_options.items():
-        fields, against = _accepted(engine, runtime.image(part, engine))
+        fields, against = _accepted(engine, launch.image(part, engine))
         for name, value in options.items():
             where = f"{loaded.path}: engine_options.{engine}.{name}"
             field = None if fields is None else fields.get(name)

@@ -13,24 +13,12 @@ import subprocess
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from infpop.runtimes.base import (
-    IMAGE_ENV,
-    INFPOP_COMMANDS,
-    SOURCE_COPIES,
-    BuildOptions,
-    ContainerRuntime,
-    dependency_copies,
-    describe,
-    image_labels,
-    install_commands,
-    recipe_header,
-    run_step,
-    smoke_test,
-)
+from infpop.images.build import run_step
+from infpop.runtimes.base import Bind, ContainerRuntime
 
 if TYPE_CHECKING:
-    from infpop.binds import Bind
-    from infpop.container import ImageLock
+    from infpop.images.context import BuildOptions
+    from infpop.images.lock import ImageLock
 
 
 class Apptainer(ContainerRuntime):
@@ -38,41 +26,6 @@ class Apptainer(ContainerRuntime):
     recipe_suffix = ".def"
     image_suffix = ".sif"
     build_tools = ("apptainer",)
-
-    def recipe(self, lock: ImageLock) -> str:
-        lines = recipe_header(lock, "stages the build context and runs apptainer build in it")
-        if lock.debootstrap is not None:
-            deb = lock.debootstrap
-            lines += [
-                "Bootstrap: debootstrap",
-                f"OSVersion: {deb['suite']}",
-                f"MirrorURL: {deb['mirror']}",
-                f"Include: {' '.join(deb['include'])}",
-            ]
-        else:
-            lines += ["Bootstrap: docker", f"From: {lock.base}"]
-        lines += ["", "%labels", *(f"    {key} {value}" for key, value in image_labels(lock).items())]
-        lines += [
-            "",
-            "%help",
-            f"    Runs `python -m infpop trial GROUP_FILE` with the {describe(lock)}:",
-            "        apptainer exec --nv --bind /shared IMAGE python -m infpop trial GROUP_FILE",
-            "    /opt/infpop/pip-freeze.txt lists every installed package with its version.",
-            "",
-            "%files",
-            *(f"    {src} {dst}" for src, dst in [*dependency_copies(lock), *SOURCE_COPIES]),
-            "",
-            "%environment",
-            "    export PATH=/opt/infpop/venv/bin:$PATH",
-            *(f"    export {key}={value}" for key, value in IMAGE_ENV.items()),
-            "",
-            "%post",
-            *(f"    {cmd}" for cmd in [*install_commands(lock), *INFPOP_COMMANDS]),
-            "",
-            "%test",
-            f"    {smoke_test(lock)}",
-        ]
-        return "\n".join(lines) + "\n"
 
     def exec_argv(self, image: str, binds: tuple[Bind, ...], env: dict[str, str]) -> list[str]:
         argv = ["apptainer", "exec", "--nv"]
