@@ -21,10 +21,7 @@ from infpop.container import Runtime, check_runnable
 from infpop.engines.options import check_engine_options
 from infpop.errors import InputError
 from infpop.manifest import (
-    CONTINUOUS_ENGINES,
     DEFAULT_WORKLOAD,
-    MEMORY_ENGINES,
-    PREFIX_CACHE_ENGINES,
     AdaptiveRepetitions,
     Dtype,
     LoadedManifest,
@@ -34,6 +31,7 @@ from infpop.manifest import (
     Scenario,
     WorkloadSpec,
 )
+from infpop.plugins import ENGINES
 from infpop.profile import PartitionProfile
 
 
@@ -198,10 +196,8 @@ def expand_trials(loaded: LoadedManifest, partition: str, part: PartitionProfile
     if hardware == "cpu":
         unsized = [
             e
-            for e in m.engines
-            if e in MEMORY_ENGINES
-            and not m.kv_cache_bytes
-            and "kv_cache_memory_bytes" not in m.engine_options.get(e, {})
+            for e in ENGINES.having("memory_sized", m.engines)
+            if not m.kv_cache_bytes and "kv_cache_memory_bytes" not in m.engine_options.get(e, {})
         ]
         if unsized:
             raise InputError(
@@ -211,23 +207,26 @@ def expand_trials(loaded: LoadedManifest, partition: str, part: PartitionProfile
     rates = m.scenario.request_rates if m.scenario.kind == "online" else [None]
 
     def memory_axis(engine: str) -> list[tuple[float | None, int | None]]:
-        if engine not in MEMORY_ENGINES:
+        if not ENGINES.entry(engine).capabilities.memory_sized:
             return [(None, None)]
         if m.gpu_memory_utilization:
             return [(share, None) for share in m.gpu_memory_utilization]
         return [(None, size) for size in m.kv_cache_bytes or [None]]
 
+    def continuous(engine: str) -> bool:
+        return ENGINES.entry(engine).capabilities.continuous_batching
+
     def seqs(engine: str, b: int) -> int | None:
-        return b if m.scenario.kind == "online" and engine in CONTINUOUS_ENGINES else None
+        return b if m.scenario.kind == "online" and continuous(engine) else None
 
     def cap(engine: str, b: int) -> int | None:
         """Online: the trial's batch size; offline: the group's largest batch, unless the manifest sets one."""
-        if engine not in CONTINUOUS_ENGINES or (offline_cap and "max_num_seqs" in m.engine_options.get(engine, {})):
+        if not continuous(engine) or (offline_cap and "max_num_seqs" in m.engine_options.get(engine, {})):
             return seqs(engine, b)
         return seqs(engine, b) or offline_cap
 
     def caching_axis(engine: str) -> list[bool | None]:
-        return list(m.prefix_caching) if engine in PREFIX_CACHE_ENGINES else [None]
+        return list(m.prefix_caching) if ENGINES.entry(engine).capabilities.prefix_cache else [None]
 
     offline_cap = _offline_cap(loaded)
 
@@ -287,7 +286,7 @@ def _offline_cap(loaded: LoadedManifest) -> int | None:
     if m.scenario.kind != "offline":
         return None
     largest = max(m.batch_sizes)
-    for engine in sorted(CONTINUOUS_ENGINES & set(m.engines)):
+    for engine in ENGINES.having("continuous_batching", m.engines):
         cap = m.engine_options.get(engine, {}).get("max_num_seqs")
         if cap is not None and cap < largest:
             raise InputError(
