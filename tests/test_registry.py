@@ -28,8 +28,8 @@ ONLINE = {"kind": "online", "request_rates": [1.0], "duration_s": 60}
 
 @pytest.fixture
 def installed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    """Install a distribution declaring ``fastserve`` (online, memory-sized, continuous batching,
-    tensor parallel, its options checked), ``batchonly`` (the defaults: offline only) and
+    """Install a distribution declaring ``fastserve`` (online, memory-sized, a prefix cache,
+    continuous batching on one GPU at a time, its options checked), ``batchonly`` (the defaults: offline only) and
     ``broken`` (an entry point naming something else than a declaration)."""
     site = tmp_path / "site"
     (site / "thirdparty_engines-1.0.dist-info").mkdir(parents=True)
@@ -45,15 +45,10 @@ def installed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]
             """
             from infpop.plugins import EngineCapabilities, Plugin
 
+            SERVES = frozenset({"offline", "online"})
             FASTSERVE = Plugin(
                 "thirdparty_engine_impl:FastServe",
-                EngineCapabilities(
-                    scenarios=frozenset({"offline", "online"}),
-                    memory_sized=True,
-                    prefix_cache=True,
-                    continuous_batching=True,
-                    tensor_parallel=True,
-                ),
+                EngineCapabilities(SERVES, memory_sized=True, prefix_cache=True, continuous_batching=True),
                 config=f"{__name__}:options",
             )
             BATCHONLY = Plugin("thirdparty_engine_impl:BatchOnly", EngineCapabilities())
@@ -113,7 +108,8 @@ def test_the_physics_models_a_declared_engine_by_its_capabilities(installed: Non
         return TrialShape(arch, engine, GPUS["a100-40gb"], 2, 4, work)
 
     assert peak_memory(shape("fastserve")) == peak_memory(shape("vllm")) != peak_memory(shape("hf"))
-    assert roofline(shape("fastserve")) == roofline(shape("vllm")) != roofline(shape("hf"))
+    # On 2 GPUs: one works at a time (as hf's), on packed prompts (as vllm's).
+    assert roofline(shape("hf")) < roofline(shape("fastserve")) < roofline(shape("vllm"))
     assert offloaded_bytes(shape("batchonly"), 0.01) == 0, "an engine that declares no offloading offloads nothing"
     assert offloaded_bytes(shape("hf"), 0.01) > 0
 

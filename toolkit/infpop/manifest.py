@@ -284,14 +284,16 @@ class Manifest(_Strict):
     prune_oom: bool = Field(default=True, description="after an OOM at batch b, skip larger batches")
     trial_timeout_s: float | None = Field(default=None, gt=0)
     engine_options: dict[str, dict[str, Any]] = Field(default_factory=dict)
-    #: vLLM's share of GPU memory (and so its KV-cache size), swept like batch size.
+    #: A memory-sized engine's (vLLM's) share of GPU memory, and so its KV-cache size, swept like
+    #: batch size.
     gpu_memory_utilization: list[float] | None = None
-    #: vLLM's KV-cache size in bytes, swept like batch size: the memory axis on CPU, where
-    #: vLLM's default would take 90% of the machine's memory.
+    #: A memory-sized engine's KV-cache size in bytes, swept like batch size: the memory axis on
+    #: CPU, where vLLM's default would take 90% of the machine's memory.
     kv_cache_bytes: list[int] | None = None
-    #: vLLM's automatic prefix caching, swept like batch size. Off by default: the study's vLLM
-    #: had none and HF caches nothing, and this protocol resends the same prompts (warm-up,
-    #: repetitions, batch sizes, online request i sends prompt i mod n), which a cache would serve.
+    #: The prefix cache of engines that have one (vLLM's automatic prefix caching), swept like
+    #: batch size. Off by default: the study's vLLM had none and HF caches nothing, and this
+    #: protocol resends the same prompts (warm-up, repetitions, batch sizes, online request i
+    #: sends prompt i mod n), which a cache would serve.
     prefix_caching: list[bool] = Field(default=[False], min_length=1, validate_default=True)
 
     @field_validator("gpu_counts", "batch_sizes", "max_new_tokens")

@@ -186,9 +186,10 @@ class TrialShape:
 def peak_memory(trial: TrialShape, cal: Calibration = DEFAULT_CALIBRATION) -> float:
     """Bytes the busiest GPU needs at the trial's worst batch (the most padded tokens).
 
-    An engine whose KV cache grows with the batch (``hf``, ``device_map="auto"``): the weights split across the GPUs layer by layer, up to
-    ``offload_cap`` of each (the rest goes to the CPU); per padded token, the KV cache and the
-    per-layer hidden states split the same way, while the prefill's logits sit on the last GPU.
+    An engine whose KV cache grows with the batch (``hf``, ``device_map="auto"``): the weights
+    split across the GPUs layer by layer, up to ``offload_cap`` of each (the rest goes to the CPU
+    where it offloads); per padded token, the KV cache and the per-layer hidden states split the
+    same way, while the prefill's logits sit on the last GPU.
     A memory-sized engine (``vllm``): the weights split by tensor parallelism, then the KV cache
     must hold one full context; batch size does not matter (the scheduler admits what fits).
     """

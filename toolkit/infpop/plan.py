@@ -277,11 +277,12 @@ def expand_trials(loaded: LoadedManifest, partition: str, part: PartitionProfile
 
 
 def _offline_cap(loaded: LoadedManifest) -> int | None:
-    """vLLM's ``max_num_seqs`` in an offline group: the group's largest batch, so that every batch
-    runs as one (vLLM's default cap, 256 on CPU and A100, 1024 on H100, would split the study's
-    batches 512 and 1028, at a different size per GPU). One engine serves the group's batch sizes,
-    as in the study: a cap above a static batch changes nothing in how that batch is scheduled.
-    A cap the manifest sets below a batch size is refused rather than obeyed silently."""
+    """``max_num_seqs`` of a continuous-batching engine (vLLM) in an offline group: the group's
+    largest batch, so that every batch runs as one (vLLM's default cap, 256 on CPU and A100, 1024
+    on H100, would split the study's batches 512 and 1028, at a different size per GPU). One
+    engine serves the group's batch sizes, as in the study: a cap above a static batch changes
+    nothing in how that batch is scheduled. A cap the manifest sets below a batch size is refused
+    rather than obeyed silently."""
     m = loaded.manifest
     if m.scenario.kind != "offline":
         return None
