@@ -1,9 +1,11 @@
 """A third-party engine, installed as a real distribution with entry points, is validated,
-planned and modelled from the capabilities it declares, with no edit to any infpop module.
+planned and modelled from the capabilities it declares, with no edit to any infpop module; a
+third-party container runtime is registered the same way.
 
 The distribution is a ``*.dist-info`` folder on ``sys.path`` (what ``pip install`` writes), so
-``importlib.metadata`` finds its ``infpop.engines`` entry points as it would a wheel's. Its
-engine class is never written: validating and planning import only its declaration module.
+``importlib.metadata`` finds its ``infpop.engines`` and ``infpop.runtimes`` entry points as it
+would a wheel's (nothing of ``importlib.metadata`` is patched). Its engine class is never
+written: validating and planning import only its declaration module.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from infpop.manifest import load_manifest
 from infpop.physics import GPUS, Architecture, TrialShape, Workload, offloaded_bytes, peak_memory, roofline
 from infpop.plan import plan
 from infpop.profile import PartitionProfile
+from infpop.runtimes import get_runtime, known_runtimes
 from minimal_manifest import write_manifest_file
 
 A100 = PartitionProfile(executor="slurm", hardware="a100", slurm_partition="gpu-a100", gpu_type="a100", gpus_per_node=8)
@@ -30,7 +33,8 @@ ONLINE = {"kind": "online", "request_rates": [1.0], "duration_s": 60}
 def installed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     """Install a distribution declaring ``fastserve`` (online, memory-sized, a prefix cache,
     continuous batching on one GPU at a time, its options checked), ``batchonly`` (the defaults: offline only) and
-    ``broken`` (an entry point naming something else than a declaration)."""
+    ``broken`` (an entry point naming something else than a declaration), and a container
+    runtime ``portable``."""
     site = tmp_path / "site"
     (site / "thirdparty_engines-1.0.dist-info").mkdir(parents=True)
     (site / "thirdparty_engines-1.0.dist-info" / "METADATA").write_text(
@@ -38,12 +42,12 @@ def installed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]
     )
     (site / "thirdparty_engines-1.0.dist-info" / "entry_points.txt").write_text(
         f"[infpop.engines]\nfastserve = {DECLARATIONS}:FASTSERVE\nbatchonly = {DECLARATIONS}:BATCHONLY\n"
-        f"broken = {DECLARATIONS}:options\n"
+        f"broken = {DECLARATIONS}:options\n[infpop.runtimes]\nportable = {DECLARATIONS}:PORTABLE\n"
     )
     (site / f"{DECLARATIONS}.py").write_text(
         textwrap.dedent(
             """
-            from infpop.plugins import EngineCapabilities, Plugin
+            from infpop.plugins import Capabilities, EngineCapabilities, Plugin
 
             SERVES = frozenset({"offline", "online"})
             FASTSERVE = Plugin(
@@ -52,6 +56,8 @@ def installed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]
                 config=f"{__name__}:options",
             )
             BATCHONLY = Plugin("thirdparty_engine_impl:BatchOnly", EngineCapabilities())
+            PORTABLE = Plugin(f"{__name__}:RUNTIME", Capabilities())
+            RUNTIME = object()
 
 
             def options(image):
@@ -125,3 +131,9 @@ def test_an_engine_without_online_is_refused_for_an_online_scenario(installed: N
 def test_a_declaration_of_the_wrong_kind_is_named(installed: None, tmp_path: Path) -> None:
     with pytest.raises(InputError, match=r"engines: entry point broken = .* not an infpop.plugins.Plugin"):
         load_manifest(_manifest(tmp_path, engines=["broken"]))
+
+
+def test_a_container_runtime_is_an_entry_of_the_same_shape(installed: None) -> None:
+    part = PartitionProfile(executor="local", hardware="auto", runtime="portable", cpus_per_gpu=1, array_parallelism=1)
+    assert part.runtime == "portable" and "portable" in known_runtimes()
+    assert get_runtime("portable") is sys.modules[DECLARATIONS].RUNTIME
