@@ -33,8 +33,8 @@ ONLINE = {"kind": "online", "request_rates": [1.0], "duration_s": 60}
 def installed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     """Install a distribution declaring ``fastserve`` (online, memory-sized, a prefix cache,
     continuous batching on one GPU at a time, its options checked), ``batchonly`` (the defaults: offline only) and
-    ``broken`` (an entry point naming something else than a declaration), and a container
-    runtime ``portable``."""
+    ``broken`` (an entry point naming something else than a declaration), ``missing`` (one
+    naming nothing), and a container runtime ``portable``."""
     site = tmp_path / "site"
     (site / "thirdparty_engines-1.0.dist-info").mkdir(parents=True)
     (site / "thirdparty_engines-1.0.dist-info" / "METADATA").write_text(
@@ -42,7 +42,7 @@ def installed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]
     )
     (site / "thirdparty_engines-1.0.dist-info" / "entry_points.txt").write_text(
         f"[infpop.engines]\nfastserve = {DECLARATIONS}:FASTSERVE\nbatchonly = {DECLARATIONS}:BATCHONLY\n"
-        f"broken = {DECLARATIONS}:options\n[infpop.runtimes]\nportable = {DECLARATIONS}:PORTABLE\n"
+        f"broken = {DECLARATIONS}:options\nmissing = {DECLARATIONS}:NOTHING\n[infpop.runtimes]\nportable = {DECLARATIONS}:PORTABLE\n"
     )
     (site / f"{DECLARATIONS}.py").write_text(
         textwrap.dedent(
@@ -128,9 +128,11 @@ def test_an_engine_without_online_is_refused_for_an_online_scenario(installed: N
     assert load_manifest(_manifest(tmp_path, engines=["hf", "batchonly"])).manifest.engines == ["hf", "batchonly"]
 
 
-def test_a_declaration_of_the_wrong_kind_is_named(installed: None, tmp_path: Path) -> None:
+def test_a_declaration_of_the_wrong_kind_or_none_is_named(installed: None, tmp_path: Path) -> None:
     with pytest.raises(InputError, match=r"engines: entry point broken = .* not an infpop.plugins.Plugin"):
         load_manifest(_manifest(tmp_path, engines=["broken"]))
+    with pytest.raises(InputError, match=r"engines: entry point missing = .* cannot be loaded: .*NOTHING"):
+        load_manifest(_manifest(tmp_path, engines=["missing"]))
 
 
 def test_a_container_runtime_is_an_entry_of_the_same_shape(installed: None) -> None:

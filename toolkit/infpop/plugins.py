@@ -97,11 +97,14 @@ class Axis(Generic[C]):
         ep = self._entry_points().get(name)
         if ep is None:
             raise KeyError(f"unknown {self.what} {name!r}; known: {', '.join(sorted(self.names()))}")
-        declared = ep.load()
+        where = f"entry point {name} = {ep.value!r} of group {self.group!r}"
+        try:
+            declared = ep.load()
+        except (ImportError, AttributeError) as exc:
+            raise ValueError(f"{where} cannot be loaded: {exc}") from None
         if not (isinstance(declared, Plugin) and isinstance(declared.capabilities, self.capabilities)):
             raise ValueError(
-                f"entry point {name} = {ep.value!r} of group {self.group!r} names {declared!r}, not an "
-                f"infpop.plugins.Plugin carrying {self.capabilities.__name__}"
+                f"{where} names {declared!r}, not an infpop.plugins.Plugin carrying {self.capabilities.__name__}"
             )
         return declared
 
