@@ -31,10 +31,10 @@ ONLINE = {"kind": "online", "request_rates": [1.0], "duration_s": 60}
 
 @pytest.fixture
 def installed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    """Install a distribution declaring ``fastserve`` (online, memory-sized, a prefix cache,
-    continuous batching on one GPU at a time, its options checked), ``batchonly`` (the defaults: offline only) and
-    ``broken`` (an entry point naming something else than a declaration), ``missing`` (one
-    naming nothing), and a container runtime ``portable``."""
+    """Install a distribution declaring the engines ``fastserve`` (online, memory-sized, a prefix
+    cache, continuous batching on one GPU at a time, its options checked) and ``batchonly`` (the
+    defaults: offline only), the entry points ``broken`` (naming something else than a
+    declaration) and ``missing`` (naming nothing), and a container runtime ``portable``."""
     site = tmp_path / "site"
     (site / "thirdparty_engines-1.0.dist-info").mkdir(parents=True)
     (site / "thirdparty_engines-1.0.dist-info" / "METADATA").write_text(
@@ -42,7 +42,8 @@ def installed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]
     )
     (site / "thirdparty_engines-1.0.dist-info" / "entry_points.txt").write_text(
         f"[infpop.engines]\nfastserve = {DECLARATIONS}:FASTSERVE\nbatchonly = {DECLARATIONS}:BATCHONLY\n"
-        f"broken = {DECLARATIONS}:options\nmissing = {DECLARATIONS}:NOTHING\n[infpop.runtimes]\nportable = {DECLARATIONS}:PORTABLE\n"
+        f"broken = {DECLARATIONS}:options\nmissing = {DECLARATIONS}:NOTHING\n"
+        f"[infpop.runtimes]\nportable = {DECLARATIONS}:PORTABLE\n"
     )
     (site / f"{DECLARATIONS}.py").write_text(
         textwrap.dedent(
