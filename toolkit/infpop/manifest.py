@@ -30,15 +30,6 @@ OutputLength = Literal["fixed", "reference"]
 
 #: The study's workload; trial ids name the workload only when it is another one.
 DEFAULT_WORKLOAD = "humaneval-infilling"
-#: Engines whose KV-cache size ``gpu_memory_utilization`` or ``kv_cache_bytes`` sets (a
-#: load-time option of vLLM).
-MEMORY_ENGINES = frozenset({"vllm"})
-#: Engines with a prefix cache (vLLM's automatic prefix caching, a load-time option) that the
-#: ``prefix_caching`` axis switches.
-PREFIX_CACHE_ENGINES = frozenset({"vllm"})
-#: Engines that serve the online scenario with continuous batching, capped at ``max_num_seqs``
-#: concurrent requests (a load-time option): there the trial's batch size sets that cap.
-CONTINUOUS_ENGINES = frozenset({"vllm"})
 
 
 class _Strict(BaseModel):
@@ -249,6 +240,12 @@ def _first_repeat(names: list[str]) -> str | None:
     return min((n for n in set(names) if names.count(n) > 1), default=None)
 
 
+def _applies(capability: str, info: ValidationInfo) -> None:
+    """Refuse a field that only engines with ``capability`` read when no listed engine has it."""
+    if not ENGINES.having(capability, info.data.get("engines", [])):
+        raise ValueError(f"applies to {ENGINES.having(capability)}, none of which is in engines")
+
+
 class AdaptiveRepetitions(_Strict):
     """``repetitions: {min, max, target_rel_halfwidth}``: at least ``min`` and at most ``max``
     repetitions per configuration, stopping once the 95% interval of its mean throughput is
@@ -287,14 +284,16 @@ class Manifest(_Strict):
     prune_oom: bool = Field(default=True, description="after an OOM at batch b, skip larger batches")
     trial_timeout_s: float | None = Field(default=None, gt=0)
     engine_options: dict[str, dict[str, Any]] = Field(default_factory=dict)
-    #: vLLM's share of GPU memory (and so its KV-cache size), swept like batch size.
+    #: A memory-sized engine's (vLLM's) share of GPU memory, and so its KV-cache size, swept like
+    #: batch size.
     gpu_memory_utilization: list[float] | None = None
-    #: vLLM's KV-cache size in bytes, swept like batch size: the memory axis on CPU, where
-    #: vLLM's default would take 90% of the machine's memory.
+    #: A memory-sized engine's KV-cache size in bytes, swept like batch size: the memory axis on
+    #: CPU, where vLLM's default would take 90% of the machine's memory.
     kv_cache_bytes: list[int] | None = None
-    #: vLLM's automatic prefix caching, swept like batch size. Off by default: the study's vLLM
-    #: had none and HF caches nothing, and this protocol resends the same prompts (warm-up,
-    #: repetitions, batch sizes, online request i sends prompt i mod n), which a cache would serve.
+    #: The prefix cache of engines that have one (vLLM's automatic prefix caching), swept like
+    #: batch size. Off by default: the study's vLLM had none and HF caches nothing, and this
+    #: protocol resends the same prompts (warm-up, repetitions, batch sizes, online request i
+    #: sends prompt i mod n), which a cache would serve.
     prefix_caching: list[bool] = Field(default=[False], min_length=1, validate_default=True)
 
     @field_validator("gpu_counts", "batch_sizes", "max_new_tokens")
@@ -322,7 +321,21 @@ class Manifest(_Strict):
             raise ValueError(f"unknown engine {unknown[0]!r}; known: {', '.join(sorted(known))}")
         if len(set(values)) != len(values):
             raise ValueError(f"has duplicates: {values}")
+        for engine in values:  # a plugin's declaration is read here, so that a bad one is named here
+            ENGINES.entry(engine)
         return values
+
+    @field_validator("scenario")
+    @classmethod
+    def _served_by_every_engine(cls, scenario: OfflineScenario | OnlineScenario, info: ValidationInfo) -> Scenario:
+        for engine in info.data.get("engines", []):
+            serves = ENGINES.entry(engine).capabilities.scenarios
+            if scenario.kind not in serves:
+                raise ValueError(
+                    f"engines: {engine!r} does not serve the {scenario.kind} scenario "
+                    f"(its plugin declares scenarios: {', '.join(sorted(serves))})"
+                )
+        return scenario
 
     @field_validator("models")
     @classmethod
@@ -369,10 +382,8 @@ class Manifest(_Strict):
             raise ValueError(f"must be fractions in (0, 1], got {bad or values}")
         if len({f"{v:g}" for v in values}) != len(values):
             raise ValueError(f"has duplicates: {values}")
-        engines = set(info.data.get("engines", []))
-        if not MEMORY_ENGINES & engines:
-            raise ValueError(f"applies to {sorted(MEMORY_ENGINES)}, none of which is in engines")
-        for engine in sorted(MEMORY_ENGINES & set(info.data.get("engine_options", {}))):
+        _applies("memory_sized", info)
+        for engine in ENGINES.having("memory_sized", info.data.get("engine_options", {})):
             if "gpu_memory_utilization" in info.data["engine_options"][engine]:
                 raise ValueError(f"engine_options.{engine} sets it too; keep one")
         return sorted(values)
@@ -387,12 +398,10 @@ class Manifest(_Strict):
             raise ValueError(f"must be positive byte counts, got {bad or values}")
         if len(set(values)) != len(values):
             raise ValueError(f"has duplicates: {values}")
-        engines = set(info.data.get("engines", []))
-        if not MEMORY_ENGINES & engines:
-            raise ValueError(f"applies to {sorted(MEMORY_ENGINES)}, none of which is in engines")
+        _applies("memory_sized", info)
         if info.data.get("gpu_memory_utilization"):
             raise ValueError("gpu_memory_utilization is swept too; give one memory axis")
-        for engine in sorted(MEMORY_ENGINES & set(info.data.get("engine_options", {}))):
+        for engine in ENGINES.having("memory_sized", info.data.get("engine_options", {})):
             if "kv_cache_memory_bytes" in info.data["engine_options"][engine]:
                 raise ValueError(f"engine_options.{engine} sets kv_cache_memory_bytes too; keep one")
         return sorted(values)
@@ -402,9 +411,9 @@ class Manifest(_Strict):
     def _caching_axis(cls, values: list[bool], info: ValidationInfo) -> list[bool]:
         if len(set(values)) != len(values):
             raise ValueError(f"has duplicates: {values}")
-        if values != [False] and not PREFIX_CACHE_ENGINES & set(info.data.get("engines", [])):
-            raise ValueError(f"applies to {sorted(PREFIX_CACHE_ENGINES)}, none of which is in engines")
-        for engine in sorted(PREFIX_CACHE_ENGINES & set(info.data.get("engine_options", {}))):
+        if values != [False]:
+            _applies("prefix_cache", info)
+        for engine in ENGINES.having("prefix_cache", info.data.get("engine_options", {})):
             if "enable_prefix_caching" in info.data["engine_options"][engine]:
                 raise ValueError(f"engine_options.{engine} sets enable_prefix_caching too; keep one")
         return sorted(values)

@@ -24,6 +24,8 @@ from dataclasses import dataclass
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from infpop.plugins import ENGINES, EngineCapabilities
+
 GB = 1e9
 
 
@@ -116,9 +118,10 @@ class Calibration:
     entry of the logits, on the last GPU alone (fp16 output upcast to fp32); ``vllm_utilization``:
     vLLM's ``gpu_memory_utilization`` (its default); ``vllm_min_context``: tokens of context vLLM
     must fit in its KV cache to start; ``hf_efficiency``/``vllm_efficiency``: the share of peak
-    FLOP/s each engine reaches (:func:`estimate`: HF's eager attention on padded batches reaches
+    FLOP/s an engine that pads its batches (calibrated on HF) and one with continuous batching
+    (calibrated on vLLM) reach (:func:`estimate`: HF's eager attention on padded batches reaches
     far less than vLLM's kernels, so its throughput peaks at small batches where the bound keeps
-    rising). The defaults are those chosen
+    rising); the ``vllm_`` memory constants apply to every memory-sized engine. The defaults are those chosen
     on the published study's outcomes (``infpop hpo benchmark`` prints them in-sample and
     cross-validated).
     """
@@ -133,8 +136,8 @@ class Calibration:
     hf_efficiency: float = 0.1
     vllm_efficiency: float = 1.0
 
-    def efficiency(self, engine: str) -> float:
-        return self.vllm_efficiency if engine == "vllm" else self.hf_efficiency
+    def efficiency(self, engine: EngineCapabilities) -> float:
+        return self.vllm_efficiency if engine.continuous_batching else self.hf_efficiency
 
 
 DEFAULT_CALIBRATION = Calibration()
@@ -167,6 +170,11 @@ class TrialShape:
     dtype_bytes: int = 2
 
     @property
+    def capabilities(self) -> EngineCapabilities:
+        """What the engine declares (:data:`infpop.plugins.ENGINES`): the physics decides from it."""
+        return ENGINES.entry(self.engine).capabilities
+
+    @property
     def weight_bytes(self) -> int:
         return self.arch.params * self.dtype_bytes
 
@@ -178,16 +186,17 @@ class TrialShape:
 def peak_memory(trial: TrialShape, cal: Calibration = DEFAULT_CALIBRATION) -> float:
     """Bytes the busiest GPU needs at the trial's worst batch (the most padded tokens).
 
-    ``hf`` (``device_map="auto"``): the weights split across the GPUs layer by layer, up to
-    ``offload_cap`` of each (the rest goes to the CPU); per padded token, the KV cache and the
-    per-layer hidden states split the same way, while the prefill's logits sit on the last GPU.
-    ``vllm``: the weights split by tensor parallelism, then the KV cache must hold one full
-    context; batch size does not matter (the scheduler admits what fits).
+    An engine whose KV cache grows with the batch (``hf``, ``device_map="auto"``): the weights
+    split across the GPUs layer by layer, up to ``offload_cap`` of each (the rest goes to the CPU
+    where it offloads); per padded token, the KV cache and the per-layer hidden states split the
+    same way, while the prefill's logits sit on the last GPU.
+    A memory-sized engine (``vllm``): the weights split by tensor parallelism, then the KV cache
+    must hold one full context; batch size does not matter (the scheduler admits what fits).
     """
     arch, workload, n_gpus = trial.arch, trial.workload, trial.n_gpus
     weights = trial.weight_bytes / n_gpus
     kv = trial.kv_bytes_per_token
-    if trial.engine == "vllm":
+    if trial.capabilities.memory_sized:
         context = max(cal.vllm_min_context, max(workload.prompt_tokens) + workload.new_tokens)
         return weights + kv * context / n_gpus
     tokens = max(prompts * (length + workload.new_tokens) for prompts, length in workload.batches(trial.batch_size))
@@ -198,20 +207,20 @@ def peak_memory(trial: TrialShape, cal: Calibration = DEFAULT_CALIBRATION) -> fl
 
 def predicts_oom(trial: TrialShape, cal: Calibration = DEFAULT_CALIBRATION) -> bool:
     """Whether the trial is predicted to run out of memory on its ``n_gpus`` of its ``device``."""
-    share = cal.vllm_utilization if trial.engine == "vllm" else cal.usable
+    share = cal.vllm_utilization if trial.capabilities.memory_sized else cal.usable
     return peak_memory(trial, cal) > share * trial.device.memory_gb * GB
 
 
 def roofline(trial: TrialShape, efficiency: float = 1.0, offloaded_bytes: float = 0.0) -> float:
     """Generated tokens/s the trial cannot beat: each batch's prefill and decode steps at the
     slower of compute (at ``efficiency`` of the peak: 1 for a bound) and memory traffic, on the
-    GPUs that work at once (one for ``hf``'s layer-by-layer split, all for ``vllm``'s tensor
-    parallelism). ``hf`` pads a batch to its
-    longest prompt; ``vllm`` packs its prompts without padding (continuous batching), so only
-    their actual tokens count there: a padded bound is no bound for vLLM at large batches.
+    GPUs that work at once (one for ``hf``'s layer-by-layer split, all with tensor parallelism,
+    ``vllm``'s). ``hf`` pads a batch to its longest prompt; an engine with continuous batching
+    (``vllm``) packs its prompts without padding, so only their actual tokens count there: a
+    padded bound is no bound for vLLM at large batches.
     ``offloaded_bytes`` of weights held in CPU memory cross the host links at every step."""
-    arch, engine, dtype_bytes, workload = trial.arch, trial.engine, trial.dtype_bytes, trial.workload
-    active = trial.n_gpus if engine == "vllm" else 1
+    arch, engine, dtype_bytes, workload = trial.arch, trial.capabilities, trial.dtype_bytes, trial.workload
+    active = trial.n_gpus if engine.tensor_parallel else 1
     flops = trial.device.fp16_tflops * 1e12 * active * efficiency
     bandwidth = trial.device.bandwidth_gbs * GB * active
     per_token = 2 * arch.active_params
@@ -233,7 +242,7 @@ def roofline(trial: TrialShape, efficiency: float = 1.0, offloaded_bytes: float 
         batch = p[i : i + trial.batch_size]
         prompts = len(batch)
         # Tokens the batch holds: padded to its longest prompt (hf) or as they are (vllm).
-        tokens = sum(batch) if engine == "vllm" else prompts * max(batch)
+        tokens = sum(batch) if engine.continuous_batching else prompts * max(batch)
         seconds += max(per_token * tokens / flops, read(tokens) / bandwidth) + fetch
         for step in range(workload.new_tokens):
             traffic = read(prompts) + kv * (tokens + prompts * step)
@@ -244,8 +253,8 @@ def roofline(trial: TrialShape, efficiency: float = 1.0, offloaded_bytes: float 
 def offloaded_bytes(trial: TrialShape, cap: float) -> float:
     """Weight bytes ``hf``'s ``device_map="auto"`` leaves in CPU memory when it fills ``cap`` of
     each GPU with weights (``Calibration.offload_cap`` predicts; 1, a full GPU, gives what no
-    placement can avoid); vLLM offloads nothing (it fails instead)."""
-    if trial.engine == "vllm":
+    placement can avoid); an engine that does not offload (vLLM) fails instead."""
+    if not trial.capabilities.offloads_weights:
         return 0.0
     return max(0.0, trial.weight_bytes - cap * trial.device.memory_gb * GB * trial.n_gpus)
 
@@ -259,7 +268,7 @@ def bound(trial: TrialShape) -> float:
 def estimate(trial: TrialShape, cal: Calibration = DEFAULT_CALIBRATION) -> float:
     """Tokens/s the trial likely reaches: the roofline at the engine's calibrated efficiency,
     fetching the weights the memory model predicts to be offloaded."""
-    return roofline(trial, cal.efficiency(trial.engine), offloaded_bytes(trial, cal.offload_cap))
+    return roofline(trial, cal.efficiency(trial.capabilities), offloaded_bytes(trial, cal.offload_cap))
 
 
 def chars_workload(prompt_chars: Sequence[int], new_tokens: int, chars_per_token: float = 3.5) -> Workload:

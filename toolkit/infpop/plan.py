@@ -21,10 +21,7 @@ from infpop.engines.options import check_engine_options
 from infpop.errors import InputError
 from infpop.launch import LaunchOptions
 from infpop.manifest import (
-    CONTINUOUS_ENGINES,
     DEFAULT_WORKLOAD,
-    MEMORY_ENGINES,
-    PREFIX_CACHE_ENGINES,
     AdaptiveRepetitions,
     Dtype,
     LoadedManifest,
@@ -34,6 +31,7 @@ from infpop.manifest import (
     Scenario,
     WorkloadSpec,
 )
+from infpop.plugins import ENGINES
 from infpop.profile import PartitionProfile
 from infpop.runnable import check_runnable, check_visible
 from infpop.runtimes.base import Bind
@@ -213,10 +211,8 @@ def expand_trials(loaded: LoadedManifest, partition: str, part: PartitionProfile
     if hardware == "cpu":
         unsized = [
             e
-            for e in m.engines
-            if e in MEMORY_ENGINES
-            and not m.kv_cache_bytes
-            and "kv_cache_memory_bytes" not in m.engine_options.get(e, {})
+            for e in ENGINES.having("memory_sized", m.engines)
+            if not m.kv_cache_bytes and "kv_cache_memory_bytes" not in m.engine_options.get(e, {})
         ]
         if unsized:
             raise InputError(
@@ -226,23 +222,26 @@ def expand_trials(loaded: LoadedManifest, partition: str, part: PartitionProfile
     rates = m.scenario.request_rates if m.scenario.kind == "online" else [None]
 
     def memory_axis(engine: str) -> list[tuple[float | None, int | None]]:
-        if engine not in MEMORY_ENGINES:
+        if not ENGINES.entry(engine).capabilities.memory_sized:
             return [(None, None)]
         if m.gpu_memory_utilization:
             return [(share, None) for share in m.gpu_memory_utilization]
         return [(None, size) for size in m.kv_cache_bytes or [None]]
 
+    def continuous(engine: str) -> bool:
+        return ENGINES.entry(engine).capabilities.continuous_batching
+
     def seqs(engine: str, b: int) -> int | None:
-        return b if m.scenario.kind == "online" and engine in CONTINUOUS_ENGINES else None
+        return b if m.scenario.kind == "online" and continuous(engine) else None
 
     def cap(engine: str, b: int) -> int | None:
         """Online: the trial's batch size; offline: the group's largest batch, unless the manifest sets one."""
-        if engine not in CONTINUOUS_ENGINES or (offline_cap and "max_num_seqs" in m.engine_options.get(engine, {})):
+        if not continuous(engine) or (offline_cap and "max_num_seqs" in m.engine_options.get(engine, {})):
             return seqs(engine, b)
         return seqs(engine, b) or offline_cap
 
     def caching_axis(engine: str) -> list[bool | None]:
-        return list(m.prefix_caching) if engine in PREFIX_CACHE_ENGINES else [None]
+        return list(m.prefix_caching) if ENGINES.entry(engine).capabilities.prefix_cache else [None]
 
     offline_cap = _offline_cap(loaded)
 
@@ -293,16 +292,17 @@ def expand_trials(loaded: LoadedManifest, partition: str, part: PartitionProfile
 
 
 def _offline_cap(loaded: LoadedManifest) -> int | None:
-    """vLLM's ``max_num_seqs`` in an offline group: the group's largest batch, so that every batch
-    runs as one (vLLM's default cap, 256 on CPU and A100, 1024 on H100, would split the study's
-    batches 512 and 1028, at a different size per GPU). One engine serves the group's batch sizes,
-    as in the study: a cap above a static batch changes nothing in how that batch is scheduled.
-    A cap the manifest sets below a batch size is refused rather than obeyed silently."""
+    """``max_num_seqs`` of a continuous-batching engine (vLLM) in an offline group: the group's
+    largest batch, so that every batch runs as one (vLLM's default cap, 256 on CPU and A100, 1024
+    on H100, would split the study's batches 512 and 1028, at a different size per GPU). One
+    engine serves the group's batch sizes, as in the study: a cap above a static batch changes
+    nothing in how that batch is scheduled. A cap the manifest sets below a batch size is refused
+    rather than obeyed silently."""
     m = loaded.manifest
     if m.scenario.kind != "offline":
         return None
     largest = max(m.batch_sizes)
-    for engine in sorted(CONTINUOUS_ENGINES & set(m.engines)):
+    for engine in ENGINES.having("continuous_batching", m.engines):
         cap = m.engine_options.get(engine, {}).get("max_num_seqs")
         if cap is not None and cap < largest:
             raise InputError(

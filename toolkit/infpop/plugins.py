@@ -1,47 +1,150 @@
-"""The plugin axes (engines, workloads, scenarios) by name, importing none of them.
+"""Every plugin axis (engines, workloads, scenarios, container runtimes) in one shape, importing none of them.
 
-The manifest schema validates names against these tables, and the plugin packages look their
-implementations up here, so the schema never imports a plugin package that imports it back.
-Third-party engines register through the ``infpop.engines`` entry-point group, as pandas'
-plotting backends do; a new workload or scenario kind also needs its manifest schema, so it is
-added here.
+An axis maps names to :class:`Plugin` entries: where the implementation is (``module:attr``,
+imported only when used), what the core may rely on it to do (its capabilities, as data) and
+where its settings are checked (its config, ``module:attr`` too). The manifest schema, the
+planner and the physics decide from an entry's capabilities, never from its name, so they
+validate and plan without importing a plugin package, and a plugin that declares what it can
+do is treated like a built-in one.
+
+Other packages add entries through an axis's entry-point group (``infpop.engines``,
+``infpop.runtimes``), as pandas' plotting backends do: the entry point names a :class:`Plugin`
+in a module light enough to import on the login node, e.g.
+``mine = "my_engine.declare:PLUGIN"`` with ``PLUGIN = Plugin("my_engine.engine:MyEngine",
+EngineCapabilities(scenarios=frozenset({"offline"})))``. A new workload or scenario kind also
+needs its manifest schema, so those are added here.
 """
 
 from __future__ import annotations
 
 import importlib
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from importlib.metadata import entry_points
-from typing import Any
+from importlib.metadata import EntryPoint, entry_points
+from typing import Any, Generic, TypeVar
 
 
 @dataclass(frozen=True)
-class Registry:
-    """Names mapped to ``module:attribute`` targets, imported only when one is used."""
+class Capabilities:
+    """What the core decides from about an entry; an axis whose entries it treats alike adds none."""
+
+
+@dataclass(frozen=True)
+class EngineCapabilities(Capabilities):
+    """What an engine can do, which the manifest, the planner and the physics decide from.
+
+    The defaults are those of the simplest engine: static batches padded to their longest
+    prompt, on one GPU at a time, offline only."""
+
+    #: The scenario kinds (``scenario.kind``) it serves.
+    scenarios: frozenset[str] = frozenset({"offline"})
+    #: Its KV cache is reserved at load time, at a share of GPU memory (``gpu_memory_utilization``)
+    #: or a size (``kv_cache_bytes``): both axes apply, a CPU run needs an explicit size, and the
+    #: memory model counts one full context rather than the batch's tokens.
+    memory_sized: bool = False
+    #: It has a prefix cache that ``enable_prefix_caching`` switches (the ``prefix_caching`` axis).
+    prefix_cache: bool = False
+    #: It serves requests as they arrive (:meth:`infpop.engines.base.Engine.stream`), at most
+    #: ``max_num_seqs`` at once, packing prompts without padding: online, a trial's batch size
+    #: sets that cap.
+    continuous_batching: bool = False
+    #: Every GPU works on every layer at once (tensor parallelism), rather than one after the other.
+    tensor_parallel: bool = False
+    #: Weights that do not fit its GPUs go to CPU memory (``device_map="auto"``) rather than failing.
+    offloads_weights: bool = False
+
+
+C = TypeVar("C", bound=Capabilities)
+
+
+@dataclass(frozen=True)
+class Plugin(Generic[C]):
+    """One entry of an axis, declared without importing its implementation."""
+
+    #: ``module:attr`` of the implementation (an engine class, a loader, a runner, a runtime).
+    target: str
+    capabilities: C
+    #: ``module:attr`` of what checks the entry's settings (an engine's options); ``None``: unchecked.
+    config: str | None = None
+
+
+def _resolve(target: str) -> Any:
+    module, _, attr = target.partition(":")
+    return getattr(importlib.import_module(module), attr)
+
+
+@dataclass(frozen=True)
+class Axis(Generic[C]):
+    """Names mapped to :class:`Plugin` entries: the built-in ones and those of an entry-point group."""
 
     what: str
-    builtin: dict[str, str]
+    capabilities: type[C]
+    builtin: Mapping[str, Plugin[C]]
     #: Entry-point group where other packages add to the axis; ``None``: built-ins only.
     group: str | None = None
 
-    def targets(self) -> dict[str, str]:
-        found = {ep.name: ep.value for ep in entry_points(group=self.group)} if self.group else {}
-        return {**found, **self.builtin}
+    def _entry_points(self) -> dict[str, EntryPoint]:
+        return {ep.name: ep for ep in entry_points(group=self.group)} if self.group else {}
 
     def names(self) -> set[str]:
-        return set(self.targets())
+        return {*self._entry_points(), *self.builtin}
+
+    def entry(self, name: str) -> Plugin[C]:
+        """The entry ``name``: a built-in one without looking further (the physics asks per trial
+        shape), else the declaration its entry point names, checked for this axis's capabilities."""
+        if name in self.builtin:
+            return self.builtin[name]
+        ep = self._entry_points().get(name)
+        if ep is None:
+            raise KeyError(f"unknown {self.what} {name!r}; known: {', '.join(sorted(self.names()))}")
+        where = f"entry point {name} = {ep.value!r} of group {self.group!r}"
+        try:
+            declared = ep.load()
+        except (ImportError, AttributeError) as exc:
+            raise ValueError(f"{where} cannot be loaded: {exc}") from None
+        if not (isinstance(declared, Plugin) and isinstance(declared.capabilities, self.capabilities)):
+            raise ValueError(
+                f"{where} names {declared!r}, not an infpop.plugins.Plugin carrying {self.capabilities.__name__}"
+            )
+        return declared
+
+    def having(self, capability: str, among: Iterable[str] | None = None) -> list[str]:
+        """The names of ``among`` (default: every known one) whose capability ``capability`` is set, sorted."""
+        return sorted(
+            n for n in (self.names() if among is None else among) if getattr(self.entry(n).capabilities, capability)
+        )
 
     def load(self, name: str) -> Any:
-        target = self.targets().get(name)
-        if target is None:
-            raise KeyError(f"unknown {self.what} {name!r}; known: {', '.join(sorted(self.names()))}")
-        module, _, attr = target.partition(":")
-        return getattr(importlib.import_module(module), attr)
+        """The implementation of ``name``, imported now."""
+        return _resolve(self.entry(name).target)
+
+    def config(self, name: str) -> Any | None:
+        """What checks the settings of ``name``, imported now; ``None`` where it declares none."""
+        target = self.entry(name).config
+        return None if target is None else _resolve(target)
 
 
-ENGINES = Registry(
+ENGINES = Axis(
     "engine",
-    {"hf": "infpop.engines.hf:HFPipelineEngine", "vllm": "infpop.engines.vllm:VLLMEngine"},
+    EngineCapabilities,
+    {
+        "hf": Plugin(
+            "infpop.engines.hf:HFPipelineEngine",
+            EngineCapabilities(scenarios=frozenset({"offline", "online"}), offloads_weights=True),
+            config="infpop.engines.options:hf_options",
+        ),
+        "vllm": Plugin(
+            "infpop.engines.vllm:VLLMEngine",
+            EngineCapabilities(
+                scenarios=frozenset({"offline", "online"}),
+                memory_sized=True,
+                prefix_cache=True,
+                continuous_batching=True,
+                tensor_parallel=True,
+            ),
+            config="infpop.engines.options:vllm_options",
+        ),
+    },
     group="infpop.engines",
 )
 
@@ -49,19 +152,36 @@ ENGINES = Registry(
 SYNTHETIC = "synthetic"
 
 #: Dataset workloads: a loader that turns a dataset file into prompts.
-WORKLOADS = Registry(
+WORKLOADS = Axis(
     "workload",
+    Capabilities,
     {
-        "humaneval-infilling": "infpop.workloads.humaneval:load",
-        "alpaca": "infpop.workloads.alpaca:load",
-        "dolly": "infpop.workloads.dolly:load",
-        "cnn-dailymail": "infpop.workloads.cnn_dailymail:load",
-        "sharegpt": "infpop.workloads.sharegpt:load",
+        "humaneval-infilling": Plugin("infpop.workloads.humaneval:load", Capabilities()),
+        "alpaca": Plugin("infpop.workloads.alpaca:load", Capabilities()),
+        "dolly": Plugin("infpop.workloads.dolly:load", Capabilities()),
+        "cnn-dailymail": Plugin("infpop.workloads.cnn_dailymail:load", Capabilities()),
+        "sharegpt": Plugin("infpop.workloads.sharegpt:load", Capabilities()),
     },
 )
 
 #: Scenario runners by the manifest's ``scenario.kind``.
-SCENARIOS = Registry(
+SCENARIOS = Axis(
     "scenario",
-    {"offline": "infpop.scenarios.offline:run_offline", "online": "infpop.scenarios.online:run_online"},
+    Capabilities,
+    {
+        "offline": Plugin("infpop.scenarios.offline:run_offline", Capabilities()),
+        "online": Plugin("infpop.scenarios.online:run_online", Capabilities()),
+    },
+)
+
+#: Container runtimes by a profile partition's ``runtime``: how an image is built, entered and
+#: its digest taken (:class:`infpop.runtimes.base.ContainerRuntime`).
+RUNTIMES = Axis(
+    "container runtime",
+    Capabilities,
+    {
+        "apptainer": Plugin("infpop.runtimes.apptainer:RUNTIME", Capabilities()),
+        "charliecloud": Plugin("infpop.runtimes.charliecloud:RUNTIME", Capabilities()),
+    },
+    group="infpop.runtimes",
 )

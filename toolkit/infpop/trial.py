@@ -27,8 +27,7 @@ from infpop.engines.base import Engine
 from infpop.filemodes import share_with_group
 from infpop.plan import GroupSpec, TrialSpec
 from infpop.results import ResultStore, TrialResult, utcnow
-from infpop.scenarios import runner
-from infpop.scenarios.base import Recorder, error_text
+from infpop.scenarios.base import Recorder, error_text, runner
 from infpop.trialwarnings import once_per_trial
 from infpop.warmup import warm_up, warm_up_group
 from infpop.workloads import load_prompts, with_reference_tokens

@@ -31,6 +31,7 @@ from infpop.physics import (
     gpu,
     predicts_oom,
 )
+from infpop.plugins import ENGINES
 
 from infpop_analysis.hpo.landscape import Config, Landscape
 from infpop_analysis.hpo.stopping import Physics
@@ -97,7 +98,7 @@ class Outcomes:
     split: np.ndarray  # kv bytes per token, and layers x hidden x dtype bytes
     layer_hidden: np.ndarray
     vocab: np.ndarray
-    vllm: np.ndarray  # bool
+    vllm: np.ndarray  # bool: a memory-sized engine (vLLM)
     vllm_need: np.ndarray  # bytes a vLLM trial needs before calibration of its floor
     failed: np.ndarray  # bool: the measured outcome
     model: np.ndarray
@@ -129,7 +130,7 @@ def outcomes(lands: Sequence[Landscape], archs: Mapping[str, Architecture], work
                     kv,
                     arch.layers * arch.hidden_size * 2,
                     arch.vocab_size,
-                    land.engine == "vllm",
+                    ENGINES.entry(land.engine).capabilities.memory_sized,
                     arch.params * 2 / c.n_gpus + kv * context / c.n_gpus,
                     p.status == "oom",
                     land.model,

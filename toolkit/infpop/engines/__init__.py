@@ -1,8 +1,9 @@
 """Engine registry: one adapter module per engine, imported only when a trial needs it.
 
-Planning and validation need engine *names* only, so the login node never imports torch.
-Third-party engines register through the ``infpop.engines`` entry-point group; the table of
-names is :data:`infpop.plugins.ENGINES`.
+Planning and validation need engine *names* and declared capabilities only, so the login
+node never imports torch. The table is :data:`infpop.plugins.ENGINES`; third-party engines
+register through the ``infpop.engines`` entry-point group, naming an
+:class:`infpop.plugins.Plugin` that carries their :class:`~infpop.plugins.EngineCapabilities`.
 """
 
 from __future__ import annotations

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any, ClassVar, TypeVar
 
 from infpop.manifest import ModelSpec
+from infpop.plugins import ENGINES, EngineCapabilities
 
 
 @dataclass(frozen=True)
@@ -62,12 +63,12 @@ class Engine(ABC):
     """Loads a model once per trial group, then generates batch after batch.
 
     An engine that serves requests as they come (continuous batching) also implements
-    :meth:`stream` and sets ``streams``; the online scenario then submits each request at its
+    :meth:`stream` and declares ``continuous_batching`` in its registry entry
+    (:data:`infpop.plugins.ENGINES`); the online scenario then submits each request at its
     arrival instead of batching them itself."""
 
+    #: Its name in :data:`infpop.plugins.ENGINES`.
     name: ClassVar[str]
-    #: Whether :meth:`stream` serves requests with continuous batching.
-    streams: ClassVar[bool] = False
 
     def __init__(
         self,
@@ -86,6 +87,12 @@ class Engine(ABC):
         self.options = options
         #: The scenario kind of the group's trials: an engine may load differently to serve online.
         self.scenario = scenario
+
+    @property
+    def capabilities(self) -> EngineCapabilities:
+        """What the engine's registry entry declares: where the manifest and the planner read
+        them too, so the adapter and the plan cannot disagree."""
+        return ENGINES.entry(self.name).capabilities
 
     def expect(self, prompts: Sequence[str]) -> None:
         """The group's prompts, before :meth:`load`: for an engine that sizes a load-time setting to
@@ -111,7 +118,7 @@ class Engine(ABC):
 
     def stream(self, prompt: str, max_new_tokens: int, request_id: str) -> AsyncIterator[StreamChunk]:
         """Submit one request to the running engine and yield its output as it is generated
-        (greedy, exactly ``max_new_tokens``); only where ``streams`` is set."""
+        (greedy, exactly ``max_new_tokens``); only with ``continuous_batching``."""
         raise NotImplementedError(f"engine {self.name!r} does not stream requests")
 
     def run_async(self, main: Coroutine[Any, Any, T]) -> T:

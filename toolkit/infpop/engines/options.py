@@ -18,7 +18,9 @@ value of the wrong type only failed once a job had waited for its GPUs. The plan
   infpop sweeps (:data:`BOUNDS`): a type says ``int`` for a context length, and a negative one
   is only refused when the engine starts.
 
-Engines registered by plugins are not checked: their options are theirs.
+Each engine's registry entry (:data:`infpop.plugins.ENGINES`) names its check as its config
+(:func:`hf_options`, :func:`vllm_options`); a plugin may name one of the same shape
+(:data:`OptionsCheck`), and one that names none is not checked: its options are theirs.
 """
 
 from __future__ import annotations
@@ -36,6 +38,7 @@ from typing import TYPE_CHECKING, Any
 
 from infpop.errors import InputError
 from infpop.images.lock import image_lock
+from infpop.plugins import ENGINES
 
 if TYPE_CHECKING:
     from infpop.launch import LaunchOptions
@@ -46,6 +49,11 @@ SIGNATURES = Path(__file__).parent / "signatures"
 
 #: What the HF adapter reads from ``engine_options.hf``, with its type.
 HF_OPTIONS = {"cpu_threads": {"type": "int"}}
+
+#: The options an engine takes for the partition's image (``None``: bare): name -> its ``type``
+#: text and ``bounds`` (``None``: unknown), and what says so.
+Accepted = tuple[dict[str, dict[str, Any]] | None, str]
+OptionsCheck = Callable[[str | None], Accepted]
 
 
 @dataclass(frozen=True)
@@ -96,7 +104,8 @@ def check_engine_options(loaded: LoadedManifest, partition: str, part: Partition
     """Raise :class:`InputError` naming the first option the engine would refuse, its value and
     the engine version it was checked against."""
     for engine, options in loaded.manifest.engine_options.items():
-        fields, against = _accepted(engine, launch.image(part, engine))
+        check: OptionsCheck | None = ENGINES.config(engine)
+        fields, against = (None, f"engine {engine!r}") if check is None else check(launch.image(part, engine))
         for name, value in options.items():
             where = f"{loaded.path}: engine_options.{engine}.{name}"
             field = None if fields is None else fields.get(name)
@@ -114,13 +123,13 @@ def check_engine_options(loaded: LoadedManifest, partition: str, part: Partition
                 raise InputError(f"{where}: {value!r} must be {bound.says} ({against}, partition {partition!r})")
 
 
-def _accepted(engine: str, image: str | None) -> tuple[dict[str, dict[str, Any]] | None, str]:
-    """The options ``engine`` takes, name -> its ``type`` text and ``bounds`` (None: unknown),
-    and what says so."""
-    if engine == "hf":
-        return HF_OPTIONS, "the HF engine"
-    if engine != "vllm":
-        return None, f"engine {engine!r}"
+def hf_options(image: str | None) -> Accepted:
+    """The HF adapter's options, whatever the image."""
+    return HF_OPTIONS, "the HF engine"
+
+
+def vllm_options(image: str | None) -> Accepted:
+    """``EngineArgs`` of the vLLM release the image pins (or installed here)."""
     version = _vllm_version(image)
     if version is None:
         return None, "vLLM (version unknown)"

@@ -197,7 +197,6 @@ class StderrTail:
 
 class VLLMEngine(Engine):
     name = "vllm"
-    streams = True
 
     def __init__(self, *args: Any, **kwargs: Any):
         super().__init__(*args, **kwargs)

@@ -14,6 +14,7 @@ from typing import Any
 from infpop import provenance
 from infpop.engines.base import Engine
 from infpop.plan import GroupSpec, TrialSpec
+from infpop.plugins import SCENARIOS
 from infpop.results import Provenance, TrialResult, utcnow
 from infpop.scenarios.metrics import validity
 from infpop.workloads import Prompt
@@ -110,3 +111,8 @@ class Recorder:
 
 #: ``runner(engine, trial, prompts, recorder, trial_timeout_s) -> result``: one per scenario kind.
 Runner = Callable[[Engine, TrialSpec, list[Prompt], Recorder, "float | None"], TrialResult]
+
+
+def runner(kind: str) -> Runner:
+    """The runner of scenario ``kind``, imported now."""
+    return SCENARIOS.load(kind)

@@ -58,7 +58,8 @@ def run_online(
     started_at = utcnow()
     arrivals = poisson_arrivals(trial.request_rate, trial.scenario.duration_s, trial.scenario.seed)
     preempted = engine.preemptions()
-    serve = _serve_continuous if engine.streams else _serve_dynamic
+    continuous = engine.capabilities.continuous_batching
+    serve = _serve_continuous if continuous else _serve_dynamic
     served = serve(engine, trial, prompts, arrivals, timeout_s)
     # The server was up for the whole arrival window, even when the last request came early in it.
     wall = max(served.wall_s, trial.scenario.duration_s if served.status == "ok" else 0.0)
@@ -73,7 +74,7 @@ def run_online(
         wall_s=wall,
         batch_latencies_s=served.batch_latencies,
         online=summarise(served.timings, len(arrivals), wall, trial.scenario.goodput, served.itl, served.lateness),
-        batching="continuous" if engine.streams else "dynamic",
+        batching="continuous" if continuous else "dynamic",
         num_preemptions=preempted_since(engine, preempted),
         cached_prompt_tokens=served.cached_tokens,
     )
