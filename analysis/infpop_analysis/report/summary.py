@@ -12,29 +12,6 @@ from infpop_analysis.report.sources import Sources
 from infpop_analysis.table import config_axes
 
 KEY, HEADING = "summary", "Study and provenance"
-#: The configuration axes listed, by the name the page gives them.
-AXES = {
-    "studies": "study",
-    "hardware": "hardware",
-    "engines": "engine",
-    "models": "model",
-    "GPU counts": "n_gpus",
-    "batch sizes": "batch_size",
-    "max_new_tokens": "max_new_tokens",
-    "repetitions": "repetition",
-    "workloads": "workload",
-    "scenarios": "scenario",
-    "request rates": "request_rate",
-}
-#: The provenance columns shown per (hardware, engine).
-PROVENANCE = {
-    "hosts": "host",
-    "GPUs": "gpu_names",
-    "images": "container_image",
-    "image sha256": "container_sha256",
-    "library versions": "versions",
-    "manifest sha256": "manifest_sha256",
-}
 
 
 def repetitions(df: pd.DataFrame) -> str:
@@ -46,9 +23,22 @@ def repetitions(df: pd.DataFrame) -> str:
 
 
 def render(df: pd.DataFrame, src: Sources, tokens: int) -> str:
+    axes = {
+        "studies": "study",
+        "hardware": "hardware",
+        "engines": "engine",
+        "models": "model",
+        "GPU counts": "n_gpus",
+        "batch sizes": "batch_size",
+        "max_new_tokens": "max_new_tokens",
+        "repetitions": "repetition",
+        "workloads": "workload",
+        "scenarios": "scenario",
+        "request rates": "request_rate",
+    }
     rows = [
         (name, repetitions(df) if col == "repetition" else unique(df[col], 30))
-        for name, col in AXES.items()
+        for name, col in axes.items()
         if col in df and df[col].notna().any()
     ]
     started, finished = df["started_at"].dropna(), df["finished_at"].dropna()
@@ -58,10 +48,18 @@ def render(df: pd.DataFrame, src: Sources, tokens: int) -> str:
     rows.append(("table", f"{src.table} (sha256 {digest})"))
     facts = "".join(f"<tr><th>{esc(k)}</th><td>{esc(v)}</td></tr>" for k, v in rows)
     facts = f"<div class='scroll'><table class='facts'>{facts}</table></div>"
+    prov_cols = {
+        "hosts": "host",
+        "GPUs": "gpu_names",
+        "images": "container_image",
+        "image sha256": "container_sha256",
+        "library versions": "versions",
+        "manifest sha256": "manifest_sha256",
+    }
     prov = []
     for (hw, engine), part in df.groupby(["hardware", "engine"], dropna=False):
         entry = {"hardware": hw, "engine": engine, "trials": len(part)}
-        entry |= {name: unique(part[col]) if col in part else "–" for name, col in PROVENANCE.items()}
+        entry |= {name: unique(part[col]) if col in part else "–" for name, col in prov_cols.items()}
         prov.append(entry)
     sources = sorted(df["source"].dropna().unique()) if "source" in df else []
     note = ""
