@@ -46,7 +46,7 @@ def main() -> None:
         step("python imports", imports)
         from infpop_analysis.figures import draw_all
         from infpop_analysis.published import import_published
-        from infpop_analysis.report import write_stats
+        from infpop_analysis.stats_report import write_stats
         from infpop_analysis.table import write_table
 
         df = step("import-published", lambda: import_published(args.data, catalog=REPO / "manifests" / "paper.yaml"))

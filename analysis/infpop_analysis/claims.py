@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 import pandas as pd
 
+from infpop_analysis.formatting import markdown_table
 from infpop_analysis.stats import Analysis, grid
 
 #: The study name `infpop import-published` gives the published data.
@@ -278,8 +279,6 @@ def claims_section(a: Analysis, study: str) -> list[str]:
     """The report section comparing the paper's text with the data; empty for other studies."""
     if PAPER_STUDY not in study:
         return []
-    from infpop_analysis.report import markdown_table
-
     claims = check(a)
     rows = pd.DataFrame(
         [

@@ -7,7 +7,7 @@ import os
 import sys
 from pathlib import Path
 
-from infpop_analysis.inference import CV_THRESHOLD
+from infpop_analysis.stats_conventions import CV_THRESHOLD
 
 
 def cmd_aggregate(args: argparse.Namespace) -> int:
@@ -63,7 +63,8 @@ def cmd_import_published(args: argparse.Namespace) -> int:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from infpop_analysis.report_html import Sources, write_report
+    from infpop_analysis.report.page import write_report
+    from infpop_analysis.report.sources import Sources
     from infpop_analysis.table import read_table
 
     src = Sources.beside(args.table, stats=args.stats, figures=args.figures, hpo=args.hpo, search=args.search)
@@ -72,7 +73,7 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 
 def cmd_stats(args: argparse.Namespace) -> int:
-    from infpop_analysis.report import write_stats
+    from infpop_analysis.stats_report import write_stats
     from infpop_analysis.table import read_table
 
     table = read_table(args.table)

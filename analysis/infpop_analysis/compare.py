@@ -32,8 +32,9 @@ from infpop.errors import InputError
 from scipy import stats as sps
 from statsmodels.stats.multitest import multipletests
 
-from infpop_analysis.inference import ALPHA, CI_LEVEL, MIN_REPETITIONS
-from infpop_analysis.report_html import esc, page_html, table_html
+from infpop_analysis.formatting import esc, table_html
+from infpop_analysis.report.page import page_html
+from infpop_analysis.stats_conventions import ALPHA, CI_LEVEL, MIN_REPETITIONS
 from infpop_analysis.table import config_axes, read_table, valid_rows
 
 #: Provenance columns whose values are compared between the studies, with the name shown.

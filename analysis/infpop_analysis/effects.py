@@ -15,7 +15,7 @@ import numpy as np
 from numpy.typing import ArrayLike
 from scipy.stats import norm
 
-from infpop_analysis.inference import CI_LEVEL
+from infpop_analysis.stats_conventions import CI_LEVEL
 
 
 @dataclass(frozen=True)

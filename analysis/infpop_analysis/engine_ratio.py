@@ -6,7 +6,7 @@ engine at its own best batch size (the setting a user would pick for it).
 ``make demo`` prints it and ``infpop report`` shows it. Offline trials only; each batch size's
 throughput is the median over its repetitions, as the figures use it. With repetitions, the ratio
 comes with a percentile-bootstrap interval that resamples each engine's repetitions at its best
-batch size independently (:data:`~infpop_analysis.inference.CI_LEVEL`). It leaves out the choice
+batch size independently (:data:`~infpop_analysis.stats_conventions.CI_LEVEL`). It leaves out the choice
 of the best batch size itself, so it is too narrow where two batch sizes are close, and with three
 repetitions too narrow anyway (``benchmarks/intervals.py``: about 81% coverage at 3).
 """
@@ -21,7 +21,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats as sps
 
-from infpop_analysis.inference import CI_LEVEL, MIN_REPETITIONS, SEED
+from infpop_analysis.stats_conventions import CI_LEVEL, MIN_REPETITIONS, SEED
 
 #: Resamples per interval: the endpoints' Monte Carlo error is small against the interval itself.
 N_RESAMPLES = 2000

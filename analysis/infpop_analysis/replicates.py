@@ -29,8 +29,8 @@ import numpy as np
 import pandas as pd
 from statsmodels.stats.multitest import multipletests
 
-from infpop_analysis.inference import ALPHA, MIN_REPETITIONS, SEED
 from infpop_analysis.stats import BASE, CELL, FAST, NEW_HW, OLD_HW, TEST_COLUMNS
+from infpop_analysis.stats_conventions import ALPHA, MIN_REPETITIONS, SEED
 from infpop_analysis.table import config_axes, split_axes, valid_rows
 
 #: Draws of the permutation test: the smallest p it can give is 1e-4, far below any adjusted ALPHA.

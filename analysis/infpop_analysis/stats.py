@@ -23,7 +23,7 @@ import pandas as pd
 from scipy import stats as sps
 
 from infpop_analysis.effects import cliffs_delta
-from infpop_analysis.inference import ALPHA
+from infpop_analysis.stats_conventions import ALPHA
 from infpop_analysis.table import split_axes, valid_rows
 
 TEST_COLUMNS = [

@@ -37,7 +37,7 @@ import pandas as pd
 from numpy.typing import ArrayLike
 from scipy import stats as sps
 
-from infpop_analysis.inference import CI_LEVEL, CV_THRESHOLD, MIN_REPETITIONS
+from infpop_analysis.stats_conventions import CI_LEVEL, CV_THRESHOLD, MIN_REPETITIONS
 from infpop_analysis.table import RESOLVED, config_axes, valid_rows
 
 #: The interval configs.csv gives, named in its ``ci_method`` column and in the report.

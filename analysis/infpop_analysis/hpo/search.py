@@ -49,7 +49,7 @@ from infpop_analysis.hpo.landscape import Config, Landscape
 from infpop_analysis.hpo.optimizers import PRIOR_METHODS, Observation, Optimizer, Structured, make
 from infpop_analysis.hpo.prior import Prior
 from infpop_analysis.hpo.stopping import PATIENCE, TOLERANCE, Physics, no_improvement, tied
-from infpop_analysis.inference import CI_LEVEL, MIN_REPETITIONS
+from infpop_analysis.stats_conventions import CI_LEVEL, MIN_REPETITIONS
 from infpop_analysis.summaries import mean_ci
 
 #: How often to look for a SLURM job's end, and the slack beyond the job's time limit.

@@ -13,47 +13,18 @@ import numpy as np
 import pandas as pd
 from infpop.atomic import atomic_file, output_folder, write_atomic
 
+from infpop_analysis import layout
+from infpop_analysis.claims import claims_section
 from infpop_analysis.effects import magnitude
-from infpop_analysis.inference import ALPHA, CV_THRESHOLD, MIN_REPETITIONS
+from infpop_analysis.formatting import fmt, markdown_table, pct
 from infpop_analysis.replicates import repetition_tests
 from infpop_analysis.stats import BASE, FAST, NEW_HW, OLD_HW, Analysis, analyse
+from infpop_analysis.stats_conventions import ALPHA, CV_THRESHOLD, MIN_REPETITIONS
 from infpop_analysis.summaries import RESOLVED_COLUMNS, config_summaries
 from infpop_analysis.table import config_axes, path_name
 
 ENGINE_NAMES = {"hf": "HF pipelines", "vllm": "vLLM"}
 HW_NAMES = {"a100": "A100", "v100": "V100"}
-
-
-def fmt(x: float | None, digits: int = 3) -> str:
-    """A number for prose: fixed point, or 3 significant digits when smaller than its last digit; "n/a" when missing."""
-    if x is None or (isinstance(x, float) and np.isnan(x)) or x is pd.NA:
-        return "n/a"
-    x = float(x)
-    if x != 0 and abs(x) < 10**-digits:
-        return f"{x:.3g}"
-    return f"{x:.{digits}f}"
-
-
-def pct(x: float | None) -> str:
-    return "n/a" if x is None or pd.isna(x) else f"{100 * x:.1f}%"
-
-
-def markdown_table(df: pd.DataFrame, digits: int = 2) -> str:
-    """GitHub Markdown of ``df`` (index included when named); missing cells are "–"."""
-    if df.index.name is not None or not isinstance(df.index, pd.RangeIndex):
-        df = df.reset_index()
-
-    def cell(v: object) -> str:
-        if v is None or v is pd.NA or (isinstance(v, float) and np.isnan(v)):
-            return "–"
-        if isinstance(v, (float, np.floating)):
-            return fmt(float(v), digits)
-        return str(v)
-
-    head = [str(c) for c in df.columns]
-    lines = ["| " + " | ".join(head) + " |", "|" + "|".join("---" for _ in head) + "|"]
-    lines += ["| " + " | ".join(cell(v) for v in row) + " |" for row in df.itertuples(index=False)]
-    return "\n".join(lines) + "\n"
 
 
 def _tests(a: Analysis, **where) -> pd.DataFrame:
@@ -317,8 +288,6 @@ def section_repetition_tests(a: Analysis, configs: pd.DataFrame) -> list[str]:
 
 def render(a: Analysis, study: str, configs: pd.DataFrame | None = None, cv_threshold: float = CV_THRESHOLD) -> str:
     """report.md of an analysis."""
-    from infpop_analysis.claims import claims_section
-
     hws = ", ".join(HW_NAMES.get(h, h) for h in sorted(a.cells["hardware"].unique()))
     lines = [
         f"# Results: {study}\n",
@@ -372,17 +341,17 @@ def _write_stats(df: pd.DataFrame, out_dir: Path, max_new_tokens: int | None, cv
     for name in a.tables:  # named after hardware, engine and axis values: checked before anything is written
         path_name(name, "statistics table")
     written = [
-        _to_csv(configs, out_dir / "configs.csv", index=False),
-        _to_csv(a.tests, out_dir / "tests.csv", index=False),
+        _to_csv(configs, out_dir / layout.CONFIGS, index=False),
+        _to_csv(a.tests, out_dir / layout.TESTS, index=False),
     ]
     for name, table in a.tables.items():
-        md = out_dir / "tables" / f"{name}.md"
+        md = layout.stats_table(out_dir, name, ".md")
         write_atomic(md, markdown_table(table, 4))
-        written += [_to_csv(table, out_dir / "tables" / f"{name}.csv"), md]
+        written += [_to_csv(table, layout.stats_table(out_dir, name, ".csv")), md]
     if a.hardware_pairs is not None and len(a.hardware_pairs):
-        written.append(_to_csv(a.hardware_pairs, out_dir / "tables" / "hardware_pairs.csv", index=False))
+        written.append(_to_csv(a.hardware_pairs, layout.stats_table(out_dir, "hardware_pairs", ".csv"), index=False))
     studies = sorted(df["study"].dropna().unique())
-    path = out_dir / "report.md"
+    path = out_dir / layout.STATS_REPORT
     write_atomic(path, render(a, ", ".join(studies) or "unnamed study", configs, cv_threshold))
     written.append(path)
     return written

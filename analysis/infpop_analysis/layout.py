@@ -1,0 +1,28 @@
+"""Where each analysis command writes its files, set once here: the commands that write them and
+``infpop report``, which reads them all, take their paths from this module, so the two cannot
+drift apart.
+
+``make`` puts every folder beside the study's table (``stats/``, ``figures/``, ``hpo/``) and a live
+search keeps its summaries in the study's bookkeeping folder (:func:`infpop.jobs.study_dir`).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+#: The folders beside the table, named by the command that writes each.
+STATS_DIR, FIGURES_DIR, HPO_DIR = "stats", "figures", "hpo"
+#: ``infpop stats``: the per-configuration summaries, the tests, report.md and the tables folder.
+CONFIGS, TESTS, STATS_REPORT, TABLES_DIR = "configs.csv", "tests.csv", "report.md", "tables"
+#: ``infpop hpo replay`` and ``infpop hpo benchmark``.
+HPO_SUMMARY, HPO_BENCHMARK = "hpo_summary.json", "hpo_benchmark.json"
+#: ``infpop report``.
+REPORT = "report.html"
+#: Live-search summaries in the study's bookkeeping folder (``<study>/.infpop``).
+BOOKKEEPING_DIR = ".infpop"
+SEARCH_DIRS = ("search", "hpo")
+
+
+def stats_table(stats: Path, name: str, suffix: str) -> Path:
+    """A statistics table ``name`` as ``infpop stats`` writes it (``suffix``: ".csv" or ".md")."""
+    return stats / TABLES_DIR / f"{name}{suffix}"

@@ -1,0 +1,81 @@
+"""The search: the HPO replay, the optimizer benchmark and live searches, when their files exist."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pandas as pd
+
+from infpop_analysis import layout
+from infpop_analysis.formatting import cell_text, esc, table_html
+from infpop_analysis.report.html import missing
+from infpop_analysis.report.sources import Sources
+
+KEY, HEADING = "hpo", "Search: HPO replay, benchmark and live searches"
+
+
+def live_searches(folders: tuple[Path, ...]) -> list[tuple[str, object]]:
+    """Each live search's state as `infpop hpo search` saved it, by the search's name: the one
+    place the page reads a search state."""
+    paths = [p for d in folders if d.is_dir() for p in sorted(d.glob("*.json"))]
+    return [(path.stem, json.loads(path.read_text())) for path in paths]
+
+
+def json_html(obj: object) -> str:
+    """A JSON summary as tables: a dict of dicts is one row per key, a list of dicts a table."""
+    if isinstance(obj, dict) and obj and all(isinstance(v, dict) for v in obj.values()):
+        flat = {
+            k: {c: (json.dumps(x) if isinstance(x, (dict, list)) else x) for c, x in v.items()} for k, v in obj.items()
+        }
+        return table_html(pd.DataFrame.from_dict(flat, orient="index").rename_axis("key"), 3)
+    if isinstance(obj, list) and obj and all(isinstance(v, dict) for v in obj):
+        return table_html(pd.DataFrame(obj), 3, max_rows=200)
+    if isinstance(obj, dict):
+        rows = "".join(f"<tr><th>{esc(k)}</th><td>{json_value(v)}</td></tr>" for k, v in obj.items())
+        return f"<div class='scroll'><table class='facts'>{rows}</table></div>"
+    return esc(json.dumps(obj))
+
+
+def json_value(v: object) -> str:
+    """A value in a JSON summary; long lists and dicts (per-run detail) folded away."""
+    if not isinstance(v, (dict, list)):
+        return esc(cell_text(v, 3))
+    if len(v) > 12:
+        return f"<details><summary>{len(v)} entries</summary>{json_html(v)}</details>"
+    return json_html(v)
+
+
+def render(df: pd.DataFrame, src: Sources, tokens: int) -> str:
+    parts = []
+    replay = src.hpo / layout.HPO_SUMMARY
+    if replay.exists():
+        data = json.loads(replay.read_text())
+        summary = {
+            k: {c: x for c, x in v.items() if c not in ("medians", "excluded_negative")}
+            for k, v in data.get("summary", {}).items()
+        }
+        parts.append(
+            "<h3>HPO replay</h3><p>Per engine and direction (upgrade: the old GPU's best configuration carried to the new "
+            "one, then searched; downgrade: the reverse), the percentage gained by searching, over models: the median and "
+            "mean of the per-model medians, the mean without models above 300 %, and how many models gained.</p>"
+            + json_html(summary)
+            + "<details><summary>settings and per-model medians</summary>"
+            + json_html(data)
+            + "</details>"
+        )
+    bench = src.hpo / layout.HPO_BENCHMARK
+    if bench.exists():
+        data = json.loads(bench.read_text())
+        summary = data.get("summary", data) if isinstance(data, dict) else data
+        parts.append(
+            "<h3>Optimizer benchmark</h3><p>Trials and GPU time each search method needs to reach a configuration "
+            "within 1 % of the optimum, over every measured landscape and the seeds of the run.</p>"
+            + json_html(summary)
+        )
+    searches = live_searches(src.search)
+    if searches:
+        parts.append("<h3>Live searches</h3>")
+        for name, state in searches:
+            parts.append(f"<h4>{esc(name)}</h4>" + json_html(state))
+    return "".join(parts) or missing("HPO replay, benchmark or live search", "infpop hpo replay TABLE -o DIR")

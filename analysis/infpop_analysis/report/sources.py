@@ -1,0 +1,33 @@
+"""Where the report looks: the table and the folders the other commands wrote."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from infpop_analysis import layout
+
+
+@dataclass(frozen=True)
+class Sources:
+    """Where the report looks; each folder may be absent."""
+
+    table: Path
+    stats: Path
+    figures: Path
+    hpo: Path
+    search: tuple[Path, ...]
+
+    @classmethod
+    def beside(cls, table: Path, **given: Path | None) -> Sources:
+        """The layout `make` writes: stats/, figures/ and hpo/ beside the table, the search
+        summaries in the study's .infpop folder; ``given`` folders override."""
+        base = table.parent
+        search = given.get("search")
+        return cls(
+            table=table,
+            stats=given.get("stats") or base / layout.STATS_DIR,
+            figures=given.get("figures") or base / layout.FIGURES_DIR,
+            hpo=given.get("hpo") or base / layout.HPO_DIR,
+            search=(search,) if search else tuple(base / layout.BOOKKEEPING_DIR / d for d in layout.SEARCH_DIRS),
+        )
