@@ -16,7 +16,8 @@ from infpop.errors import InputError
 from infpop_analysis.hpo import benchmark as bm
 from infpop_analysis.hpo import replay as rp
 from infpop_analysis.hpo.landscape import Config, Landscape, Point, landscapes
-from infpop_analysis.hpo.optimizers import TPE, Grid, HillClimb, Observation, RandomSearch, Structured, make
+from infpop_analysis.hpo.methods import METHODS
+from infpop_analysis.hpo.optimizers import TPE, Grid, HillClimb, Observation, RandomSearch, Structured
 from infpop_analysis.hpo.prior import Prior, leave_model_out
 from infpop_analysis.hpo.stopping import Physics, no_improvement, tied
 
@@ -156,10 +157,10 @@ def test_a_misleading_prior_does_not_make_the_search_depend_on_trial_order() -> 
 def test_only_ours_plus_prior_takes_a_prior(land: Landscape) -> None:
     prior = Prior.learn([land], "hf", "a100")
     with pytest.raises(InputError, match="requires a prior"):
-        make("ours+prior", 0, BATCHES, GPUS)
+        METHODS["ours+prior"].build(0, BATCHES, GPUS)
     with pytest.raises(InputError, match="takes no prior"):
-        make("ours", 0, BATCHES, GPUS, prior=prior)
-    assert make("ours+prior", 0, BATCHES, GPUS, prior=prior).name == "ours+prior"
+        METHODS["ours"].build(0, BATCHES, GPUS, prior=prior)
+    assert METHODS["ours+prior"].build(0, BATCHES, GPUS, prior=prior).name == "ours+prior"
 
 
 def test_tpe_proposals_replay_the_history_deterministically_and_are_new(land: Landscape) -> None:

@@ -45,19 +45,11 @@ from pathlib import Path
 from infpop.physics import DEFAULT_CALIBRATION, Architecture, Calibration, Workload
 
 from infpop_analysis.hpo.landscape import Config, Landscape
+from infpop_analysis.hpo.methods import METHODS
 from infpop_analysis.hpo.oom import EFFICIENCIES, calibrate, calibrate_efficiency, family, outcomes, physics_for
-from infpop_analysis.hpo.optimizers import (
-    DETERMINISTIC,
-    FAILURE_LOSS,
-    METHODS,
-    PRIOR_METHODS,
-    TPE,
-    Grid,
-    Observation,
-    make,
-)
-from infpop_analysis.hpo.prior import LEAVE_MODEL_OUT, Prior, leave_model_out
-from infpop_analysis.hpo.stopping import PARTS, PATIENCE, PATIENCES, TOLERANCE, Physics, no_improvement
+from infpop_analysis.hpo.optimizers import FAILURE_LOSS, TPE, Grid, Observation
+from infpop_analysis.hpo.prior import Prior, twin_prior
+from infpop_analysis.hpo.stopping import PARTS, PATIENCE, PATIENCES, TOLERANCE, Physics
 
 #: TPE's budget of proposals, as in the study.
 TPE_PROPOSALS = 100
@@ -65,8 +57,6 @@ TPE_PROPOSALS = 100
 SLACKS: tuple[float, ...] = (0.0, 0.05, 0.1)
 #: Final hit rate a tuned setting must keep while it minimises trials.
 HIT_TARGET = 0.95
-#: Baselines that stop after ``patience`` trials without improvement (tuned by :func:`tune_patience`).
-PATIENT: tuple[str, ...] = ("tpe", "random", "grid")
 #: Trials after which the anytime shortfall is measured.
 ANYTIME: tuple[int, ...] = (1, 2, 3, 5)
 TPE_STARTUP = (
@@ -92,7 +82,6 @@ NOISE = (
     "the published data holds one repetition per configuration, so no interval is known: configurations within "
     f"{TOLERANCE:.0%} of each other are tied; with repetitions, a live search treats overlapping intervals as tied"
 )
-HISTORY = "ours+history: physics, plus a prior from the same (engine, model) on the other GPU (none: physics only)"
 
 
 @dataclass(frozen=True)
@@ -147,19 +136,20 @@ def sweep_seconds(land: Landscape, weights_bytes: float | None, prune_oom: bool 
 
 
 def _search(
-    method: str,
+    name: str,
     land: Landscape,
     seed: int,
     tolerance: float,
     prior: Prior | None,
     physics: Physics | None,
     slack: float | None,
-    patience: int,
+    patience: int | None,
     without: frozenset[str],
 ) -> tuple[list[Observation], list[int], int, str]:
     """The trials of one search in order, the proposals made up to each, all proposals made, and
     why it stopped."""
     space = land.space
+    stopping = METHODS[name].stopping(patience=patience, tolerance=tolerance)
     history: list[Observation] = []
     calls: list[Config] = []
     at: list[int] = []
@@ -172,10 +162,13 @@ def _search(
         return value
 
     def stalled() -> bool:
-        return no_improvement([o.value for o in history], patience, tolerance)
+        return stopping.reason(history) is not None
 
-    if method == "tpe":
-        tpe = TPE(tuple(sorted({c.batch_size for c in space})), tuple(sorted({c.n_gpus for c in space})), seed=seed)
+    batch_sizes, gpu_counts = sorted({c.batch_size for c in space}), sorted({c.n_gpus for c in space})
+    chosen = METHODS[name].resolve(prior, physics)
+    optimizer = chosen.build(seed, batch_sizes, gpu_counts, prior=prior, physics=physics, slack=slack)
+    if isinstance(optimizer, TPE):
+        # Driven through hyperopt's own loop: replaying the history at each proposal costs the square.
         known: dict[Config, float | None] = {}
 
         def loss(config: Config) -> float:
@@ -187,25 +180,15 @@ def _search(
             value = known[config]
             return FAILURE_LOSS if value is None else -value
 
-        tpe.minimize(loss, TPE_PROPOSALS, stop=stalled)
-        reason = f"{patience} trials without improvement" if stalled() else f"the study's {TPE_PROPOSALS} proposals"
+        optimizer.minimize(loss, TPE_PROPOSALS, stop=stalled)
+        reason = stopping.reason(history) or f"the study's {TPE_PROPOSALS} proposals"
     else:
-        if method in PRIOR_METHODS and prior is None:
-            optimizer = make("ours+physics", seed, [], [], physics=physics, slack=slack)
-        else:
-            optimizer = make(method, seed, [], [], prior=prior, physics=physics, slack=slack)
         if without:
             optimizer = replace(optimizer, without=without)
-        while True:
-            if method in PATIENT and stalled():
-                reason = f"{patience} trials without improvement"
-                break
-            config = optimizer.propose(space, history)
-            if config is None:
-                reason = getattr(optimizer, "stop_reason", lambda *_: None)(space, history) or "space exhausted"
-                break
-            calls.append(config)
-            evaluate(config)
+        while isinstance(step := stopping.next(optimizer, space, history), Config):
+            calls.append(step)
+            evaluate(step)
+        reason = step
     return history, at, len(calls), reason
 
 
@@ -262,7 +245,7 @@ def run_one(
     physics: Physics | None = None,
     slack: float | None = None,
     weights_bytes: float | None = None,
-    patience: int = PATIENCE,
+    patience: int | None = None,
     without: frozenset[str] = frozenset(),
 ) -> Run:
     """One search of ``land`` by ``method``, until its stopping rule ends it; ``without``: the
@@ -279,7 +262,7 @@ def run_one(
         reason,
         tolerance,
         weights_bytes,
-        patience if method in PATIENT else None,
+        METHODS[method].stopping(patience=patience).patience,
     )
 
 
@@ -298,10 +281,10 @@ def patience_runs(
     history, at, proposals, reason = _search(
         method, land, seed, tolerance, None, None, None, max(patiences), frozenset()
     )
-    values = [o.value for o in history]
     out = {}
     for p in patiences:
-        cut = next((i for i in range(1, len(history) + 1) if no_improvement(values[:i], p, tolerance)), None)
+        stopping = METHODS[method].stopping(patience=p, tolerance=tolerance)
+        cut = next((i for i in range(1, len(history) + 1) if stopping.reason(history[:i]) is not None), None)
         if cut is None:
             kept, calls, why = history, proposals, reason
         else:
@@ -328,13 +311,6 @@ class Context:
     def weights(self, land: Landscape) -> float | None:
         arch = self.archs.get(land.model)
         return arch.params * 2 if arch is not None else None
-
-
-def twin_prior(lands: Sequence[Landscape], land: Landscape) -> Prior | None:
-    """The same (engine, model) on another GPU, as a prior for ``land``; None when not measured."""
-    twins = [o for o in lands if (o.engine, o.model) == (land.engine, land.model) and o.hardware != land.hardware]
-    prior = Prior.learn(twins, land.engine, land.hardware, provenance="the same model on the other GPU")
-    return prior if prior.surfaces else None
 
 
 #: How closely the other GPU's best configurations, measured here, must keep its shape for a
@@ -396,7 +372,7 @@ def benchmark(
 ) -> list[Run]:
     """Every method on every landscape with a success, once per seed (deterministic methods search
     once and the run is copied per seed, so every method has the same number of runs). The
-    :data:`PATIENT` baselines run at every patience of :data:`PATIENCES` (:func:`patience_runs`)."""
+    baselines that stop by patience run at every patience of :data:`PATIENCES` (:func:`patience_runs`)."""
     context = context or Context({}, None)
     runs = []
     for land in lands:
@@ -404,23 +380,18 @@ def benchmark(
             continue
         physics = context.physics(land)
         for m in methods:
-            prior = (
-                leave_model_out(lands, land)
-                if m == "ours+prior"
-                else twin_prior(lands, land)
-                if m == "ours+history"
-                else None
-            )
+            record = METHODS[m]
+            prior = record.prior.learn(lands, land) if record.prior is not None else None
             run: Run | None = None
-            if m in PATIENT:
+            if record.patience is not None:
                 for s in seeds:
-                    if run is None or m not in DETERMINISTIC:
+                    if run is None or not record.deterministic:
                         by_patience = patience_runs(m, land, s, weights_bytes=context.weights(land))
                         run = by_patience[PATIENCE]
                     runs += [replace(r, seed=s) for r in by_patience.values()]
                 continue
             for s in seeds:
-                if run is None or m not in DETERMINISTIC:
+                if run is None or not record.deterministic:
                     run = run_one(
                         m,
                         land,
@@ -486,8 +457,7 @@ def summarize(runs: Sequence[Run], lands: Sequence[Landscape] = (), context: Con
         "failed_trial_cost": FAILED_TRIAL_COST,
         "noise": NOISE,
     }
-    named = (("ours+prior", f"physics, plus a prior by {LEAVE_MODEL_OUT}"), ("ours+history", HISTORY))
-    priors = {m: how for m, how in named if m in methods}
+    priors = {m: METHODS[m].prior.description for m in ("ours+prior", "ours+history") if m in methods}
     if priors:
         out["prior"] = priors
     sweeps: dict[str, dict[tuple, float]] = {}
@@ -562,7 +532,7 @@ FOLDS = (("leave_one_family_out", _group_family), ("leave_one_gpu_out", _group_g
 
 
 def tune_patience(runs: Sequence[Run], sweeps: Mapping[str, Mapping[tuple, float]] | None = None) -> dict:
-    """Each :data:`PATIENT` baseline at the patience chosen by ``ours``' rule (:func:`_choose`),
+    """Each baseline that stops by patience at the patience chosen by ``ours``' rule (:func:`_choose`),
     in-sample and cross-validated as the slack is (chosen on the other folds' runs, every seed)."""
     by: dict[str, dict[int, list[Run]]] = {}
     for r in runs:
@@ -626,7 +596,7 @@ def ratios(summary: dict) -> dict[str, float]:
     m = summary["methods"]
     tuned = summary.get("tuned_baselines", {}).get("tpe", {}).get("in_sample")
     out = {}
-    for ours in [k for k in m if k.startswith("ours")]:
+    for ours in [k for k in m if METHODS[k].optimizer == "structured"]:
         if "tpe" in m:
             out[f"{ours}_over_tpe_trials_to_stop"] = (
                 m[ours]["median_trials_to_stop"] / m["tpe"]["median_trials_to_stop"]
@@ -672,7 +642,7 @@ def cross_validate(
     all three. ``in_sample`` chooses them on every landscape. Deterministic methods only (one
     run per landscape).
     """
-    methods = [m for m in methods if m.startswith("ours") or m == "hillclimb+physics"]
+    methods = [m for m in methods if METHODS[m].optimizer == "structured" or METHODS[m].physics]
     lands = [land for land in lands if land.optimum("strict") is not None]
     observed = outcomes(lands, archs, workload)
 
@@ -684,7 +654,9 @@ def cross_validate(
         """One run per landscape (``ours+prior``'s prior learnt from ``pool``); folds that choose
         the same constants share their runs."""
         ctx = Context(archs, workload, cal, slack)
-        pool_key = frozenset(land.key for land in pool) if method == "ours+prior" else None
+        source = METHODS[method].prior
+        fold_only = source is not None and source.training_fold_only
+        pool_key = frozenset(land.key for land in pool) if fold_only else None
         out = []
         for land in subset:
             key = (land.key, method, slack, cal, pool_key)
@@ -693,11 +665,7 @@ def cross_validate(
                     method,
                     land,
                     0,
-                    prior=twin_prior(lands, land)
-                    if method == "ours+history"
-                    else leave_model_out(pool, land)
-                    if method == "ours+prior"
-                    else None,
+                    prior=source.learn(pool if fold_only else lands, land) if source is not None else None,
                     physics=ctx.physics(land),
                     slack=slack,
                     weights_bytes=ctx.weights(land),
@@ -759,7 +727,7 @@ def format_table(summary: dict) -> str:
         f" {'p90':>5} {'1':>5} {'2':>5} {'3':>5} {'5':>5} {'evals':>6} {'rate':>6}",
     ]
     for m, s in summary["methods"].items():
-        label = f"{m} (patience {summary['patience']})" if "note" in s or m in PATIENT else m
+        label = f"{m} (patience {summary['patience']})" if METHODS[m].patience is not None else m
         lines.append(_row(label, s))
     tuned = summary.get("tuned_baselines")
     if tuned:

@@ -74,13 +74,13 @@ def _physics_inputs(catalog: Path | None, prompts: Path | None, max_new_tokens: 
 
 def cmd_benchmark(args: argparse.Namespace) -> int:
     from infpop_analysis.hpo import benchmark as bm
+    from infpop_analysis.hpo.methods import METHODS
     from infpop_analysis.hpo.oom import evaluate, outcomes
 
     start = time.monotonic()
     lands = _landscapes(args.table, args.max_new_tokens)
     archs, workload = _physics_inputs(args.catalog, args.prompts, args.max_new_tokens)
-    physics = ("ours+physics", "ours+history", "hillclimb+physics")
-    methods = [m for m in args.methods if workload is not None or m not in physics]
+    methods = [m for m in args.methods if workload is not None or not METHODS[m].needs_physics]
     context = bm.Context(archs, workload)
     runs = bm.benchmark(lands, methods, range(args.seeds), context=context)
     summary = bm.summarize(runs, lands, context)
@@ -127,7 +127,7 @@ def cmd_search(args: argparse.Namespace) -> int:
 
 def register(sub: argparse._SubParsersAction) -> None:
     from infpop_analysis.hpo.landscape import FAILURE_POLICIES
-    from infpop_analysis.hpo.optimizers import METHODS
+    from infpop_analysis.hpo.methods import METHODS
     from infpop_analysis.hpo.replay import EVALUATIONS, REPETITIONS, SPACES
 
     hpo = sub.add_parser("hpo", help="hyperparameter optimisation: replay the study, benchmark optimizers, live search")
