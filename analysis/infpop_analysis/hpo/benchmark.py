@@ -41,6 +41,7 @@ from __future__ import annotations
 import math
 import statistics
 from collections.abc import Sequence
+from dataclasses import fields
 
 from infpop_analysis.hpo.cost import FAILED_TRIAL_COST, LOAD_MODEL, sweep_seconds, sweep_upper_bound
 from infpop_analysis.hpo.crossval import tune_patience
@@ -189,7 +190,7 @@ def ablations(lands: Sequence[Landscape], context: Context, method: str = "ours+
             if land.optimum("strict") is not None
         ]
         s = method_summary(runs)
-        parts[part] = Outline(s.median_trials_to_stop, s.p95_trials_to_stop, s.final_hit_rate, s.median_gpu_hours)
+        parts[part] = Outline(**{f.name: getattr(s, f.name) for f in fields(Outline)})
     return Ablations(method, parts)
 
 

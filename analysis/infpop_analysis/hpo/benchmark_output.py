@@ -25,7 +25,7 @@ def _row(name: str, s: MethodSummary) -> str:
     )
 
 
-def _line(s: MethodSummary | Outline) -> str:
+def _line(s: Outline) -> str:
     return (
         f"trials to stop {s.median_trials_to_stop:g} (p95 {s.p95_trials_to_stop:g})"
         f"  final hit {s.final_hit_rate:.3f}  GPU-h {s.median_gpu_hours:.2f}"

@@ -52,7 +52,8 @@ class Optimizer(Protocol):
         """The next configuration to evaluate, or None when nothing is left to try."""
 
     def stop_reason(self, space: Sequence[Config], history: Sequence[Observation]) -> str | None:
-        """Why it proposes nothing more now, or None while it goes on."""
+        """Why it proposes nothing more now, or None while it goes on (never None once
+        :meth:`propose` returned None: every search names why it stopped)."""
 
 
 #: Why a grid, random or TPE search stops (a grid also skips batches above a failure at one GPU count).

@@ -74,7 +74,6 @@ def _search(
     history: list[Observation] = []
     calls: list[Config] = []
     at: list[int] = []
-    reason = ""
 
     def evaluate(config: Config) -> float | None:
         value = land.score(config, "strict")

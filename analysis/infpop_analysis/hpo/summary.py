@@ -34,14 +34,26 @@ class Share:
 
 
 @dataclass(frozen=True)
-class MethodSummary:
+class Brief:
+    """Trials to stop and final hit rate: a patience's or a landscape's line."""
+
+    median_trials_to_stop: float
+    final_hit_rate: float
+
+
+@dataclass(frozen=True)
+class Outline(Brief):
+    """Trials to stop (median and p95), final hit rate and billed GPU-hours: an ablation's line."""
+
+    p95_trials_to_stop: float
+    median_gpu_hours: float
+
+
+@dataclass(frozen=True)
+class MethodSummary(Outline):
     """Trials to stop, final hit rate, billed GPU-hours (with the share that is an upper bound),
     the anytime shortfall and the first-hit figures of a set of runs."""
 
-    median_trials_to_stop: float
-    p95_trials_to_stop: float
-    final_hit_rate: float
-    median_gpu_hours: float
     median_evaluations: float
     median_proposals: float
     median_gpu_seconds: float
@@ -65,14 +77,6 @@ class ChosenSummary(MethodSummary):
     hf_efficiency: float | None = None
     vllm_efficiency: float | None = None
     chosen_per_fold: dict[str, Any] | None = None
-
-
-@dataclass(frozen=True)
-class Brief:
-    """Trials to stop and final hit rate: a patience's or a landscape's line."""
-
-    median_trials_to_stop: float
-    final_hit_rate: float
 
 
 @dataclass(frozen=True)
@@ -111,16 +115,6 @@ class CrossValidation:
 
 
 @dataclass(frozen=True)
-class Outline:
-    """Trials to stop, final hit rate and billed GPU-hours: an ablation's line."""
-
-    median_trials_to_stop: float
-    p95_trials_to_stop: float
-    final_hit_rate: float
-    median_gpu_hours: float
-
-
-@dataclass(frozen=True)
 class Ablations:
     """``method`` with each part of its start and stopping rule removed in turn, in-sample."""
 
@@ -137,11 +131,9 @@ class SweepSummary:
 
 
 @dataclass(frozen=True)
-class LandscapeSummary:
+class LandscapeSummary(Brief):
     """One method on one landscape: medians over seeds, and its most common pick and stop."""
 
-    median_trials_to_stop: float
-    final_hit_rate: float
     median_gpu_hours: float
     pick: str
     stop_reason: str
