@@ -14,11 +14,14 @@ from conftest import PUBLISHED
 from infpop.cli import main
 from infpop.errors import InputError
 from infpop_analysis.hpo import benchmark as bm
+from infpop_analysis.hpo import cost, crossval, runs
 from infpop_analysis.hpo import replay as rp
 from infpop_analysis.hpo.landscape import Config, Landscape, Point, landscapes
-from infpop_analysis.hpo.optimizers import TPE, Grid, HillClimb, Observation, RandomSearch, Structured, make
+from infpop_analysis.hpo.methods import METHODS
+from infpop_analysis.hpo.optimizers import TPE, Grid, HillClimb, Observation, RandomSearch, Structured
 from infpop_analysis.hpo.prior import Prior, leave_model_out
 from infpop_analysis.hpo.stopping import Physics, no_improvement, tied
+from infpop_analysis.hpo.summary import Agreement, Brief
 
 ALLDATA = PUBLISHED / "allData.csv"
 PROMPTS = PUBLISHED.parent / "humaneval-infilling" / "HumanEval-SingleLineInfilling.jsonl.gz"
@@ -89,7 +92,7 @@ def test_baselines_are_complete_and_the_structured_search_stops_with_a_pick_on_a
         if land.score(f) is None and f.n_gpus == c.n_gpus and f.batch_size < c.batch_size
     }
     assert sorted(pruned) == [c for c in land.space if c not in above_oom]
-    run = bm.run_one("ours", land, 0)
+    run = runs.run_one("ours", land, 0)
     assert run.stop_reason and run.pick and run.trials_to_stop < len(land.space)
 
 
@@ -156,10 +159,10 @@ def test_a_misleading_prior_does_not_make_the_search_depend_on_trial_order() -> 
 def test_only_ours_plus_prior_takes_a_prior(land: Landscape) -> None:
     prior = Prior.learn([land], "hf", "a100")
     with pytest.raises(InputError, match="requires a prior"):
-        make("ours+prior", 0, BATCHES, GPUS)
+        METHODS["ours+prior"].build(0, BATCHES, GPUS)
     with pytest.raises(InputError, match="takes no prior"):
-        make("ours", 0, BATCHES, GPUS, prior=prior)
-    assert make("ours+prior", 0, BATCHES, GPUS, prior=prior).name == "ours+prior"
+        METHODS["ours"].build(0, BATCHES, GPUS, prior=prior)
+    assert METHODS["ours+prior"].build(0, BATCHES, GPUS, prior=prior).name == "ours+prior"
 
 
 def test_tpe_proposals_replay_the_history_deterministically_and_are_new(land: Landscape) -> None:
@@ -278,7 +281,7 @@ def test_replay_reproduces_the_papers_hf_numbers(published: list[Landscape]) -> 
 
 
 def test_structured_search_stops_by_itself_on_a_peaked_landscape_with_the_optimum(land: Landscape) -> None:
-    run = bm.run_one("ours", land, 0)
+    run = runs.run_one("ours", land, 0)
     assert run.final_hit and run.pick == "g2_b32"
     assert run.trials_to_stop < len(land.space) and "incumbent" in run.stop_reason
     # The baselines' rule: k trials in a row without improvement.
@@ -292,11 +295,13 @@ def test_overlapping_intervals_are_a_tie() -> None:
 
 def test_billed_gpu_hours_count_one_load_per_stretch_at_one_gpu_count(land: Landscape) -> None:
     order = [Config(1, 16), Config(1, 32), Config(2, 32), Config(1, 64)]
-    seconds, loads = bm.billed_seconds(land, order, weights_bytes=14e9)
+    seconds, loads = cost.billed_seconds(land, order, weights_bytes=14e9)
     assert loads == 3
     trials = sum(land.gpu_seconds(c) for c in order)
-    assert seconds == pytest.approx(trials + (1 + 2 + 1) * (bm.LOAD_START_S["hf"] + 14e9 / 1e9 / bm.LOAD_BANDWIDTH_GBS))
-    assert bm.sweep_seconds(land, 14e9) > seconds
+    assert seconds == pytest.approx(
+        trials + (1 + 2 + 1) * (cost.LOAD_START_S["hf"] + 14e9 / 1e9 / cost.LOAD_BANDWIDTH_GBS)
+    )
+    assert cost.sweep_seconds(land, 14e9) > seconds
 
 
 def _catalog() -> tuple[dict, object]:
@@ -454,15 +459,15 @@ def test_the_searches_stop_with_good_picks_on_published_landscapes(published: li
         pytest.skip(f"prompts not found at {PROMPTS}")
     archs, work = _catalog()
     subset = published[::2]
-    context = bm.Context(archs, work)
+    context = runs.Context(archs, work)
     methods = ["tpe", "ours", "ours+physics", "ours+history"]
-    summary = bm.summarize(bm.benchmark(subset, methods, seeds=range(100, 102), context=context), subset, context)
-    m = summary["methods"]
+    summary = bm.summarize(runs.run_all(subset, methods, seeds=range(100, 102), context=context), subset, context)
+    m = summary.methods
     for ours in ("ours", "ours+physics", "ours+history"):
-        assert m[ours]["final_hit_rate"] >= 0.9
-        assert m[ours]["median_gpu_hours"] <= summary["sweep"]["median_gpu_hours"] / 2
-    assert m["ours+physics"]["median_trials_to_stop"] <= m["ours"]["median_trials_to_stop"]
-    assert m["ours+history"]["median_trials_to_stop"] <= m["ours+physics"]["median_trials_to_stop"]
+        assert m[ours].final_hit_rate >= 0.9
+        assert m[ours].median_gpu_hours <= summary.sweep.median_gpu_hours / 2
+    assert m["ours+physics"].median_trials_to_stop <= m["ours"].median_trials_to_stop
+    assert m["ours+history"].median_trials_to_stop <= m["ours+physics"].median_trials_to_stop
 
 
 def test_the_other_gpus_top_configurations_bound_what_history_can_hit() -> None:
@@ -472,11 +477,11 @@ def test_the_other_gpus_top_configurations_bound_what_history_can_hit() -> None:
     a100 = synthetic({1: (16, 50.0), 2: (32, 70.0), 4: (32, 66.0), 8: (64, 40.0)}, {})
     v100 = synthetic({1: (16, 50.0), 2: (32, 70.0), 4: (32, 75.0), 8: (64, 40.0)}, {}, hardware="v100")
     alone = synthetic({1: (16, 50.0), 2: (32, 70.0), 4: (32, 60.0), 8: (64, 40.0)}, {}, model="other")
-    shares = bm.twin_top_k([a100, v100, alone], bm.Context({}, None), ks=(1, 2), agreements=(0.01, 0.1))
-    assert {k: shares[k] for k in ("landscapes", "top_1", "top_2")} == {"landscapes": 2, "top_1": 0.0, "top_2": 1.0}
+    shares = bm.twin_top_k([a100, v100, alone], runs.Context({}, None), ks=(1, 2), agreements=(0.01, 0.1))
+    assert (shares.landscapes, shares.top) == (2, {"1": 0.0, "2": 1.0})
     # Measured here, the other GPU's top 2 (70 and 66, or 75 and 70) come out 70 and 75, or 66
     # and 70: off its shape by 7 %, a stop within 10 % only, where they hold the optimum.
-    assert shares["stop_when_top_2_agree"] == {"0.01": {"stops": 0, "misses": 0}, "0.1": {"stops": 2, "misses": 0}}
+    assert shares.stop_when_top_k_agree == {"0.01": Agreement(stops=0, misses=0), "0.1": Agreement(stops=2, misses=0)}
 
 
 def test_agreement_with_the_other_gpus_shape_can_hide_the_optimum() -> None:
@@ -486,9 +491,9 @@ def test_agreement_with_the_other_gpus_shape_can_hide_the_optimum() -> None:
     does the other way round (the V100's top 2, both on one GPU, run at 50 and 46 on A100)."""
     a100 = synthetic({1: (16, 50.0), 2: (32, 70.0), 4: (32, 69.0), 8: (64, 40.0)}, {})
     v100 = synthetic({1: (16, 90.0), 2: (32, 70.0), 4: (32, 69.0), 8: (64, 40.0)}, {}, hardware="v100")
-    shares = bm.twin_top_k([a100, v100], bm.Context({}, None), ks=(2,), agreements=(0.01,))
-    assert shares["top_2"] == 0.0
-    assert shares["stop_when_top_2_agree"] == {"0.01": {"stops": 2, "misses": 2}}
+    shares = bm.twin_top_k([a100, v100], runs.Context({}, None), ks=(2,), agreements=(0.01,))
+    assert shares.top["2"] == 0.0
+    assert shares.stop_when_top_k_agree == {"0.01": Agreement(stops=2, misses=2)}
 
 
 def test_the_hill_climb_reaches_the_peak_of_a_unimodal_landscape_and_stops(land: Landscape) -> None:
@@ -499,14 +504,14 @@ def test_the_hill_climb_reaches_the_peak_of_a_unimodal_landscape_and_stops(land:
     assert max(order, key=land.score) == Config(2, 32) and len(order) < len(land.space) // 2
     estimate = {c: land.score(c) or 0.0 for c in land.space if c.n_gpus == 4}
     assert drive(HillClimb(physics=Physics(estimate=estimate)), land)[0] == Config(4, 32)
-    run = bm.run_one("hillclimb", land, 0)
+    run = runs.run_one("hillclimb", land, 0)
     optimum = land.optimum("strict")
-    firsts = [max(v for c in order[:k] if (v := land.score(c)) is not None) for k in bm.ANYTIME]
+    firsts = [max(v for c in order[:k] if (v := land.score(c)) is not None) for k in runs.ANYTIME]
     assert run.anytime_shortfall == pytest.approx(tuple(1 - v / optimum for v in firsts))
 
 
-def _run(hardware: str, patience: int, trials: int, hit: bool) -> bm.Run:
-    return bm.Run(
+def _run(hardware: str, patience: int, trials: int, hit: bool) -> runs.Run:
+    return runs.Run(
         "tpe",
         "hf",
         "m",
@@ -524,7 +529,7 @@ def _run(hardware: str, patience: int, trials: int, hit: bool) -> bm.Run:
         1.0,
         1,
         [],
-        (0.0,) * len(bm.ANYTIME),
+        (0.0,) * len(runs.ANYTIME),
         0.0,
         patience,
     )
@@ -534,27 +539,27 @@ def test_a_baselines_patience_is_the_fewest_median_trials_keeping_the_hit_rate_a
     """Patience 5 hits on the A100 landscapes only, 10 on both with more trials, 20 on both with
     even more: in-sample the rule picks 10 (5 misses the target, 20 costs more). Holding out the
     V100, the A100 alone picks 5, which then misses on the V100: the choice is made in the fold."""
-    runs = [
+    found = [
         _run(hw, p, trials, hit)
         for hw in ("a100", "v100")
         for _ in range(4)
         for p, trials, hit in ((5, 6, hw == "a100"), (10, 11, True), (20, 21, True))
     ]
-    tuned = bm.tune_patience(runs)["tpe"]
-    assert tuned["in_sample"]["patience"] == 10 and tuned["in_sample"]["final_hit_rate"] == 1.0
-    cv = tuned["leave_one_gpu_out"]
-    assert cv["chosen_per_fold"] == {"a100": 10, "v100": 5} and cv["final_hit_rate"] == 0.5
-    assert tuned["per_patience"]["5"] == {"median_trials_to_stop": 6, "final_hit_rate": 0.5}
+    tuned = crossval.tune_patience(found).methods["tpe"]
+    assert tuned.in_sample.patience == 10 and tuned.in_sample.final_hit_rate == 1.0
+    cv = tuned.leave_one_gpu_out
+    assert cv.chosen_per_fold == {"a100": 10, "v100": 5} and cv.final_hit_rate == 0.5
+    assert tuned.per_patience["5"] == Brief(median_trials_to_stop=6, final_hit_rate=0.5)
 
 
 def test_a_baselines_runs_at_each_patience_are_prefixes_of_one_search(land: Landscape) -> None:
     """Tuning replays one search per seed at the largest patience and cuts it: each cut must equal
     a search run at that patience."""
     for method in ("random", "grid"):
-        by = bm.patience_runs(method, land, 3, patiences=(2, 5))
+        by = runs.patience_runs(method, land, 3, patiences=(2, 5))
         for p, run in by.items():
-            assert run == bm.run_one(method, land, 3, patience=p)
+            assert run == runs.run_one(method, land, 3, patience=p)
 
 
 def test_the_pruned_sweep_skips_batches_above_a_failure_and_costs_less(land: Landscape) -> None:
-    assert bm.sweep_seconds(land, None, prune_oom=True) < bm.sweep_seconds(land, None)
+    assert cost.sweep_seconds(land, None, prune_oom=True) < cost.sweep_seconds(land, None)

@@ -73,27 +73,29 @@ def _physics_inputs(catalog: Path | None, prompts: Path | None, max_new_tokens: 
 
 
 def cmd_benchmark(args: argparse.Namespace) -> int:
-    from infpop_analysis.hpo import benchmark as bm
+    from infpop_analysis.hpo.benchmark import ablations, summarize, twin_top_k
+    from infpop_analysis.hpo.benchmark_output import format_table, write
+    from infpop_analysis.hpo.crossval import cross_validate
+    from infpop_analysis.hpo.methods import METHODS
     from infpop_analysis.hpo.oom import evaluate, outcomes
+    from infpop_analysis.hpo.runs import Context, run_all
 
     start = time.monotonic()
     lands = _landscapes(args.table, args.max_new_tokens)
     archs, workload = _physics_inputs(args.catalog, args.prompts, args.max_new_tokens)
-    physics = ("ours+physics", "ours+history", "hillclimb+physics")
-    methods = [m for m in args.methods if workload is not None or m not in physics]
-    context = bm.Context(archs, workload)
-    runs = bm.benchmark(lands, methods, range(args.seeds), context=context)
-    summary = bm.summarize(runs, lands, context)
-    summary["ratios"] = bm.ratios(summary)
+    methods = [m for m in args.methods if workload is not None or not METHODS[m].needs_physics]
+    context = Context(archs, workload)
+    runs = run_all(lands, methods, range(args.seeds), context=context)
+    summary = summarize(runs, lands, context)
     if workload is not None:
-        summary["oom_predictor"] = evaluate(outcomes(lands, archs, workload))
-        summary["twin_top_k"] = bm.twin_top_k(lands, context)
+        summary.oom_predictor = evaluate(outcomes(lands, archs, workload))
+        summary.twin_top_k = twin_top_k(lands, context)
         if "ours+physics" in methods:
-            summary["ablations"] = bm.ablations(lands, context)
+            summary.ablations = ablations(lands, context)
         if args.cross_validate:
-            summary["cross_validation"] = bm.cross_validate(lands, archs, workload, methods)
-    path = bm.write(summary, runs, args.out)
-    print(bm.format_table(summary))
+            summary.cross_validation = cross_validate(lands, archs, workload, methods)
+    path = write(summary, runs, args.out)
+    print(format_table(summary))
     print(f"{len(runs)} searches in {time.monotonic() - start:.0f} s -> {path}")
     return 0
 
@@ -127,7 +129,7 @@ def cmd_search(args: argparse.Namespace) -> int:
 
 def register(sub: argparse._SubParsersAction) -> None:
     from infpop_analysis.hpo.landscape import FAILURE_POLICIES
-    from infpop_analysis.hpo.optimizers import METHODS
+    from infpop_analysis.hpo.methods import METHODS
     from infpop_analysis.hpo.replay import EVALUATIONS, REPETITIONS, SPACES
 
     hpo = sub.add_parser("hpo", help="hyperparameter optimisation: replay the study, benchmark optimizers, live search")

@@ -31,11 +31,9 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import NamedTuple, Protocol
 
-from infpop.errors import InputError
-
 from infpop_analysis.hpo.landscape import Config
 from infpop_analysis.hpo.prior import Prior
-from infpop_analysis.hpo.stopping import PHYSICS_SLACK, SLACK, TOLERANCE, Physics, plausible
+from infpop_analysis.hpo.stopping import SLACK, TOLERANCE, Physics, plausible
 
 #: Hyperopt's loss for a failure: the study's script scored a failure 99999999 ("worst").
 FAILURE_LOSS = 99999999.0
@@ -52,6 +50,14 @@ class Optimizer(Protocol):
 
     def propose(self, space: Sequence[Config], history: Sequence[Observation]) -> Config | None:
         """The next configuration to evaluate, or None when nothing is left to try."""
+
+    def stop_reason(self, space: Sequence[Config], history: Sequence[Observation]) -> str | None:
+        """Why it proposes nothing more now, or None while it goes on (never None once
+        :meth:`propose` returned None: every search names why it stopped)."""
+
+
+#: Why a grid, random or TPE search stops (a grid also skips batches above a failure at one GPU count).
+_EXHAUSTED = "every configuration was tried"
 
 
 def _untried(space: Sequence[Config], history: Sequence[Observation]) -> list[Config]:
@@ -73,6 +79,9 @@ class Grid:
         todo = [c for c in _untried(space, history) if not (self.prune_oom and _above_failure(c, history))]
         return todo[0] if todo else None
 
+    def stop_reason(self, space: Sequence[Config], history: Sequence[Observation]) -> str | None:
+        return None if self.propose(space, history) is not None else _EXHAUSTED
+
 
 @dataclass(frozen=True)
 class RandomSearch:
@@ -84,6 +93,9 @@ class RandomSearch:
         _random.Random(self.seed).shuffle(order)
         seen = {o.config for o in history}
         return next((c for c in order if c not in seen), None)
+
+    def stop_reason(self, space: Sequence[Config], history: Sequence[Observation]) -> str | None:
+        return None if _untried(space, history) else _EXHAUSTED
 
 
 class _Proposed(Exception):
@@ -175,6 +187,12 @@ class TPE:
         except _Proposed as proposal:
             return proposal.config
         return None
+
+    def stop_reason(self, space: Sequence[Config], history: Sequence[Observation]) -> str | None:
+        """Why :meth:`propose` returned None: the space exhausted, or hyperopt repeating itself."""
+        return (
+            f"{self.max_repeats} proposals without an untried configuration" if _untried(space, history) else _EXHAUSTED
+        )
 
 
 @dataclass(frozen=True)
@@ -379,61 +397,3 @@ class HillClimb:
         if self.propose(space, history) is not None:
             return None
         return f"no untried neighbour of the incumbent (a move needs a gain of {self.GAIN:.0%})"
-
-
-METHODS: tuple[str, ...] = (
-    "tpe",
-    "random",
-    "grid",
-    "hillclimb",
-    "hillclimb+physics",
-    "ours",
-    "ours+physics",
-    "ours+history",
-    "ours+prior",
-)
-#: Methods whose proposals do not depend on the seed.
-DETERMINISTIC: frozenset[str] = frozenset(
-    {"grid", "hillclimb", "hillclimb+physics", "ours", "ours+physics", "ours+history", "ours+prior"}
-)
-#: Methods that search with a prior (``ours+history``: the same model on the other GPU;
-#: ``ours+prior``: other models' landscapes).
-PRIOR_METHODS: frozenset[str] = frozenset({"ours+history", "ours+prior"})
-#: Methods that use the memory and roofline model.
-PHYSICS_METHODS: frozenset[str] = frozenset({"hillclimb+physics", "ours+physics", "ours+history", "ours+prior"})
-
-
-def make(
-    method: str,
-    seed: int,
-    batch_sizes: Sequence[int],
-    gpu_counts: Sequence[int],
-    prior: Prior | None = None,
-    physics: Physics | None = None,
-    slack: float | None = None,
-) -> Optimizer:
-    """The optimizer named ``method``; ``batch_sizes``/``gpu_counts`` are TPE's lists.
-
-    ``prior`` is required by the prior methods and refused by every other method, so a report
-    never names a method that did not use the prior it was given (or used one it was not);
-    ``physics`` is used by the physics methods only (they search without it where the model or
-    GPU is not in the catalog). ``slack`` defaults to the one chosen for the setting actually
-    searched (:data:`~infpop_analysis.hpo.stopping.PHYSICS_SLACK` for physics alone).
-    """
-    if (method in PRIOR_METHODS) != (prior is not None):
-        need = "requires a prior" if prior is None else "takes no prior"
-        raise InputError(f"optimizer: method {method!r} {need}")
-    physics = physics if method in PHYSICS_METHODS else None
-    if slack is None:
-        slack = PHYSICS_SLACK if physics is not None and prior is None else SLACK
-    if method in PRIOR_METHODS or method in ("ours", "ours+physics"):
-        return Structured(prior=prior, name=method, physics=physics, slack=slack)
-    if method == "tpe":
-        return TPE(tuple(batch_sizes), tuple(gpu_counts), seed=seed)
-    if method == "random":
-        return RandomSearch(seed)
-    if method == "grid":
-        return Grid()
-    if method in ("hillclimb", "hillclimb+physics"):
-        return HillClimb(physics=physics, name=method)
-    raise InputError(f"optimizer: unknown method {method!r}; known: {', '.join(METHODS)}")

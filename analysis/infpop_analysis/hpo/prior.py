@@ -167,3 +167,10 @@ def leave_model_out(lands: Sequence[Landscape], land: Landscape) -> Prior:
         land.hardware,
         provenance=LEAVE_MODEL_OUT,
     )
+
+
+def twin_prior(lands: Sequence[Landscape], land: Landscape) -> Prior | None:
+    """The same (engine, model) on another GPU, as a prior for ``land``; None when not measured."""
+    twins = [o for o in lands if (o.engine, o.model) == (land.engine, land.model) and o.hardware != land.hardware]
+    prior = Prior.learn(twins, land.engine, land.hardware, provenance="the same model on the other GPU")
+    return prior if prior.surfaces else None

@@ -46,9 +46,10 @@ from infpop.profile import PartitionProfile
 from infpop.results import ResultStore, TrialResult
 
 from infpop_analysis.hpo.landscape import Config, Landscape
-from infpop_analysis.hpo.optimizers import PRIOR_METHODS, Observation, Optimizer, Structured, make
+from infpop_analysis.hpo.methods import METHODS, Stopping
+from infpop_analysis.hpo.optimizers import Observation, Optimizer
 from infpop_analysis.hpo.prior import Prior
-from infpop_analysis.hpo.stopping import PATIENCE, TOLERANCE, Physics, no_improvement, tied
+from infpop_analysis.hpo.stopping import TOLERANCE, Physics, tied
 from infpop_analysis.stats_conventions import CI_LEVEL, MIN_REPETITIONS
 from infpop_analysis.summaries import mean_ci
 
@@ -133,16 +134,12 @@ class Session:
     target: Target
     n_gpus: int
     optimizer: Optimizer
-    budget: int | None
+    stopping: Stopping
 
     def next_config(self, store: ResultStore) -> Config | None:
         history = [o for o, _ in observe(store, self.target)]
-        if self.budget is not None and len(history) >= self.budget:
-            return None
-        if not isinstance(self.optimizer, Structured) and no_improvement([o.value for o in history]):
-            return None
-        config = self.optimizer.propose(sorted(self.target.trials), history)
-        return config if config is not None and config.n_gpus == self.n_gpus else None
+        step = self.stopping.next(self.optimizer, sorted(self.target.trials), history)
+        return step if isinstance(step, Config) and step.n_gpus == self.n_gpus else None
 
     def __call__(self) -> list[str]:
         from infpop.trial import default_engine, run_group
@@ -198,7 +195,7 @@ def _wait(job, part: PartitionProfile) -> str | None:
 
 
 def submit_session(
-    target: Target, config: Config, optimizer: Optimizer, budget: int | None, partition: str, part: PartitionProfile
+    target: Target, config: Config, optimizer: Optimizer, stopping: Stopping, partition: str, part: PartitionProfile
 ):
     """Submit the job that runs the trials the optimizer wants at ``config.n_gpus``, from ``config`` on."""
     group = target.groups[config.n_gpus]
@@ -209,7 +206,7 @@ def submit_session(
         write_atomic(path, one.model_dump_json(indent=1))
         job = GroupJob(str(path), launcher=one.launcher, cpu_threads=part.cpus_per_gpu)
         return _submit(job, one, partition, part)
-    return _submit(Session(target, config.n_gpus, optimizer, budget), group, partition, part)
+    return _submit(Session(target, config.n_gpus, optimizer, stopping), group, partition, part)
 
 
 def job_entry(job, partition: str, part: PartitionProfile, n_gpus: int) -> dict:
@@ -319,7 +316,8 @@ def search(
     """
     if budget is not None and budget < 1:
         raise InputError(f"search: budget: must be at least 1, got {budget}")
-    if (method in PRIOR_METHODS) != bool(prior_lands):
+    record = METHODS[method]
+    if (record.prior is not None) != bool(prior_lands):
         raise InputError(f"search: method {method!r}: a prior table is {'required' if not prior_lands else 'not used'}")
     groups = plan(loaded, partition, part, output_root=output_root, prune_oom=False, group_shared=group_shared)
     if group_shared and groups:
@@ -328,24 +326,19 @@ def search(
     picks: dict[str, dict | None] = {}
     for target in targets(groups, m.max_new_tokens[0]):
         first = target.first
-        prior = (
-            Prior.learn(prior_lands, first.engine, first.hardware, provenance=prior_source)
-            if method in PRIOR_METHODS
-            else None
-        )
+        prior = Prior.learn(prior_lands, first.engine, first.hardware, provenance=prior_source) if prior_lands else None
         physics = physics_of(target)
-        if method in ("ours+physics", "ours+history") and physics is None:
+        if record.needs_physics and physics is None:
             log(
                 f"{target.name}: no architecture for the model or GPU {first.hardware!r} not in the catalog: no physics"
             )
         if prior is not None and not prior.surfaces:
             log(f"{target.name}: the prior holds no {first.engine} landscape; searching without it")
-            method_used, prior = ("ours+physics" if method == "ours+history" else "ours"), None
-        else:
-            method_used = method
-        if method_used == "ours+physics" and physics is None:
-            method_used = "ours"  # the state and `infpop status` name what ran
-        optimizer = make(method_used, seed, m.batch_sizes, m.gpu_counts, prior=prior, physics=physics)
+            prior = None
+        used = record.resolve(prior, physics)  # the state and `infpop status` name what ran
+        method_used = used.name
+        optimizer = used.build(seed, m.batch_sizes, m.gpu_counts, prior=prior, physics=physics)
+        stopping = used.stopping(budget)
         store = ResultStore(groups[0].output_root)
         space = sorted(target.trials)
         summary = study_dir(groups[0].output_root, first.study) / "search" / f"{target.name}.json"
@@ -354,20 +347,13 @@ def search(
         while True:
             history = observe(store, target)
             observations = [o for o, _ in history]
-            reason = None
-            if budget is not None and len(history) >= budget:
-                reason = f"budget of {budget} trials reached"
-            elif isinstance(optimizer, Structured):
-                reason = optimizer.stop_reason(space, observations)
-            elif no_improvement([o.value for o in observations]):
-                reason = f"{PATIENCE} trials without improvement"
-            config = None if reason else optimizer.propose(space, observations)
-            if config is None:
-                state["stop_reason"] = reason or "every configuration was tried"
+            config = stopping.next(optimizer, space, observations)
+            if not isinstance(config, Config):
+                state["stop_reason"] = config
                 state["pick"] = pick(history, store, target, m.max_repetitions)
                 write_summary(summary, target, method_used, state, history)
                 break
-            job = submit_session(target, config, optimizer, budget, partition, part)
+            job = submit_session(target, config, optimizer, stopping, partition, part)
             state["stop_reason"] = None
             state["job"] = job_entry(job, partition, part, config.n_gpus)
             write_summary(summary, target, method_used, state, history)
