@@ -65,3 +65,9 @@ SCENARIOS = Registry(
     "scenario",
     {"offline": "infpop.scenarios.offline:run_offline", "online": "infpop.scenarios.online:run_online"},
 )
+
+#: Where a partition's jobs run, by the profile's ``executor:`` (:mod:`infpop.executors`).
+EXECUTORS = Registry(
+    "executor",
+    {"local": "infpop.executors.local:LocalExecutor", "slurm": "infpop.executors.slurm:SlurmExecutor"},
+)
