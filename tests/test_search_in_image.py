@@ -18,7 +18,7 @@ from infpop.cli import main
 from infpop.container import CONTAINERS_DIR, read_lock
 from infpop.jobs import read_group
 from infpop.results import TrialResult, iter_results
-from infpop.search_state import read_searches
+from infpop.search_state import read_searches, search_folder
 from test_charliecloud import PROFILE, _user_env, cpu_image, image_tiny_model  # noqa: F401 (fixtures)
 
 pytestmark = [pytest.mark.slow]
@@ -62,7 +62,7 @@ def test_live_search_runs_its_trials_in_the_image_with_the_profiles_binds_and_mo
     assert main([*argv, "--profile", str(tmp_path / "profile.yaml"), "--budget", "2"]) == 0
 
     bookkeeping = shared / "runs" / "ch-search" / ".infpop"
-    (state,) = read_searches(bookkeeping)
+    (state,) = read_searches(search_folder(bookkeeping))
     assert state.stop_reason == "budget of 2 trials reached" and state.job is None
     assert [t.status for t in state.trials] == ["ok", "ok"] and state.pick is not None
     results = [r for r in iter_results(shared / "runs") if isinstance(r, TrialResult)]
@@ -78,7 +78,7 @@ def test_live_search_runs_its_trials_in_the_image_with_the_profiles_binds_and_mo
         )
     # What each job ran: ch-run binding the profile's shared root, with its model cache as the
     # offline Hugging Face home (a search planned without the profile's runtime had neither).
-    launchers = [read_group(p).launcher for p in sorted((bookkeeping / "search" / "groups").glob("*.json"))]
+    launchers = [read_group(p).launcher for p in sorted((search_folder(bookkeeping) / "groups").glob("*.json"))]
     assert len(launchers) == 2
     for launcher in launchers:
         assert launcher is not None and "ch-run" in launcher and str(cpu_image) in launcher

@@ -2,7 +2,8 @@
 
 The search (:mod:`infpop_analysis.hpo.search`) rewrites ``<root>/<study>/.infpop/search/<target>.json``
 around each job it submits: the trials so far, the job in flight, and once it stops, why and
-its pick. ``infpop status`` and the report read it back through :func:`read_searches`. The
+its pick. ``infpop status`` and the report read it back through :func:`read_searches`, which
+refuses a file that is no search state (exit 2, naming it). The
 results on disk stay the search's real state (a rerun resumes from them); this file says what a
 user asks while it runs or after it stopped.
 """
@@ -16,9 +17,6 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 from infpop.atomic import write_atomic
 from infpop.errors import InputError
 from infpop.submissions import JobRecord
-
-#: Under a study's ``.infpop`` folder.
-SEARCH_DIR = "search"
 
 
 class SearchJob(JobRecord):
@@ -75,15 +73,21 @@ class SearchState(BaseModel):
         write_atomic(path, self.model_dump_json(indent=1))
 
 
+def search_folder(bookkeeping: Path) -> Path:
+    """A study's search folder (states, logs, one-trial group files) under its ``.infpop`` folder."""
+    return bookkeeping / "search"
+
+
 def state_path(bookkeeping: Path, target: str) -> Path:
     """The state file of ``target`` under a study's ``.infpop`` folder."""
-    return bookkeeping / SEARCH_DIR / f"{target}.json"
+    return search_folder(bookkeeping) / f"{target}.json"
 
 
-def read_searches(bookkeeping: Path) -> list[SearchState]:
-    """The state files of the study's searches (one per searched model and engine), by name."""
+def read_searches(folder: Path) -> list[SearchState]:
+    """The state files in a study's search folder (``.infpop/search``: one per searched model
+    and engine), by name; none where the folder is absent."""
     out = []
-    for path in sorted((bookkeeping / SEARCH_DIR).glob("*.json")):
+    for path in sorted(folder.glob("*.json")):
         try:
             out.append(SearchState.model_validate_json(path.read_text()))
         except (OSError, ValidationError) as exc:

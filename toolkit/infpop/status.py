@@ -24,7 +24,7 @@ from infpop.executors.slurm import FAILED_STATES, job_elapsed, job_states
 from infpop.joblogs import failure_note, stdout_log
 from infpop.jobs import read_group
 from infpop.results import DONE, CorruptResult, TrialResult, iter_results
-from infpop.search_state import Pick, read_searches
+from infpop.search_state import Pick, read_searches, search_folder
 from infpop.submissions import JobRecord, latest, read_submissions
 
 #: SLURM states in which a group's missing trials are being worked on.
@@ -119,7 +119,7 @@ def study_status(path: str | Path) -> StudyStatus:
         elif isinstance(r, TrialResult):
             results[r.trial.trial_id] = r.status
     last = latest(read_submissions(bookkeeping))
-    searches = read_searches(bookkeeping)
+    searches = read_searches(search_folder(bookkeeping))
     in_flight = [s.job for s in searches if s.job]
     slurm_ids = [e.job_id for e in [*last.values(), *in_flight] if e.executor == "slurm"]
     states = job_states(slurm_ids) if slurm_ids else {}

@@ -2,7 +2,8 @@
 
 A manifest defines the space (its ``gpu_counts`` x ``batch_sizes``, at its first max_new_tokens,
 repetition 0), the planner turns each pick into the trial a sweep would run (same id, same result
-path), and the search ends by the same stopping rule as in the benchmark (:mod:`.stopping`),
+path, same launcher: planned with the profile's runtime, and submitted through the same executors,
+:func:`infpop.sweep.plan_jobs` and :mod:`infpop.executors`), and the search ends by the same stopping rule as in the benchmark (:mod:`.stopping`),
 or at ``--budget`` trials where one is given.
 
 *One model load per GPU count visited*: a search job (:class:`Session`) holds the GPUs of one
@@ -14,9 +15,10 @@ the optimizer there, so each of its trials is a job of its own (one load each), 
 The results on disk are the whole search state: every step re-reads them, hands them to the
 optimizer and asks for the next configuration, so an interrupted search resumes where it
 stopped and a finished trial (any status) is never run again. The search writes only under
-``<root>/<study>/.infpop/search/``: its state (``<target>.json``: trials, the job in flight,
-stop reason and pick; rewritten around each job, read by the report and ``infpop status``) and,
-for container partitions, its one-trial group files. A sweep's group files (``.infpop/groups/``)
+``<root>/<study>/.infpop/search/``: its state (``<target>.json``, :mod:`infpop.search_state`:
+trials, the job in flight, stop reason and pick; rewritten around each job, read by the report
+and ``infpop status``), its jobs' logs and, for container partitions, its one-trial group files
+(with their image views where the image sees the host's folders elsewhere). A sweep's group files (``.infpop/groups/``)
 are never touched, so a search and a sweep of one study coexist.
 
 ``ours+history`` searches each target with a :class:`~infpop_analysis.hpo.prior.Prior` learned
@@ -43,7 +45,7 @@ from infpop.jobs import group_job, study_dir
 from infpop.plan import GroupSpec, TrialSpec
 from infpop.profile import ClusterProfile
 from infpop.results import ResultStore, TrialResult
-from infpop.search_state import Pick, SearchJob, SearchState, SearchTrial, state_path
+from infpop.search_state import Pick, SearchJob, SearchState, SearchTrial, search_folder, state_path
 from infpop.sweep import executor_for, plan_jobs, record
 
 from infpop_analysis.hpo.landscape import Config, Landscape
@@ -171,7 +173,7 @@ def submit_session(
     if group.launcher:
         # The image has no optimizer: this trial alone, from a group file of the search's own.
         one = target.group_at(config.n_gpus, [config])
-        path = study_dir(one.output_root, one.first.study) / "search" / "groups" / f"{target.name}__{config}.json"
+        path = search_folder(study_dir(one.output_root, one.first.study)) / "groups" / f"{target.name}__{config}.json"
         return executor.submit([one], [group_job(one, executor.cpu_threads([one]), path)])[0]
     return executor.submit([group], [Session(target, config.n_gpus, optimizer, budget)])[0]
 
@@ -299,7 +301,7 @@ def search(
         space = sorted(target.trials)
         bookkeeping = study_dir(groups[0].output_root, first.study)
         summary = state_path(bookkeeping, target.name)
-        executor = executor_for(partition, profile.partition(partition), bookkeeping / "search" / "logs" / "%j")
+        executor = executor_for(partition, profile.partition(partition), search_folder(bookkeeping) / "logs" / "%j")
         state = SearchState(
             target=target.name,
             method=method_used,
