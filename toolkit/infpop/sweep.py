@@ -120,9 +120,9 @@ def _submit(executor: Executor, groups: Sequence[GroupSpec], report: SweepReport
     """Submit ``groups`` in one submission and log each job; a refused submission is reported, not raised."""
     try:
         jobs = executor.submit(groups, [group_job(g, cpu_threads=executor.cpu_threads(groups)) for g in groups])
-    except Exception as exc:  # sbatch refused (bad partition, account, limits): name it, go on
+    except Exception as exc:  # e.g. sbatch refused (bad partition, account, limits): name it, go on
         for g in groups:
-            report.failed[g.group_id] = f"sbatch refused the array: {str(exc).strip().splitlines()[-1]}"
+            report.failed[g.group_id] = f"{executor.refused}: {str(exc).strip().splitlines()[-1]}"
         return []
     for g, job in zip(groups, jobs):
         log_submission(study_dir(g.output_root, g.first.study), g.group_id, record(job, executor))

@@ -9,8 +9,9 @@ or at ``--budget`` trials where one is given.
 *One model load per GPU count visited*: a search job (:class:`Session`) holds the GPUs of one
 GPU count, loads the model once, and keeps asking the optimizer (in the job) for the next
 configuration while it stays at that GPU count; it ends when the optimizer moves to another
-GPU count or stops. A partition whose jobs run in a container image (a launcher) cannot run
-the optimizer there, so each of its trials is a job of its own (one load each), and says so.
+GPU count or stops. A partition whose jobs start ``infpop trial`` through a launcher (its
+container image, or the profile's model cache as an offline environment) cannot run the optimizer
+there, so each of its trials is a job of its own (one load each), as a sweep's group would run.
 
 The results on disk are the whole search state: every step re-reads them, hands them to the
 optimizer and asks for the next configuration, so an interrupted search resumes where it

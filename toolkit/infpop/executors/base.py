@@ -34,6 +34,8 @@ class Executor(ABC):
     #: Whether its jobs run on without the process that submitted them (a scheduler's do); a
     #: sweep waits for the jobs of an executor whose jobs do not.
     detached: ClassVar[bool] = False
+    #: What a sweep reports for a submission that raised, before its cause.
+    refused: ClassVar[str]
 
     def __init__(self, partition: str, part: PartitionProfile, folder: Path):
         self.partition = partition

@@ -15,6 +15,7 @@ class LocalExecutor(Executor):
     """Jobs on this machine; the caller bounds how many run at once (``array_parallelism``)."""
 
     kind = "local"
+    refused = "the local executor could not start the job"
 
     def _submitit(self) -> submitit.Executor:
         return submitit.LocalExecutor(folder=self.folder)

@@ -129,6 +129,7 @@ class SlurmExecutor(Executor):
 
     kind = "slurm"
     detached = True
+    refused = "sbatch refused the array"
 
     def _submitit(self) -> submitit.Executor:
         return submitit.SlurmExecutor(folder=self.folder)
