@@ -26,11 +26,12 @@ from datetime import datetime
 from pathlib import Path
 
 import yaml
+from infpop.executors.slurm import ACTIVE_STATES, job_states
 from infpop.manifest import load_manifest
 from infpop.plan import plan
 from infpop.profile import load_profile
 from infpop.results import ResultStore
-from infpop.slurm import ACTIVE_STATES, job_states, submit_arrays
+from infpop.sweep import submit_arrays
 
 REPO = Path(__file__).resolve().parents[1]
 PROFILE = REPO / "slurm" / "profiles" / "testcluster.yaml"

@@ -18,7 +18,7 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import pytest
-from infpop.slurm import ACTIVE_STATES, job_states
+from infpop.executors.slurm import ACTIVE_STATES, job_states
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared"

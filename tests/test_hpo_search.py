@@ -124,13 +124,14 @@ def test_the_pick_carries_the_interval_configs_csv_gives_and_ties_by_it(write_ma
     from infpop.plan import plan
     from infpop.profile import EMBEDDED_DEFAULT
     from infpop.results import Provenance, ResultStore, TrialResult, utcnow
+    from infpop.search_state import Pick
     from infpop_analysis.hpo.search import observe, pick, targets
 
     loaded = load_manifest(write_manifest(repetitions=5))
     now = utcnow()
     prov = Provenance(host="h", gpus=["cpu"], versions={}, manifest_sha256="x", started_at=now, finished_at=now)
 
-    def picked(values: dict[int, list[float]], root: Path) -> dict:
+    def picked(values: dict[int, list[float]], root: Path) -> Pick:
         groups = plan(loaded, "local", EMBEDDED_DEFAULT.partitions["local"], output_root=root)
         store = ResultStore(groups[0].output_root)
         for t in (t for g in groups for t in g.trials):
@@ -141,9 +142,9 @@ def test_the_pick_carries_the_interval_configs_csv_gives_and_ties_by_it(write_ma
         return pick(observe(store, target), store, target, 5)
 
     wide = picked({1: [100.0, 120.0, 80.0, 110.0, 90.0], 4: [95.0, 97.0, 93.0, 96.0, 94.0]}, tmp_path / "a")
-    assert wide["config"] == "g1_b1" and "bootstrap interval of the mean" in wide["interval_note"]
-    low, high = wide["interval"]
+    assert wide.config == "g1_b1" and "bootstrap interval of the mean" in wide.interval_note
+    low, high = wide.interval
     assert 80 < low < 100 < high < 120, "narrower than the repetitions' spread, around their mean"
-    assert wide["tied_with"] == ["g1_b4"], "5% below, but within the noise"
+    assert wide.tied_with == ["g1_b4"], "5% below, but within the noise"
     apart = picked({1: [100.0, 101.0, 99.0, 100.5, 99.5], 4: [95.0, 95.5, 94.5, 95.2, 94.8]}, tmp_path / "b")
-    assert apart["tied_with"] == [], "5% below and well outside the interval"
+    assert apart.tied_with == [], "5% below and well outside the interval"

@@ -18,7 +18,7 @@ from infpop.launch import LaunchOptions
 from infpop.manifest import load_manifest
 from infpop.plan import plan
 from infpop.profile import PartitionProfile
-from infpop.slurm import dry_run
+from infpop.sweep import dry_run
 
 TOKEN = "hf_FAKEtokenForTheSecretsTest0123456789"
 

@@ -15,10 +15,11 @@ import pytest
 import yaml
 from infpop.cli import main
 from infpop.errors import InputError
+from infpop.executors.slurm import sbatch_parameters, signal_delay_s, split_arrays
 from infpop.manifest import load_manifest
 from infpop.plan import plan
 from infpop.profile import PartitionProfile, load_profile
-from infpop.slurm import dry_run, sbatch_parameters, signal_delay_s, split_arrays
+from infpop.sweep import dry_run
 
 REPO = Path(__file__).resolve().parents[1]
 GOLDEN = Path(__file__).parent / "golden"

@@ -18,12 +18,13 @@ import pytest
 import yaml
 from conftest import wait_finished
 from infpop.cli import main
+from infpop.executors.slurm import ACTIVE_STATES, job_states
 from infpop.manifest import load_manifest
 from infpop.plan import GroupSpec, plan
 from infpop.profile import load_profile
 from infpop.results import ResultStore, TrialResult
-from infpop.slurm import ACTIVE_STATES, job_states, submit_arrays
 from infpop.status import study_status
+from infpop.sweep import submit_arrays
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -14,7 +14,8 @@ import yaml
 from conftest import wait_finished
 from infpop.cli import main
 from infpop.joblogs import cause
-from infpop.status import StudyStatus, Task, classify, format_status, latest_entries
+from infpop.status import StudyStatus, Task, classify, format_status
+from infpop.submissions import Submission, latest
 
 
 def test_classify_counts_outcomes_running_and_pending() -> None:
@@ -26,8 +27,11 @@ def test_classify_counts_outcomes_running_and_pending() -> None:
 
 
 def test_a_rerun_supersedes_earlier_submissions() -> None:
-    entries = [{"group": "g1", "job_id": "5_0"}, {"group": "g2", "job_id": "5_1"}, {"group": "g2", "job_id": "9"}]
-    assert {g: e["job_id"] for g, e in latest_entries(entries).items()} == {"g1": "5_0", "g2": "9"}
+    entries = [
+        Submission(group=g, job_id=j, partition="a100", submitted_at="t")
+        for g, j in [("g1", "5_0"), ("g2", "5_1"), ("g2", "9")]
+    ]
+    assert {g: e.job_id for g, e in latest(entries).items()} == {"g1": "5_0", "g2": "9"}
 
 
 #: The stderr log of an array task whose trial failed inside its image, as submitit writes it:

@@ -174,7 +174,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--search",
         type=Path,
         default=None,
-        help="live-search summaries (default: .infpop/search and .infpop/hpo beside TABLE)",
+        help="live-search states (default: .infpop/search beside TABLE)",
     )
     add_tokens_option(p, "of the landscapes")
     p.set_defaults(func=cmd_report)

@@ -3,7 +3,7 @@
 drift apart.
 
 ``make`` puts every folder beside the study's table (``stats/``, ``figures/``, ``hpo/``) and a live
-search keeps its summaries in the study's bookkeeping folder (:func:`infpop.jobs.study_dir`).
+search keeps its states in the study's bookkeeping folder (:func:`infpop.search_state.search_folder`).
 """
 
 from __future__ import annotations
@@ -18,9 +18,6 @@ CONFIGS, TESTS, STATS_REPORT, TABLES_DIR = "configs.csv", "tests.csv", "report.m
 HPO_SUMMARY, HPO_BENCHMARK = "hpo_summary.json", "hpo_benchmark.json"
 #: ``infpop report``.
 REPORT = "report.html"
-#: Live-search summaries in the study's bookkeeping folder (``<study>/.infpop``).
-BOOKKEEPING_DIR = ".infpop"
-SEARCH_DIRS = ("search", "hpo")
 
 
 def stats_table(stats: Path, name: str, suffix: str) -> Path:

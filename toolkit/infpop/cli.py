@@ -25,26 +25,23 @@ def _add_plan_args(p: argparse.ArgumentParser) -> None:
 
 
 def _planned(args: argparse.Namespace):
-    from infpop.launch import LaunchOptions
     from infpop.manifest import load_manifest
-    from infpop.plan import plan
     from infpop.profile import load_profile
+    from infpop.sweep import plan_jobs
 
     loaded = load_manifest(args.manifest)
     profile = load_profile(args.profile)
     partition = args.partition or loaded.manifest.partitions[0]
     part = profile.partition(partition)
     # A real submission also refuses what its jobs would fail on: an unbuilt image, an unstaged model.
-    submitting = args.func is cmd_sweep and not args.dry_run
-    launch = LaunchOptions.from_profile(profile, containers=not getattr(args, "no_container", False), strict=submitting)
-    groups = plan(
+    groups = plan_jobs(
         loaded,
+        profile,
         partition,
-        part,
         output_root=args.output_root,
         prune_oom=False if args.no_prune else None,
-        launch=launch,
-        group_shared=profile.group_shared,
+        containers=not getattr(args, "no_container", False),
+        strict=args.func is cmd_sweep and not args.dry_run,
     )
     return loaded, partition, part, groups
 
@@ -75,12 +72,10 @@ def cmd_plan(args: argparse.Namespace) -> int:
 
 
 def cmd_sweep(args: argparse.Namespace) -> int:
-    from infpop.sweep import status_counts, submit
+    from infpop.sweep import dry_run, status_counts, submit
 
     loaded, partition, part, groups = _planned(args)
     if args.dry_run:
-        from infpop.slurm import dry_run
-
         print(dry_run(groups, partition, part))
         return 0
     report = submit(groups, partition, part)

@@ -37,26 +37,30 @@ def write_group(group: GroupSpec) -> Path:
     return path
 
 
-def _image_view_file(group: GroupSpec) -> Path:
-    return group_file(group).parent.parent / "image-groups" / group_file(group).name
+def _image_view_file(path: Path) -> Path:
+    return path.parent.parent / "image-groups" / path.name
 
 
-def job_group_path(group: GroupSpec) -> str:
-    """The group file its job passes to ``infpop trial``, as the job sees it: the host's file,
-    or (where the image sees the host's folders elsewhere) its image view's path in the image."""
+def job_group_path(group: GroupSpec, path: Path | None = None) -> str:
+    """The group file its job passes to ``infpop trial`` (``path``, default :func:`group_file`),
+    as the job sees it: the host's file, or (where the image sees the host's folders elsewhere)
+    its image view's path in the image."""
+    path = path or group_file(group)
     if group.image_view() is None:
-        return str(group_file(group))
-    return image_path(str(_image_view_file(group)), group.binds) or str(_image_view_file(group))
+        return str(path)
+    return image_path(str(_image_view_file(path)), group.binds) or str(_image_view_file(path))
 
 
-def write_job_group(group: GroupSpec) -> str:
-    """Write the group file (which status and reruns read) and the image view its job reads,
-    if it has one; return :func:`job_group_path`."""
-    write_group(group)
+def write_job_group(group: GroupSpec, path: Path | None = None) -> str:
+    """Write the group file (which status and reruns read; ``path``, default :func:`group_file`)
+    and the image view its job reads, if it has one (in ``image-groups/`` beside the file's
+    folder); return :func:`job_group_path`."""
+    path = path or group_file(group)
+    write_atomic(path, group.model_dump_json(indent=1))
     view = group.image_view()
     if view is not None:
-        write_atomic(_image_view_file(group), view.model_dump_json(indent=1))
-    return job_group_path(group)
+        write_atomic(_image_view_file(path), view.model_dump_json(indent=1))
+    return job_group_path(group, path)
 
 
 def read_group(path: str | Path) -> GroupSpec:
@@ -84,9 +88,10 @@ class GroupJob(submitit.helpers.Checkpointable):
         return dict(Counter(r.status for r in run_group(read_group(self.group_path))))
 
 
-def group_job(group: GroupSpec, cpu_threads: int | None = None) -> GroupJob:
-    """The one place a group becomes a job (group file written), so every executor runs it alike."""
-    return GroupJob(write_job_group(group), launcher=group.launcher, cpu_threads=cpu_threads)
+def group_job(group: GroupSpec, cpu_threads: int | None = None, path: Path | None = None) -> GroupJob:
+    """The one place a group becomes a job (its file written at ``path``, default
+    :func:`group_file`), so every executor runs it alike, a sweep's and a search's."""
+    return GroupJob(write_job_group(group, path), launcher=group.launcher, cpu_threads=cpu_threads)
 
 
 def job_argv(group: GroupSpec) -> list[str]:

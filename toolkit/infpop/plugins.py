@@ -185,3 +185,14 @@ RUNTIMES = Axis(
     },
     group="infpop.runtimes",
 )
+
+#: Where a partition's jobs run, by the profile's ``executor:`` (:mod:`infpop.executors`).
+EXECUTORS = Axis(
+    "executor",
+    Capabilities,
+    {
+        "local": Plugin("infpop.executors.local:LocalExecutor", Capabilities()),
+        "slurm": Plugin("infpop.executors.slurm:SlurmExecutor", Capabilities()),
+    },
+    group="infpop.executors",
+)

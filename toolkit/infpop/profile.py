@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -18,13 +17,15 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from infpop.errors import InputError
 from infpop.gpus import nvidia_smi_names
 from infpop.manifest import SAFE_NAME, format_validation_error
+from infpop.plugins import EXECUTORS
 from infpop.runtimes import known_runtimes
 
 
 class PartitionProfile(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    executor: Literal["local", "slurm"] = "slurm"
+    #: Where the partition's jobs run: an executor of :data:`infpop.plugins.EXECUTORS`.
+    executor: str = "slurm"
     #: Name used in result paths and tables (``a100``, ``v100``, ``cpu``); ``auto`` asks nvidia-smi.
     hardware: str = Field(pattern=r"^(auto|[a-z0-9][a-z0-9._-]*)$")
     slurm_partition: str | None = None
@@ -45,6 +46,13 @@ class PartitionProfile(BaseModel):
     images: dict[str, str] = Field(default_factory=dict)
     #: Container runtime that builds and runs the images: a module of :mod:`infpop.runtimes`.
     runtime: str = "apptainer"
+
+    @field_validator("executor")
+    @classmethod
+    def _known_executor(cls, value: str) -> str:
+        if value not in EXECUTORS.names():
+            raise ValueError(f"unknown executor {value!r}; known: {', '.join(sorted(EXECUTORS.names()))}")
+        return value
 
     @field_validator("runtime")
     @classmethod

@@ -15,15 +15,17 @@ within :data:`FAST_FAILURE_S` of starting is named as such (the setup failed, no
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 from infpop.errors import InputError
+from infpop.executors.slurm import FAILED_STATES, job_elapsed, job_states
 from infpop.joblogs import failure_note, stdout_log
 from infpop.jobs import read_group
 from infpop.results import DONE, CorruptResult, TrialResult, iter_results
+from infpop.search_state import Pick, read_searches, search_folder
+from infpop.submissions import JobRecord, latest, read_submissions
 
 #: SLURM states in which a group's missing trials are being worked on.
 RUNNING_STATES = frozenset({"RUNNING", "COMPLETING", "CONFIGURING", "SIGNALING", "STAGE_OUT"})
@@ -60,7 +62,7 @@ class Search:
     method: str
     trials: int
     stop_reason: str | None
-    pick: Mapping[str, Any] | None
+    pick: Pick | None
     job: Task | None
 
 
@@ -76,8 +78,6 @@ class StudyStatus:
 
     @property
     def failed(self) -> list[Task]:
-        from infpop.slurm import FAILED_STATES
-
         return [t for t in self.tasks if t.state in FAILED_STATES]
 
 
@@ -101,18 +101,8 @@ def classify(planned: Mapping[str, str], results: Mapping[str, str], group_state
     return counts
 
 
-def latest_entries(entries: Iterable[Mapping[str, Any]]) -> dict[str, Mapping[str, Any]]:
-    """The last submission of each group (a rerun supersedes earlier jobs)."""
-    latest: dict[str, Mapping[str, Any]] = {}
-    for e in entries:
-        latest[e["group"]] = e
-    return latest
-
-
 def study_status(path: str | Path) -> StudyStatus:
     """Read a study directory (``<output_root>/<study>``) and ask SLURM about its jobs."""
-    from infpop.slurm import FAILED_STATES, job_elapsed, job_states, read_submissions
-
     path = Path(path)
     bookkeeping = path / ".infpop"
     if not bookkeeping.is_dir():
@@ -128,12 +118,12 @@ def study_status(path: str | Path) -> StudyStatus:
             corrupt.append(str(r))
         elif isinstance(r, TrialResult):
             results[r.trial.trial_id] = r.status
-    latest = latest_entries(read_submissions(bookkeeping))
-    searches = read_searches(bookkeeping)
-    in_flight = [s["job"] for s in searches if s.get("job")]
-    slurm_ids = [e["job_id"] for e in [*latest.values(), *in_flight] if e.get("executor") == "slurm"]
+    last = latest(read_submissions(bookkeeping))
+    searches = read_searches(search_folder(bookkeeping))
+    in_flight = [s.job for s in searches if s.job]
+    slurm_ids = [e.job_id for e in [*last.values(), *in_flight] if e.executor == "slurm"]
     states = job_states(slurm_ids) if slurm_ids else {}
-    tasks = [_task(e, g, states) for g, e in latest.items()]
+    tasks = [_task(e, g, states) for g, e in last.items()]
     failed = [t for t in tasks if t.executor == "slurm" and t.state in FAILED_STATES]
     elapsed = job_elapsed([t.job_id for t in failed]) if failed else {}
     for t in failed:
@@ -141,42 +131,27 @@ def study_status(path: str | Path) -> StudyStatus:
     counts = classify(planned, results, {t.group: t.state for t in tasks})
     live = [
         Search(
-            target=str(s.get("target", "?")),
-            method=str(s.get("method", "?")),
-            trials=len(s.get("trials", [])),
-            stop_reason=s.get("stop_reason"),
-            pick=s.get("pick"),
-            job=_task(s["job"], f"{s.get('target', '?')} at {s['job'].get('n_gpus', '?')} GPU(s)", states)
-            if s.get("job")
-            else None,
+            target=s.target,
+            method=s.method,
+            trials=len(s.trials),
+            stop_reason=s.stop_reason,
+            pick=s.pick,
+            job=_task(s.job, f"{s.target} at {s.job.n_gpus} GPU(s)", states) if s.job else None,
         )
         for s in searches
     ]
     return StudyStatus(path.name, path, counts, len(set(planned) | set(results)), tasks, corrupt, live)
 
 
-def read_searches(bookkeeping: Path) -> list[dict[str, Any]]:
-    """The state files of the study's live searches (one per searched model and engine)."""
-    import json
-
-    out = []
-    for state_file in sorted((bookkeeping / "search").glob("*.json")):
-        try:
-            out.append(json.loads(state_file.read_text()))
-        except (OSError, ValueError) as exc:
-            raise InputError(f"search state {str(state_file)!r}: unreadable ({exc})") from exc
-    return out
-
-
-def _task(entry: Mapping[str, Any], group: str, states: Mapping[str, str]) -> Task:
+def _task(job: JobRecord, group: str, states: Mapping[str, str]) -> Task:
     """A job as a submission-log entry (or a search's job in flight) records it, with its state."""
     return Task(
-        job_id=str(entry["job_id"]),
+        job_id=job.job_id,
         group=group,
-        partition=str(entry.get("partition", "?")),
-        executor=str(entry.get("executor", "local")),
-        state=states.get(str(entry["job_id"]), "LOCAL"),
-        log=entry.get("log"),
+        partition=job.partition,
+        executor=job.executor,
+        state=states.get(job.job_id, "LOCAL"),
+        log=job.log,
     )
 
 
@@ -219,15 +194,13 @@ def _search_line(search: Search) -> str:
         return f"{head}; job {j.job_id} on {j.partition} {j.state}: {j.group}; log {_log_text(j.log)}"
     if search.stop_reason:
         pick = search.pick
-        chosen = f"; pick {pick['config']} {pick['throughput']:.1f} tok/s" if pick else "; no successful trial"
+        chosen = f"; pick {pick.config} {pick.throughput:.1f} tok/s" if pick else "; no successful trial"
         return f"{head}; stopped: {search.stop_reason}{chosen}"
     return f"{head}; no job in flight (rerun `infpop hpo search` to resume)"
 
 
 def _failed_at_start(tasks: Sequence[Task]) -> int | None:
     """The longest run of an array's tasks when every one failed within FAST_FAILURE_S, else None."""
-    from infpop.slurm import FAILED_STATES
-
     runs = [t.elapsed_s for t in tasks if t.state in FAILED_STATES]
     if len(runs) != len(tasks) or any(r is None or r > FAST_FAILURE_S for r in runs):
         return None

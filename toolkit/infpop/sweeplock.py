@@ -5,7 +5,7 @@ or submit them (SLURM): every trial twice, the last writer winning. ``infpop swe
 holds ``<root>/<study>/.infpop/sweep.lock`` while it decides what is missing and runs or submits
 it. A second sweep of the study **refuses** (:class:`StudyLocked`, exit 2), naming the holder
 (user, host, pid, since when, partition): a local sweep can run for hours, and once a SLURM
-submission is done, a rerun skips the groups whose jobs are still queued (``infpop.slurm``), so
+submission is done, a rerun skips the groups whose jobs are still queued (``infpop.sweep``), so
 there is nothing to wait for.
 
 The lock is the OS's (``flock`` on the file, which NFS clients forward to the server), so it

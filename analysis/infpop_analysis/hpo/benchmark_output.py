@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from dataclasses import asdict
 from pathlib import Path
 
+from infpop_analysis import layout
 from infpop_analysis.hpo.methods import METHODS
 from infpop_analysis.hpo.runs import Run
 from infpop_analysis.hpo.stopping import PATIENCE, TOLERANCE
@@ -113,7 +114,7 @@ def format_table(summary: BenchmarkSummary) -> str:
 def write(summary: BenchmarkSummary, runs: Sequence[Run], out: Path) -> Path:
     """``hpo_benchmark.json``: the summary, and the runs behind its table."""
     out.mkdir(parents=True, exist_ok=True)
-    path = out / "hpo_benchmark.json"
+    path = out / layout.HPO_BENCHMARK
     tuned: dict[str, Tuned] = summary.tuned_baselines.methods if summary.tuned_baselines else {}
     # A baseline's runs at the patience of the table and at its tuned one; the others are prefixes.
     kept = [

@@ -109,20 +109,18 @@ def cmd_search(args: argparse.Namespace) -> int:
     loaded = load_manifest(args.manifest)
     partition = args.partition or loaded.manifest.partitions[0]
     profile = load_profile(args.profile)
-    part = profile.partition(partition)
     method = args.method or ("ours+history" if args.prior else "ours+physics")
     prior_lands = _landscapes(args.prior, loaded.manifest.max_new_tokens[0]) if args.prior else []
     picks = search(
         loaded,
         partition,
-        part,
+        profile,
         args.budget,
         method=method,
         seed=args.seed,
         output_root=args.output_root,
         prior_lands=prior_lands,
         prior_source=f"every landscape of the target's engine in {args.prior}" if args.prior else "",
-        group_shared=profile.group_shared,
     )
     return 0 if all(picks.values()) else 1
 

@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING, Literal
 
 from infpop.errors import InputError
 
+from infpop_analysis import layout
 from infpop_analysis.hpo.landscape import Config, FailurePolicy, Landscape, by_key
 from infpop_analysis.hpo.optimizers import FAILURE_LOSS, TPE
 
@@ -213,7 +214,7 @@ def write(rows: pd.DataFrame, summary: dict, out: Path, settings: dict) -> list[
     out.mkdir(parents=True, exist_ok=True)
     csv = out / "hpo_replay.csv"
     rows.to_csv(csv, index=False)
-    js = out / "hpo_summary.json"
+    js = out / layout.HPO_SUMMARY
     js.write_text(json.dumps({"settings": settings, "summary": summary}, indent=1, default=float))
     return [csv, js, violin(summary, out / "hpo_violin.pdf")]
 

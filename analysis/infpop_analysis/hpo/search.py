@@ -2,21 +2,24 @@
 
 A manifest defines the space (its ``gpu_counts`` x ``batch_sizes``, at its first max_new_tokens,
 repetition 0), the planner turns each pick into the trial a sweep would run (same id, same result
-path), and the search ends by the same stopping rule as in the benchmark (:mod:`.stopping`),
+path, same launcher: planned with the profile's runtime, and submitted through the same executors,
+:func:`infpop.sweep.plan_jobs` and :mod:`infpop.executors`), and the search ends by the same stopping rule as in the benchmark (:mod:`.stopping`),
 or at ``--budget`` trials where one is given.
 
 *One model load per GPU count visited*: a search job (:class:`Session`) holds the GPUs of one
 GPU count, loads the model once, and keeps asking the optimizer (in the job) for the next
 configuration while it stays at that GPU count; it ends when the optimizer moves to another
-GPU count or stops. A partition whose jobs run in a container image (a launcher) cannot run
-the optimizer there, so each of its trials is a job of its own (one load each), and says so.
+GPU count or stops. A partition whose jobs start ``infpop trial`` through a launcher (its
+container image, or the profile's model cache as an offline environment) cannot run the optimizer
+there, so each of its trials is a job of its own (one load each), as a sweep's group would run.
 
 The results on disk are the whole search state: every step re-reads them, hands them to the
 optimizer and asks for the next configuration, so an interrupted search resumes where it
 stopped and a finished trial (any status) is never run again. The search writes only under
-``<root>/<study>/.infpop/search/``: its state (``<target>.json``: trials, the job in flight,
-stop reason and pick; rewritten around each job, read by the report and ``infpop status``) and,
-for container partitions, its one-trial group files. A sweep's group files (``.infpop/groups/``)
+``<root>/<study>/.infpop/search/``: its state (``<target>.json``, :mod:`infpop.search_state`:
+trials, the job in flight, stop reason and pick; rewritten around each job, read by the report
+and ``infpop status``), its jobs' logs and, for container partitions, its one-trial group files
+(with their image views where the image sees the host's folders elsewhere). A sweep's group files (``.infpop/groups/``)
 are never touched, so a search and a sweep of one study coexist.
 
 ``ours+history`` searches each target with a :class:`~infpop_analysis.hpo.prior.Prior` learned
@@ -29,21 +32,22 @@ model of :mod:`infpop.physics`.
 
 from __future__ import annotations
 
-import json
-import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-from infpop.atomic import write_atomic
+import submitit
 from infpop.errors import InputError
+from infpop.executors.base import Executor
 from infpop.filemodes import share_study_with_group
-from infpop.jobs import GroupJob, study_dir
-from infpop.plan import GroupSpec, TrialSpec, plan
-from infpop.profile import PartitionProfile
+from infpop.jobs import group_job, study_dir
+from infpop.plan import GroupSpec, TrialSpec
+from infpop.profile import ClusterProfile
 from infpop.results import ResultStore, TrialResult
+from infpop.search_state import Pick, SearchJob, SearchState, SearchTrial, search_folder, state_path
+from infpop.sweep import executor_for, plan_jobs, record
 
 from infpop_analysis.hpo.landscape import Config, Landscape
 from infpop_analysis.hpo.methods import METHODS, Stopping
@@ -52,10 +56,6 @@ from infpop_analysis.hpo.prior import Prior
 from infpop_analysis.hpo.stopping import TOLERANCE, Physics, tied
 from infpop_analysis.stats_conventions import CI_LEVEL, MIN_REPETITIONS
 from infpop_analysis.summaries import mean_ci
-
-#: How often to look for a SLURM job's end, and the slack beyond the job's time limit.
-POLL_S = 2.0
-WAIT_SLACK_S = 120.0
 
 
 @dataclass(frozen=True)
@@ -163,62 +163,17 @@ class Session:
         return ran
 
 
-def _submit(job: Callable[[], Any], group: GroupSpec, partition: str, part: PartitionProfile):
-    """Submit ``job`` with the resources of ``group`` through the partition's executor."""
-    import submitit
-
-    folder = study_dir(group.output_root, group.first.study) / "search" / "logs" / "%j"
-    if part.executor == "local":
-        executor = submitit.LocalExecutor(folder=folder)
-        gpus = group.n_gpus if part.resolved_gpus_per_node() is not None else 0
-        executor.update_parameters(timeout_min=part.time_min, gpus_per_node=gpus)
-    else:
-        from infpop.slurm import sbatch_parameters
-
-        executor = submitit.SlurmExecutor(folder=folder)
-        executor.update_parameters(**sbatch_parameters([group], partition, part))
-    return executor.submit(job)
-
-
-def _wait(job, part: PartitionProfile) -> str | None:
-    """Wait for a job; return why it failed, or None."""
-    deadline = time.monotonic() + part.time_min * 60 + WAIT_SLACK_S
-    while not job.done() and time.monotonic() < deadline:
-        time.sleep(POLL_S)
-    if not job.done():
-        return f"job {job.job_id} still running after its time limit"
-    try:
-        job.result()
-    except Exception as exc:  # a crashed job: its finished trials are on disk already
-        return f"job {job.job_id}: {type(exc).__name__}: see {job.paths.stderr}"
-    return None
-
-
 def submit_session(
-    target: Target, config: Config, optimizer: Optimizer, stopping: Stopping, partition: str, part: PartitionProfile
-):
+    target: Target, config: Config, optimizer: Optimizer, stopping: Stopping, executor: Executor
+) -> submitit.Job:
     """Submit the job that runs the trials the optimizer wants at ``config.n_gpus``, from ``config`` on."""
     group = target.groups[config.n_gpus]
     if group.launcher:
         # The image has no optimizer: this trial alone, from a group file of the search's own.
         one = target.group_at(config.n_gpus, [config])
-        path = study_dir(one.output_root, one.first.study) / "search" / "groups" / f"{target.name}__{config}.json"
-        write_atomic(path, one.model_dump_json(indent=1))
-        job = GroupJob(str(path), launcher=one.launcher, cpu_threads=part.cpus_per_gpu)
-        return _submit(job, one, partition, part)
-    return _submit(Session(target, config.n_gpus, optimizer, stopping), group, partition, part)
-
-
-def job_entry(job, partition: str, part: PartitionProfile, n_gpus: int) -> dict:
-    """The job in flight, as the state file records it for ``infpop status`` (the same fields
-    as a sweep's submission log)."""
-    return {
-        "job_id": str(job.job_id),
-        "executor": "local" if part.executor == "local" else "slurm",
-        "partition": partition,
-        "n_gpus": n_gpus,
-        "log": str(job.paths.stdout),
-    }
+        path = search_folder(study_dir(one.output_root, one.first.study)) / "groups" / f"{target.name}__{config}.json"
+        return executor.submit([one], [group_job(one, executor.cpu_threads([one]), path)])[0]
+    return executor.submit([group], [Session(target, config.n_gpus, optimizer, stopping)])[0]
 
 
 def _interval(store: ResultStore, trial: TrialSpec, repetitions: int) -> tuple[float, float] | None:
@@ -238,7 +193,7 @@ def _interval(store: ResultStore, trial: TrialSpec, repetitions: int) -> tuple[f
 
 def pick(
     history: Sequence[tuple[Observation, TrialResult]], store: ResultStore, target: Target, repetitions: int
-) -> dict | None:
+) -> Pick | None:
     """The best configuration measured, its interval where repetitions exist, and its ties."""
     ok = [o for o, _ in history if o.value is not None]
     if not ok:
@@ -251,29 +206,26 @@ def pick(
         if o.config != best.config
         and (o.value >= best.value * (1 - TOLERANCE) or tied(spread[o.config], spread[best.config]))
     ]
-    return {
-        "config": str(best.config),
-        "throughput": best.value,
-        "interval": list(spread[best.config]) if spread[best.config] else None,
-        "interval_note": f"{CI_LEVEL:.0%} bootstrap interval of the mean over the repetitions on disk"
+    return Pick(
+        config=str(best.config),
+        throughput=best.value,
+        interval=spread[best.config],
+        interval_note=f"{CI_LEVEL:.0%} bootstrap interval of the mean over the repetitions on disk"
         if spread[best.config]
         else "one repetition: no interval",
-        "tied_with": ties,
-    }
+        tied_with=ties,
+    )
 
 
-def write_summary(path: Path, target: Target, method: str, state: dict, history) -> None:
+def write_state(path: Path, state: SearchState, history: Sequence[tuple[Observation, TrialResult]]) -> None:
+    """Rewrite the target's state file with the trials of ``history`` (``infpop status`` reads it)."""
     trials = [
-        {
-            "config": str(o.config),
-            "status": r.status,
-            "throughput": r.throughput,
-            "load_s": r.load_s,
-            "trial_id": r.trial.trial_id,
-        }
+        SearchTrial(
+            config=str(o.config), status=r.status, throughput=r.throughput, load_s=r.load_s, trial_id=r.trial.trial_id
+        )
         for o, r in history
     ]
-    write_atomic(path, json.dumps({"target": target.name, "method": method, **state, "trials": trials}, indent=1))
+    state.model_copy(update={"trials": trials}).write(path)
 
 
 def physics_of(target: Target) -> Physics | None:
@@ -297,7 +249,7 @@ def physics_of(target: Target) -> Physics | None:
 def search(
     loaded,
     partition: str,
-    part: PartitionProfile,
+    profile: ClusterProfile,
     budget: int | None = None,
     *,
     method: str = "ours+physics",
@@ -306,59 +258,67 @@ def search(
     prior_lands: Sequence[Landscape] = (),
     prior_source: str = "",
     log: Callable[[str], None] = print,
-    group_shared: bool = False,
-) -> dict[str, dict | None]:
+) -> dict[str, Pick | None]:
     """Search every (model, engine) of the manifest until the stopping rule (or ``budget``) ends it.
 
-    ``group_shared`` is the profile's: the search's state and its jobs' results are then
-    group-writable in a setgid study folder, as a sweep's are. Returns, per target, its pick
-    (configuration, throughput, interval, ties) or None.
+    The trials are planned and submitted as a sweep's are (:mod:`infpop.sweep`): with the
+    profile's runtime (images, binds, model cache) and, where the profile says so, group-writable
+    in a setgid study folder. Returns, per target, its pick (configuration, throughput,
+    interval, ties) or None.
     """
     if budget is not None and budget < 1:
         raise InputError(f"search: budget: must be at least 1, got {budget}")
-    record = METHODS[method]
-    if (record.prior is not None) != bool(prior_lands):
+    chosen = METHODS[method]
+    if (chosen.prior is not None) != bool(prior_lands):
         raise InputError(f"search: method {method!r}: a prior table is {'required' if not prior_lands else 'not used'}")
-    groups = plan(loaded, partition, part, output_root=output_root, prune_oom=False, group_shared=group_shared)
-    if group_shared and groups:
+    groups = plan_jobs(loaded, profile, partition, output_root=output_root, prune_oom=False, strict=True)
+    if profile.group_shared and groups:
         share_study_with_group(Path(groups[0].output_root) / groups[0].first.study)
     m = loaded.manifest
-    picks: dict[str, dict | None] = {}
+    picks: dict[str, Pick | None] = {}
     for target in targets(groups, m.max_new_tokens[0]):
         first = target.first
         prior = Prior.learn(prior_lands, first.engine, first.hardware, provenance=prior_source) if prior_lands else None
         physics = physics_of(target)
-        if record.needs_physics and physics is None:
+        if chosen.needs_physics and physics is None:
             log(
                 f"{target.name}: no architecture for the model or GPU {first.hardware!r} not in the catalog: no physics"
             )
         if prior is not None and not prior.surfaces:
             log(f"{target.name}: the prior holds no {first.engine} landscape; searching without it")
             prior = None
-        used = record.resolve(prior, physics)  # the state and `infpop status` name what ran
+        used = chosen.resolve(prior, physics)  # the state and `infpop status` name what ran
         method_used = used.name
         optimizer = used.build(seed, m.batch_sizes, m.gpu_counts, prior=prior, physics=physics)
         stopping = used.stopping(budget)
         store = ResultStore(groups[0].output_root)
         space = sorted(target.trials)
-        summary = study_dir(groups[0].output_root, first.study) / "search" / f"{target.name}.json"
-        state: dict = {"seed": seed, "budget": budget, "prior": prior.provenance if prior else None}
-        state["physics"] = physics is not None
+        bookkeeping = study_dir(groups[0].output_root, first.study)
+        summary = state_path(bookkeeping, target.name)
+        executor = executor_for(partition, profile.partition(partition), search_folder(bookkeeping) / "logs" / "%j")
+        state = SearchState(
+            target=target.name,
+            method=method_used,
+            seed=seed,
+            budget=budget,
+            prior=prior.provenance if prior else None,
+            physics=physics is not None,
+        )
         while True:
             history = observe(store, target)
             observations = [o for o, _ in history]
             config = stopping.next(optimizer, space, observations)
             if not isinstance(config, Config):
-                state["stop_reason"] = config
-                state["pick"] = pick(history, store, target, m.max_repetitions)
-                write_summary(summary, target, method_used, state, history)
+                state.stop_reason = config
+                state.pick = pick(history, store, target, m.max_repetitions)
+                write_state(summary, state, history)
                 break
-            job = submit_session(target, config, optimizer, stopping, partition, part)
-            state["stop_reason"] = None
-            state["job"] = job_entry(job, partition, part, config.n_gpus)
-            write_summary(summary, target, method_used, state, history)
-            failure = _wait(job, part)
-            state["job"] = None
+            job = submit_session(target, config, optimizer, stopping, executor)
+            state.stop_reason = None
+            state.job = SearchJob(**record(job, executor).model_dump(), n_gpus=config.n_gpus)
+            write_state(summary, state, history)
+            failure = executor.wait(job)
+            state.job = None
             after = observe(store, target)
             for o, r in after[len(history) :]:
                 log(
@@ -367,16 +327,14 @@ def search(
                 )
             if len(after) == len(history):
                 log(f"{target.name}: {config}: no result appeared ({failure or 'no trial ran'}); stopping this target")
-                state["stop_reason"] = f"no result for {config}: {failure or 'no trial ran'}"
-                state["pick"] = pick(after, store, target, m.max_repetitions)
-                write_summary(summary, target, method_used, state, after)
+                state.stop_reason = f"no result for {config}: {failure or 'no trial ran'}"
+                state.pick = pick(after, store, target, m.max_repetitions)
+                write_state(summary, state, after)
                 break
-        result = state.get("pick")
+        result = state.pick
         picks[target.name] = result
         if result:
-            log(
-                f"{target.name}: pick {result['config']} {result['throughput']:.1f} tok/s; stopped: {state['stop_reason']}"
-            )
+            log(f"{target.name}: pick {result.config} {result.throughput:.1f} tok/s; stopped: {state.stop_reason}")
         else:
-            log(f"{target.name}: no successful trial; stopped: {state['stop_reason']}")
+            log(f"{target.name}: no successful trial; stopped: {state.stop_reason}")
     return picks

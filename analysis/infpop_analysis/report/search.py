@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import pandas as pd
+from infpop.search_state import read_searches
 
 from infpop_analysis import layout
 from infpop_analysis.formatting import cell_text, esc, table_html
@@ -15,11 +16,11 @@ from infpop_analysis.report.sources import Sources
 KEY, HEADING = "hpo", "Search: HPO replay, benchmark and live searches"
 
 
-def live_searches(folders: tuple[Path, ...]) -> list[tuple[str, object]]:
-    """Each live search's state as `infpop hpo search` saved it, by the search's name: the one
-    place the page reads a search state."""
-    paths = [p for d in folders if d.is_dir() for p in sorted(d.glob("*.json"))]
-    return [(path.stem, json.loads(path.read_text())) for path in paths]
+def live_searches(folder: Path) -> list[tuple[str, object]]:
+    """Each live search's state as `infpop hpo search` saved it, by the search's target: the
+    page reads them through the toolkit's one reader of search states."""
+    states = read_searches(folder) if folder.is_dir() else []
+    return [(state.target, state.model_dump(mode="json")) for state in states]
 
 
 def json_html(obj: object) -> str:

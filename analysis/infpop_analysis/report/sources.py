@@ -5,6 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from infpop.jobs import study_dir
+from infpop.search_state import search_folder
+
 from infpop_analysis import layout
 
 
@@ -16,7 +19,7 @@ class Sources:
     stats: Path
     figures: Path
     hpo: Path
-    search: tuple[Path, ...]
+    search: Path
 
     @classmethod
     def beside(cls, table: Path, **given: Path | None) -> Sources:
@@ -29,5 +32,5 @@ class Sources:
             stats=given.get("stats") or base / layout.STATS_DIR,
             figures=given.get("figures") or base / layout.FIGURES_DIR,
             hpo=given.get("hpo") or base / layout.HPO_DIR,
-            search=(search,) if search else tuple(base / layout.BOOKKEEPING_DIR / d for d in layout.SEARCH_DIRS),
+            search=search or search_folder(study_dir(base.parent, base.name)),
         )

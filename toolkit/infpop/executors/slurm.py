@@ -1,11 +1,11 @@
-"""SLURM submission through submitit: one job array per GPU count, one array task per group.
+"""SLURM through submitit: one job array per GPU count, one array task per group.
 
 Groups with different GPU counts need different GRES requests, so a plan becomes one array per
 distinct ``n_gpus``; every task of an array asks for exactly ``gpu:<type>:<n>`` on the
 partition's node. What to request is decided by pure functions (:func:`split_arrays`,
 :func:`sbatch_parameters`) and rendered by submitit's own sbatch writer, so ``--dry-run``, the
-golden files and the real submission are the same text. Submission, state queries and
-cancellation are thin wrappers around ``sbatch``/``sacct``/``squeue``.
+golden files and the real submission are the same text. State queries are thin wrappers around
+``sacct``/``squeue``.
 
 A task that reaches its time limit or is preempted gets USR2, checkpoints (``GroupJob`` is
 ``Checkpointable``) and is requeued; the rerun skips every trial with a result on disk.
@@ -13,7 +13,6 @@ A task that reaches its time limit or is preempted gets USR2, checkpoints (``Gro
 
 from __future__ import annotations
 
-import json
 import shlex
 import subprocess
 import sys
@@ -26,11 +25,9 @@ from typing import Any
 import submitit
 from submitit.slurm import slurm as submitit_slurm
 
-from infpop.binds import describe
-from infpop.jobs import group_job, job_argv, study_dir
+from infpop.executors.base import Executor, one_gpu_count
 from infpop.plan import GroupSpec
 from infpop.profile import PartitionProfile
-from infpop.sweep import SweepReport, log_submission, pending_groups
 
 #: SLURM states in which a job still holds (or waits for) its resources: never submit twice.
 ACTIVE_STATES = frozenset(
@@ -52,11 +49,6 @@ ACTIVE_STATES = frozenset(
 FAILED_STATES = frozenset(
     {"FAILED", "CANCELLED", "TIMEOUT", "OUT_OF_MEMORY", "NODE_FAIL", "PREEMPTED", "BOOT_FAIL", "DEADLINE"}
 )
-
-
-def log_folder(group: GroupSpec) -> Path:
-    """submitit's folder: per-task logs land in ``<root>/<study>/.infpop/logs/<array>_<task>/``."""
-    return study_dir(group.output_root, group.first.study) / "logs" / "%j"
 
 
 def split_arrays(groups: Sequence[GroupSpec]) -> list[list[GroupSpec]]:
@@ -88,10 +80,7 @@ def array_job_name(groups: Sequence[GroupSpec], partition: str) -> str:
 
 def sbatch_parameters(groups: Sequence[GroupSpec], partition: str, part: PartitionProfile) -> dict[str, Any]:
     """submitit SlurmExecutor parameters for one array: exactly the GPUs its groups need."""
-    counts = {g.n_gpus for g in groups}
-    if len(counts) != 1:
-        raise ValueError(f"an array needs one GPU count, got {sorted(counts)}")
-    n = counts.pop()
+    n = one_gpu_count(groups)
     params: dict[str, Any] = {
         "job_name": array_job_name(groups, partition),
         "partition": part.slurm_partition,
@@ -119,10 +108,9 @@ def _python() -> str:
 
 
 def render_sbatch(
-    groups: Sequence[GroupSpec], partition: str, part: PartitionProfile, python: str | None = None
+    groups: Sequence[GroupSpec], partition: str, part: PartitionProfile, folder: Path, python: str | None = None
 ) -> str:
-    """The sbatch script submitit writes for this array, rendered by submitit itself."""
-    folder = log_folder(groups[0])
+    """The sbatch script submitit writes for this array (logs under ``folder``), rendered by submitit itself."""
     # submitit's own command line for the executor (its property, evaluated without an executor,
     # which would need srun on PATH).
     command = submitit.SlurmExecutor._submitit_command_str.fget(
@@ -136,53 +124,28 @@ def render_sbatch(
     )
 
 
-def dry_run(groups: Sequence[GroupSpec], partition: str, part: PartitionProfile, python: str | None = None) -> str:
-    """What ``infpop sweep`` would submit: each array's sbatch script and the groups of its tasks."""
-    if part.executor != "slurm":
-        return f"partition {partition!r} runs locally (executor {part.executor!r}): no sbatch script"
-    todo = [g for g, _ in pending_groups(groups)]
-    if not todo:
-        return "nothing to submit: every trial has a result"
-    out = []
-    arrays = split_arrays(todo)
-    for i, array in enumerate(arrays, 1):
-        out.append(
-            f"# ---- array {i}/{len(arrays)}: {len(array)} task(s), {array[0].n_gpus} GPU(s) each, partition {partition!r}"
-        )
-        for k, g in enumerate(array):
-            out += [f"# task {k}: {g.group_id} ({len(g.trials)} trials)", f"#   runs: {shlex.join(job_argv(g))}"]
-            out += [f"#   binds: {line}" for line in describe(g.binds, part.runtime)]
-        out.append(render_sbatch(array, partition, part, python))
-    return "\n".join(out)
+class SlurmExecutor(Executor):
+    """sbatch job arrays: one per GPU count, each task one group, run and throttled by SLURM."""
 
+    kind = "slurm"
+    detached = True
+    refused = "sbatch refused the array"
 
-def submit_arrays(groups: Sequence[GroupSpec], partition: str, part: PartitionProfile) -> SweepReport:
-    """Submit the groups with missing trials, except those whose last job is still queued or running."""
-    report = SweepReport()
-    todo = pending_groups(groups)
-    if not todo:
-        return report
-    active = active_jobs([g for g, _ in todo])
-    for g, job_id in active.items():
-        report.queued[g] = job_id
-    todo = [(g, n) for g, n in todo if g.group_id not in active]
-    report.trials_to_run = sum(n for _, n in todo)
-    for array in split_arrays([g for g, _ in todo]):
-        executor = submitit.SlurmExecutor(folder=log_folder(array[0]))
-        params = sbatch_parameters(array, partition, part)
-        executor.update_parameters(**params)
-        try:
-            with executor.batch():
-                jobs = [executor.submit(group_job(g, cpu_threads=params["cpus_per_task"])) for g in array]
-        except Exception as exc:  # sbatch refused (bad partition, account, limits): name it, go on
-            for g in array:
-                report.failed[g.group_id] = f"sbatch refused the array: {str(exc).strip().splitlines()[-1]}"
-            continue
-        for g, job in zip(array, jobs):
-            log_submission(g, job.job_id, partition, executor="slurm", log=str(job.paths.stderr))
-            report.submitted.append(g.group_id)
-            report.job_ids.append(job.job_id)
-    return report
+    def _submitit(self) -> submitit.Executor:
+        return submitit.SlurmExecutor(folder=self.folder)
+
+    def parameters(self, groups: Sequence[GroupSpec]) -> dict[str, Any]:
+        return sbatch_parameters(groups, self.partition, self.part)
+
+    def cpu_threads(self, groups: Sequence[GroupSpec]) -> int:
+        return self.part.cpus_per_gpu * one_gpu_count(groups)
+
+    def arrays(self, groups: Sequence[GroupSpec]) -> list[list[GroupSpec]]:
+        return split_arrays(groups)
+
+    def active(self, job_ids: Iterable[str]) -> set[str]:
+        """Jobs SLURM still queues or runs: a sweep never submits their groups twice."""
+        return {j for j, state in job_states(job_ids).items() if state in ACTIVE_STATES}
 
 
 def _parse_states(sacct_like: str) -> dict[str, str]:
@@ -240,32 +203,3 @@ def job_elapsed(job_ids: Iterable[str]) -> dict[str, int]:
     info = submitit_slurm.SlurmInfoWatcher().read_info("JobID|ElapsedRaw\n" + out)
     found = {j: f.get("ElapsedRaw", "") for j, f in info.items() if "." not in j}
     return {j: int(found[j]) for j in job_ids if found.get(j, "").isdigit()}
-
-
-def read_submissions(bookkeeping: Path) -> list[dict[str, Any]]:
-    """Entries of a study's submission log (``sweep.log_submission``), oldest first."""
-    path = bookkeeping / "submissions.jsonl"
-    if not path.exists():
-        return []
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-
-
-def latest_submissions(groups: Sequence[GroupSpec]) -> dict[str, dict[str, Any]]:
-    """The last SLURM submission of each group, from the study's submission log."""
-    wanted = {g.group_id for g in groups}
-    latest: dict[str, dict[str, Any]] = {}
-    roots = {(g.output_root, g.first.study) for g in groups}
-    for root, study in roots:
-        for entry in read_submissions(study_dir(root, study)):
-            if entry["group"] in wanted and entry.get("executor") == "slurm":
-                latest[entry["group"]] = entry
-    return latest
-
-
-def active_jobs(groups: Sequence[GroupSpec]) -> dict[str, str]:
-    """Group id -> job id, for groups whose last submitted job is still pending or running."""
-    latest = latest_submissions(groups)
-    if not latest:
-        return {}
-    states = job_states(e["job_id"] for e in latest.values())
-    return {g: e["job_id"] for g, e in latest.items() if states[e["job_id"]] in ACTIVE_STATES}

@@ -1,0 +1,95 @@
+"""A live search's state file: what ``infpop hpo search`` has done for one target and is doing.
+
+The search (:mod:`infpop_analysis.hpo.search`) rewrites ``<root>/<study>/.infpop/search/<target>.json``
+around each job it submits: the trials so far, the job in flight, and once it stops, why and
+its pick. ``infpop status`` and the report read it back through :func:`read_searches`, which
+refuses a file that is no search state (exit 2, naming it). The
+results on disk stay the search's real state (a rerun resumes from them); this file says what a
+user asks while it runs or after it stopped.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+from infpop.atomic import write_atomic
+from infpop.errors import InputError
+from infpop.submissions import JobRecord
+
+
+class SearchJob(JobRecord):
+    """The job in flight: a submitted job (as the submission log records one) at one GPU count."""
+
+    n_gpus: int
+
+
+class SearchTrial(BaseModel):
+    """A finished trial of the search, in the order trials finished."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    config: str
+    status: str
+    throughput: float | None
+    load_s: float | None
+    trial_id: str
+
+
+class Pick(BaseModel):
+    """The best configuration measured, its interval where repetitions exist, and its ties."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    config: str
+    throughput: float
+    #: (low, high) of the mean throughput over the repetitions on disk; None below two.
+    interval: tuple[float, float] | None
+    interval_note: str
+    tied_with: list[str]
+
+
+class SearchState(BaseModel):
+    """One target's search: its settings, trials, the job in flight, and how it ended."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    target: str
+    #: The method that ran (the one asked for, or what it fell back to without physics or prior).
+    method: str
+    seed: int
+    budget: int | None
+    #: Where the prior's landscapes came from; None without one.
+    prior: str | None
+    physics: bool
+    #: Why the search stopped; None while it runs.
+    stop_reason: str | None = None
+    job: SearchJob | None = None
+    pick: Pick | None = None
+    trials: list[SearchTrial] = []
+
+    def write(self, path: Path) -> None:
+        write_atomic(path, self.model_dump_json(indent=1))
+
+
+def search_folder(bookkeeping: Path) -> Path:
+    """A study's search folder (states, logs, one-trial group files) under its ``.infpop`` folder."""
+    return bookkeeping / "search"
+
+
+def state_path(bookkeeping: Path, target: str) -> Path:
+    """The state file of ``target`` under a study's ``.infpop`` folder."""
+    return search_folder(bookkeeping) / f"{target}.json"
+
+
+def read_searches(folder: Path) -> list[SearchState]:
+    """The state files in a study's search folder (``.infpop/search``: one per searched model
+    and engine), by name; none where the folder is absent."""
+    out = []
+    for path in sorted(folder.glob("*.json")):
+        try:
+            out.append(SearchState.model_validate_json(path.read_text()))
+        except (OSError, ValidationError) as exc:
+            raise InputError(f"search state {str(path)!r}: unreadable ({exc})") from exc
+    return out
