@@ -1,7 +1,7 @@
 """Record the vLLM signatures infpop's adapter relies on, from a released wheel or an installed
 package, without importing it.
 
-tests/test_vllm_engine.py checks the adapter's arguments against every recorded version: the GPU
+tests/toolkit/test_vllm_engine.py checks the adapter's arguments against every recorded version: the GPU
 images' pins (containers/vllm-*.lock.toml), which CI cannot install, and the CPU build it runs.
 ``infpop plan`` checks a manifest's ``engine_options.vllm`` against the recorded ``EngineArgs``
 fields and their types (:mod:`infpop.engines.options`), so the recordings ship with the toolkit.
@@ -210,7 +210,7 @@ def record(where: Path) -> dict:
     llm, sp, ea, out, async_llm, stats = (src[f] for f in FILES)
     return {
         "what": "Call signatures of vLLM that infpop's vLLM adapter uses, parsed with ast from the released "
-        "package's source. tests/test_vllm_engine.py checks the adapter's arguments against every recorded "
+        "package's source. tests/toolkit/test_vllm_engine.py checks the adapter's arguments against every recorded "
         "version, and a recording against the installed vllm where one is installed.",
         "vllm_version": version,
         "source": {

@@ -59,7 +59,7 @@ stderr, which :class:`StderrTail` keeps the end of: a worker start or an engine 
 stderr shows CUDA running out of memory is recorded ``oom``.
 
 Everything that differs between the two vLLM versions sits in the "version differences" block
-below; ``tests/test_vllm_engine.py`` checks every argument against both versions' recorded
+below; ``tests/toolkit/test_vllm_engine.py`` checks every argument against both versions' recorded
 signatures (``signatures/vllm_<version>_signatures.json``, next to this module); ``infpop plan``
 checks a manifest's options against them (:mod:`infpop.engines.options`).
 """

@@ -2,7 +2,7 @@
 
 What an image holds is decided once, here, from ``containers/<name>.lock.toml``: both recipe
 formats are rendered from the same install steps, so they cannot drift, and both are committed
-next to the lock (``tests/test_containers.py`` checks the committed files against the render).
+next to the lock (``tests/toolkit/test_containers.py`` checks the committed files against the render).
 A runtime builds from the format its ``recipe_suffix`` names (:data:`RECIPES`).
 """
 
@@ -55,7 +55,7 @@ def recipe_header(lock: ImageLock, build: str) -> list[str]:
     return [
         f"# infpop trial image: {describe(lock)}.",
         f"# Generated from containers/{lock.name}.lock.toml by `python -m infpop.images recipes`; do not edit:",
-        "# tests/test_containers.py checks that it installs exactly the lock's pins.",
+        "# tests/toolkit/test_containers.py checks that it installs exactly the lock's pins.",
         f"# Build: `make containers PROFILE=...` ({build}).",
     ]
 

@@ -1,7 +1,7 @@
 """SLURM requests decided from a plan and rendered by submitit: no cluster needed.
 
 The sbatch scripts are compared with golden files under tests/golden/; after a deliberate
-change, regenerate them with ``INFPOP_UPDATE_GOLDEN=1 pytest tests/test_slurm.py`` and review
+change, regenerate them with ``INFPOP_UPDATE_GOLDEN=1 pytest tests/toolkit/test_slurm.py`` and review
 the diff.
 """
 
@@ -21,8 +21,8 @@ from infpop.plan import plan
 from infpop.profile import PartitionProfile, load_profile
 from infpop.sweep import dry_run
 
-REPO = Path(__file__).resolve().parents[1]
-GOLDEN = Path(__file__).parent / "golden"
+REPO = Path(__file__).resolve().parents[2]
+GOLDEN = Path(__file__).resolve().parents[1] / "golden"
 UNIVERSITY = REPO / "slurm" / "profiles" / "university.yaml"
 
 

@@ -75,7 +75,7 @@ def test_no_warm_up_repeats_the_published_protocol(write_manifest) -> None:
     group = _group(write_manifest(batch_sizes=[4], warmup={"trial_batches": 0}))
     (r,), calls = _run_counting(group)
     assert calls == [4, 4, 4] and r.warmup_s is None and r.group_warmup_s is None
-    paper = load_manifest(Path(__file__).parents[1] / "manifests" / "paper.yaml").manifest
+    paper = load_manifest(Path(__file__).resolve().parents[2] / "manifests" / "paper.yaml").manifest
     assert paper.warmup.trial_batches == 0 and paper.warmup.group_batches == 0
 
 

@@ -31,7 +31,7 @@ from infpop.profile import EMBEDDED_DEFAULT
 from infpop.scenarios.online import poisson_arrivals
 from infpop.trial import run_group
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 LOCAL = EMBEDDED_DEFAULT.partitions["local"]
 MIB = 1 << 20
 #: The tiny model's KV cache per token: K and V x 4 layers x 4 heads x 32 dims x 4 bytes (float32).

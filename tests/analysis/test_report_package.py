@@ -15,7 +15,7 @@ import pytest
 from infpop.cli import main
 from infpop_analysis.table import conform, write_table
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def _best_rows(page: str) -> str:

@@ -34,7 +34,7 @@ from infpop.results import ResultStore
 from infpop.runtimes import get_runtime
 from infpop.runtimes.base import Bind
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 PROFILE = REPO / "slurm" / "profiles" / "testcluster.yaml"
 TOOLS = ("ch-run", "ch-image", "ch-convert", "mksquashfs", "debootstrap")
 TOKEN = "hf_FAKEtokenForTheCharliecloudTest012345"

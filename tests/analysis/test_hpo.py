@@ -25,7 +25,7 @@ from infpop_analysis.hpo.summary import Agreement, Brief
 
 ALLDATA = PUBLISHED / "allData.csv"
 PROMPTS = PUBLISHED.parent / "humaneval-infilling" / "HumanEval-SingleLineInfilling.jsonl.gz"
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 BATCHES = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1028)
 GPUS = (1, 2, 4, 8)
 

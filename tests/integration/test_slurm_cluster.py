@@ -26,7 +26,7 @@ from infpop.results import ResultStore, TrialResult
 from infpop.status import study_status
 from infpop.sweep import submit_arrays
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 pytestmark = [pytest.mark.slurm, pytest.mark.slow]
 

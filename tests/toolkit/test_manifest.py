@@ -159,5 +159,5 @@ def test_valid_manifest_resolves_paths_against_its_folder(tmp_path: Path) -> Non
 
 
 def test_shipped_manifests_are_valid() -> None:
-    for path in sorted((Path(__file__).parents[1] / "manifests").glob("*.yaml")):
+    for path in sorted((Path(__file__).resolve().parents[2] / "manifests").glob("*.yaml")):
         load_manifest(path)

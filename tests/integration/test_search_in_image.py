@@ -1,6 +1,6 @@
 """A live ``infpop hpo search`` on the test cluster's ``charliecloud`` partition: its trials are
 SLURM jobs that run inside the CPU image (built by ``make containers``, as for
-tests/test_charliecloud.py), planned with the profile's runtime exactly as a sweep's are: the
+tests/integration/test_charliecloud.py), planned with the profile's runtime exactly as a sweep's are: the
 profile's ``shared_roots`` are what each job binds, and its ``model_cache`` is the job's
 offline Hugging Face home."""
 

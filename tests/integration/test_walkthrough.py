@@ -26,7 +26,7 @@ from conftest import wait_finished
 from infpop.checksums import file_sha256
 from infpop.results import iter_results
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 PROFILE = "slurm/profiles/testcluster.yaml"
 IMAGES = {"hf": REPO / "build/containers/infpop-hf-cpu.sqfs", "vllm": REPO / "build/containers/infpop-vllm-cpu.sqfs"}
 

@@ -4,7 +4,7 @@ table's scenario columns. Also the planner's new axes (workloads, rates, GPU mem
 which must leave the study's own trial ids unchanged.
 
 The HF engine serves online trials in dynamic batches (``Engine.generate_timed``), which these
-tests run; vLLM's continuous batching through its async engine is in tests/test_vllm_engine.py.
+tests run; vLLM's continuous batching through its async engine is in tests/toolkit/test_vllm_engine.py.
 """
 
 from __future__ import annotations

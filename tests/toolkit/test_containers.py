@@ -4,7 +4,7 @@ job runs with each runtime, and the plan's refusals of combinations known not to
 apptainer cannot be installed here, so no SIF is built; the def files are parsed with spython (the
 parser of the Singularity/Apptainer project's Python client; it reads ``Bootstrap: docker`` only, so
 a debootstrap def is read section by section here), the Dockerfiles with spython's Docker parser.
-Charliecloud images are built and run for real in tests/test_charliecloud.py.
+Charliecloud images are built and run for real in tests/integration/test_charliecloud.py.
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ from infpop.profile import PartitionProfile, load_profile
 from infpop.runtimes.base import Bind
 from spython.main.parse.parsers import DockerParser, SingularityParser
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 UNIVERSITY = REPO / "slurm" / "profiles" / "university.yaml"
 DEFS = sorted(CONTAINERS_DIR.glob("*.def"))
 DOCKERFILES = sorted(CONTAINERS_DIR.glob("*.Dockerfile"))

@@ -88,7 +88,7 @@ def test_a_search_leaves_the_sweeps_group_files_alone(write_manifest, tmp_path: 
 @pytest.mark.slurm
 def test_search_on_the_slurm_test_cluster(write_manifest, tmp_path: Path, slurm_conf: str) -> None:
     """On the real test cluster (the session's ``slurm_conf`` fixture): trials are SLURM jobs."""
-    repo = Path(__file__).resolve().parents[1]
+    repo = Path(__file__).resolve().parents[2]
     profile = yaml.safe_load((repo / "slurm" / "profiles" / "testcluster.yaml").read_text())
     profile_path = tmp_path / "profile.yaml"
     profile_path.write_text(yaml.safe_dump(profile))

@@ -196,7 +196,7 @@ def test_paper_report_renders_in_chromium(tmp_path: Path) -> None:
     """The `make paper` path on the published data: import, stats, curves, an HPO replay (one model,
     one repetition, to stay short; `make paper` replays all), then the report."""
     table = tmp_path / "table.parquet"
-    catalog = Path(__file__).resolve().parents[1] / "manifests" / "paper.yaml"
+    catalog = Path(__file__).resolve().parents[2] / "manifests" / "paper.yaml"
     assert main(["import-published", str(PUBLISHED / "allData.csv"), "-o", str(table), "--catalog", str(catalog)]) == 0
     assert main(["stats", str(table), "-o", str(tmp_path / "stats")]) == 0
     # The report draws the landscapes itself; their PNG/PDF pages are not needed for it.

@@ -339,7 +339,7 @@ def test_two_sweeps_at_once_on_slurm_submit_each_group_once(write_manifest, slur
     refused while the first submits, or finds its jobs queued; each group is submitted once."""
     from conftest import wait_finished
 
-    profile = Path(__file__).resolve().parents[1] / "slurm" / "profiles" / "testcluster.yaml"
+    profile = Path(__file__).resolve().parents[2] / "slurm" / "profiles" / "testcluster.yaml"
     manifest = write_manifest(partitions=["a100"], gpu_counts=[1, 2], batch_sizes=[1])
     argv = [*INFPOP, "sweep", str(manifest), "--partition", "a100", "--profile", str(profile)]
     sweeps = [subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(2)]

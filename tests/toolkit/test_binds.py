@@ -2,7 +2,7 @@
 way for every runtime; each runtime only formats the binds (plans only: well under a second each).
 
 Apptainer cannot run here, so its argv is checked, not run; Charliecloud's binds are run by
-tests/test_charliecloud.py and the cluster walk-through.
+tests/integration/test_charliecloud.py and the cluster walk-through.
 """
 
 from __future__ import annotations
