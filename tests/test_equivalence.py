@@ -86,6 +86,13 @@ def test_the_reference_is_the_fewest_gpus_at_batch_1_and_divergences_are_located
     assert across["first_divergence_mean"].iloc[0] == 1
 
 
+def test_a_trial_that_served_no_prompt_is_never_the_reference() -> None:
+    failed = _trial("hf", 1, 1, None) | {"outputs": "- - - -", "status": "timeout"}
+    eq = equivalence(conform(pd.DataFrame([failed, _trial("hf", 1, 2, REF), _trial("hf", 1, 4, _diverge(0, 2))])))
+    assert set(eq["reference_trial"]) == {"hf-g1-b2-r0"}
+    assert eq.set_index("batch_size")["prompts"].to_dict() == {1: 0, 2: 0, 4: 4}
+
+
 def test_a_table_without_fingerprints_gives_an_empty_table() -> None:
     eq = equivalence(conform(pd.DataFrame([_trial("hf", 1, 1, None)])))
     assert eq.empty and "identical" in eq.columns

@@ -92,7 +92,8 @@ def equivalence(table: pd.DataFrame) -> pd.DataFrame:
     reports no token ids, records from before they were kept) has ``prompts`` 0 and no shares,
     never a value; an engine with none in a family has no reference, and no rows."""
     axes = config_axes(table)
-    trials = table[table["outputs"].notna()] if "outputs" in table else table.iloc[:0]
+    # Trials that served at least one prompt: a failed one with none served is no reference.
+    trials = table[table["outputs"].str.contains(":", na=False)] if "outputs" in table else table.iloc[:0]
     rows: list[dict[str, object]] = []
     if trials.empty:
         return pd.DataFrame(columns=axes + COLUMNS)
@@ -114,7 +115,8 @@ def equivalence(table: pd.DataFrame) -> pd.DataFrame:
         for ref in others:
             prints = [parse(c) for c in _trials_of(trials, ref, axes)["outputs"]][:1]
             rows.append(_row(ref, axes, "first engine", first) | compare(prints, parse(first["outputs"])))
-    return pd.DataFrame(rows, columns=axes + COLUMNS)
+    shares = dict.fromkeys(["identical", "identical_head", "first_divergence_mean"], "float64")
+    return pd.DataFrame(rows, columns=axes + COLUMNS).astype(shares)
 
 
 def _same(a: pd.Series, b: pd.Series, axes: list[str]) -> bool:
