@@ -164,3 +164,16 @@ def test_bf16_with_padding_changes_outputs_with_batch_size_and_float32_does_not(
     heads = [(p[1], q[1]) for p, q in zip(parse(" ".join(ref)), parse(" ".join(b8))) if p[1] != q[1]]
     first = [next(i for i, (x, y) in enumerate(zip(a, b)) if x != y) for a, b in heads]
     assert eq.loc[("bfloat16", 8), "first_divergence_mean"] == pytest.approx(sum(first) / len(first))
+
+
+def test_hf_online_fingerprints_each_served_prompt_from_its_first_request(write_manifest, humaneval_path: Path) -> None:
+    """HF's dynamic batches (online) in float32 give each prompt what offline batch 1 gives it."""
+    workload = {"path": str(humaneval_path), "limit": 6}
+    (offline,) = run_group(_group(write_manifest("off.yaml", batch_sizes=[1], max_new_tokens=[4], workload=workload)))
+    scenario = {"kind": "online", "request_rates": [30], "duration_s": 1.0, "seed": 1, "min_duration_s": 0}
+    online = write_manifest("on.yaml", batch_sizes=[4], max_new_tokens=[4], workload=workload, scenario=scenario)
+    (result,) = run_group(_group(online))
+    assert result.status == "ok" and result.batching == "dynamic"
+    served = {t.prompt_index for t in result.online.requests}
+    assert result.online.n_requests > len(served) == 6, "prompts were sent more than once"
+    assert result.outputs == offline.outputs
