@@ -14,6 +14,8 @@ from pathlib import Path
 STATS_DIR, FIGURES_DIR, HPO_DIR = "stats", "figures", "hpo"
 #: ``infpop stats``: the per-configuration summaries, the tests, report.md and the tables folder.
 CONFIGS, TESTS, STATS_REPORT, TABLES_DIR = "configs.csv", "tests.csv", "report.md", "tables"
+#: ``infpop stats``: each configuration's outputs against its reference (output equivalence).
+EQUIVALENCE = "equivalence.csv"
 #: ``infpop hpo replay`` and ``infpop hpo benchmark``.
 HPO_SUMMARY, HPO_BENCHMARK = "hpo_summary.json", "hpo_benchmark.json"
 #: ``infpop report``.

@@ -16,6 +16,7 @@ from infpop.atomic import atomic_file, output_folder, write_atomic
 from infpop_analysis import layout
 from infpop_analysis.claims import claims_section
 from infpop_analysis.effects import magnitude
+from infpop_analysis.equivalence import equivalence
 from infpop_analysis.formatting import fmt, markdown_table, pct
 from infpop_analysis.replicates import repetition_tests
 from infpop_analysis.stats import BASE, FAST, NEW_HW, OLD_HW, Analysis, analyse
@@ -318,7 +319,7 @@ def render(a: Analysis, study: str, configs: pd.DataFrame | None = None, cv_thre
 def write_stats(
     df: pd.DataFrame, out_dir: str | Path, max_new_tokens: int | None = None, cv_threshold: float = CV_THRESHOLD
 ) -> list[Path]:
-    """Run :func:`analyse` and the repetition-aware tests, and write tests.csv, configs.csv,
+    """Run :func:`analyse` and the repetition-aware tests, and write tests.csv, configs.csv, equivalence.csv,
     tables/*.csv|.md and report.md into ``out_dir``."""
     out_dir = Path(out_dir)
     with output_folder(out_dir, "infpop stats"):
@@ -342,6 +343,7 @@ def _write_stats(df: pd.DataFrame, out_dir: Path, max_new_tokens: int | None, cv
         path_name(name, "statistics table")
     written = [
         _to_csv(configs, out_dir / layout.CONFIGS, index=False),
+        _to_csv(equivalence(df), out_dir / layout.EQUIVALENCE, index=False),
         _to_csv(a.tests, out_dir / layout.TESTS, index=False),
     ]
     for name, table in a.tables.items():

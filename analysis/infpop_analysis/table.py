@@ -94,6 +94,9 @@ COLUMNS: dict[str, str] = {
         for measure in ("latency", "ttft", "latency_per_token", "tpot", "itl")
         for p in ("p50", "p90", "p99")
     },
+    # The fingerprints of the generated tokens (a result's ``outputs``), one per workload prompt,
+    # space-separated, ``-`` for a prompt not served; missing where not measured.
+    "outputs": "string",
 }
 
 KEY = ["study", "hardware", "engine", "model", "n_gpus", "batch_size", "max_new_tokens", "repetition", "workload"]
@@ -197,6 +200,7 @@ def _scenario_columns(result: TrialResult) -> dict:
         "cached_prompt_tokens": result.cached_prompt_tokens,
         **{f"resolved_{name}": (result.resolved or {}).get(name) for name in RESOLVED},
         "valid": result.valid,
+        "outputs": None if result.outputs is None else " ".join(f or "-" for f in result.outputs),
     }
     if online is not None:
         out.update(n_requests=online.n_requests, request_throughput=online.request_throughput, goodput=online.goodput)

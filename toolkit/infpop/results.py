@@ -13,11 +13,12 @@ import re
 from collections.abc import Iterator
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError
 
 from infpop.atomic import write_atomic
+from infpop.fingerprints import PATTERN
 from infpop.manifest import SAFE_NAME
 from infpop.plan import TrialSpec
 from infpop.scenarios.metrics import OnlineMetrics
@@ -93,6 +94,11 @@ class TrialResult(BaseModel):
     resolved: dict[str, Any] | None = None
     #: Why a counter the engine could report is ``None`` in this run, by field name.
     unmeasured: dict[str, str] = Field(default_factory=dict)
+    #: Per workload prompt, in the workload's order, the fingerprint of the token ids generated for
+    #: it (:mod:`infpop.fingerprints`); ``None`` for a prompt the trial did not serve. The whole
+    #: list is ``None`` where the engine did not report token ids (``unmeasured`` says why) and
+    #: in records from before fingerprints were kept.
+    outputs: list[Annotated[str, StringConstraints(pattern=PATTERN)] | None] | None = None
     provenance: Provenance
 
 

@@ -14,12 +14,23 @@ from infpop.atomic import write_atomic
 
 from infpop_analysis import layout
 from infpop_analysis.formatting import esc
-from infpop_analysis.report import best, curves, engines, landscapes, online, outcomes, search, statistics, summary
+from infpop_analysis.report import (
+    best,
+    curves,
+    engines,
+    equivalence,
+    landscapes,
+    online,
+    outcomes,
+    search,
+    statistics,
+    summary,
+)
 from infpop_analysis.report.sources import Sources
 from infpop_analysis.stats import choose_tokens
 
 #: The sections in page order; each has ``KEY``, ``HEADING`` and ``render(df, src, tokens)``.
-SECTIONS = (summary, outcomes, best, engines, landscapes, curves, statistics, online, search)
+SECTIONS = (summary, outcomes, best, equivalence, engines, landscapes, curves, statistics, online, search)
 
 
 def render_report(df: pd.DataFrame, src: Sources, max_new_tokens: int | None = None) -> str:

@@ -25,6 +25,9 @@ class BatchOutput:
     generated_tokens: int
     #: Generated tokens of each prompt, in order, where the engine reports them.
     per_prompt: tuple[int, ...] | None = None
+    #: The generated token ids of each prompt, in order (the ``per_prompt`` tokens credited to it),
+    #: for the outputs' fingerprints; ``None`` where the engine does not report them.
+    token_ids: tuple[tuple[int, ...], ...] | None = None
     #: ``time.perf_counter()`` when the batch's first token appeared (``generate_timed`` only).
     first_token_at: float | None = None
     #: Prompt tokens the engine served from its prefix cache; ``None`` where it has none.
@@ -38,6 +41,8 @@ class StreamChunk:
 
     new_tokens: int
     prompt_tokens: int | None = None
+    #: The ids of the new tokens, for the outputs' fingerprints; ``None`` where the engine does not report them.
+    token_ids: tuple[int, ...] | None = None
     #: Prompt tokens served from the engine's prefix cache (on the request's last chunk, where the
     #: engine has a prefix cache).
     cached_tokens: int | None = None

@@ -23,12 +23,14 @@ from infpop.gpus import restrict_visible_gpus
 
 
 class _TokenCounter:
-    """Wraps ``model.generate`` to count prompt and new tokens from the id tensors it sees."""
+    """Wraps ``model.generate`` to count prompt and new tokens from the id tensors it sees, and
+    keep each prompt's new ids (the pipeline hands back only decoded text)."""
 
     def __init__(self, generate: Any, eos_ids: set[int], context: int | None):
         self.context = context
         self.prompt_tokens = 0
         self.per_prompt: list[int] = []
+        self.ids: list[tuple[int, ...]] = []
         #: Tokens each prompt of the current call asked for, in order; ``None``: all it made.
         self.caps: list[int] | None = None
         self._eos = eos_ids
@@ -53,11 +55,12 @@ class _TokenCounter:
             if self.caps is not None:
                 stop = min(stop, self.caps[len(self.per_prompt)])
             self.per_prompt.append(stop)
+            self.ids.append(tuple(row[:stop]))
         return out
 
     def take(self) -> BatchOutput:
-        counts = BatchOutput(self.prompt_tokens, sum(self.per_prompt), tuple(self.per_prompt))
-        self.prompt_tokens, self.per_prompt, self.caps = 0, [], None
+        counts = BatchOutput(self.prompt_tokens, sum(self.per_prompt), tuple(self.per_prompt), tuple(self.ids))
+        self.prompt_tokens, self.per_prompt, self.ids, self.caps = 0, [], [], None
         return counts
 
 

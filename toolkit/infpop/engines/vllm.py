@@ -4,7 +4,7 @@ Offline (the study's protocol): ``LLM(model, tensor_parallel_size=n, dtype,
 gpu_memory_utilization, seed, trust_remote_code)`` once per trial group; each batch is one
 ``generate`` call with the batch's b prompts and ``SamplingParams(max_tokens, ignore_eos=True,
 temperature=0)``, so every prompt yields exactly ``max_tokens`` greedy tokens. Token counts come
-from ``outputs[0].token_ids`` and ``prompt_token_ids``.
+from ``outputs[0].token_ids`` and ``prompt_token_ids``; the ids themselves become the outputs' fingerprints.
 
 Online: the async engine (``AsyncLLM``), which batches continuously: each request is submitted
 when it arrives, joins the running batch at the next step, and streams its tokens back
@@ -330,13 +330,15 @@ class VLLMEngine(Engine):
         except Exception as exc:
             self._raise_if_oom(exc)
             raise
-        per_prompt = tuple(len(o.outputs[0].token_ids) for o in outputs)
+        token_ids = tuple(tuple(o.outputs[0].token_ids) for o in outputs)
+        per_prompt = tuple(map(len, token_ids))
         self._refuse_truncated(outputs, per_prompt, max_new_tokens)
         cached = [o.num_cached_tokens for o in outputs]
         return BatchOutput(
             prompt_tokens=sum(len(o.prompt_token_ids or ()) for o in outputs),
             generated_tokens=sum(per_prompt),
             per_prompt=per_prompt,
+            token_ids=token_ids,
             cached_tokens=None if None in cached else sum(cached),
         )
 
@@ -364,17 +366,19 @@ class VLLMEngine(Engine):
         lengths = [max_new_tokens] * len(prompts) if isinstance(max_new_tokens, int) else list(max_new_tokens)
         self._batches += 1
 
-        async def one(i: int, prompt: str, n: int) -> tuple[int, int, int | None]:
+        async def one(i: int, prompt: str, n: int) -> tuple[int, tuple[int, ...], int | None]:
             got = [c async for c in self.stream(prompt, n, f"batch{self._batches}-{i}")]
             cached = [c.cached_tokens for c in got if c.cached_tokens is not None]
-            return sum(c.prompt_tokens or 0 for c in got), sum(c.new_tokens for c in got), max(cached, default=None)
+            ids = tuple(t for c in got for t in c.token_ids or ())
+            return sum(c.prompt_tokens or 0 for c in got), ids, max(cached, default=None)
 
         counts = await asyncio.gather(*(one(i, p, n) for i, (p, n) in enumerate(zip(prompts, lengths))))
         cached = [c for _, _, c in counts]
         return BatchOutput(
             prompt_tokens=sum(p for p, _, _ in counts),
-            generated_tokens=sum(t for _, t, _ in counts),
-            per_prompt=tuple(t for _, t, _ in counts),
+            generated_tokens=sum(len(ids) for _, ids, _ in counts),
+            per_prompt=tuple(len(ids) for _, ids, _ in counts),
+            token_ids=tuple(ids for _, ids, _ in counts),
             cached_tokens=None if None in cached else sum(cached),
         )
 
@@ -386,9 +390,11 @@ class VLLMEngine(Engine):
         first = True
         try:
             async for out in self.async_llm.generate(prompt, params, request_id=request_id):
+                ids = tuple(out.outputs[0].token_ids)
                 yield StreamChunk(
-                    new_tokens=len(out.outputs[0].token_ids),
+                    new_tokens=len(ids),
                     prompt_tokens=len(out.prompt_token_ids or ()) if first else None,
+                    token_ids=ids,
                     cached_tokens=out.num_cached_tokens if out.finished else None,
                 )
                 first = False

@@ -19,6 +19,9 @@ from infpop.results import Provenance, TrialResult, utcnow
 from infpop.scenarios.metrics import validity
 from infpop.workloads import Prompt
 
+#: Why a result has no output fingerprints.
+NO_IDS = "the engine did not report the generated token ids"
+
 
 def error_text(exc: BaseException) -> str:
     """The exception and the innermost frames: enough to act on, bounded in size."""
@@ -81,12 +84,14 @@ class Recorder:
         n_prompts: int,
         generated_tokens: int,
         wall_s: float,
+        outputs: list[str | None] | None,
         **fields: Any,
     ) -> TrialResult:
         """The result of a trial that ran, in any scenario: throughput and validity are decided
         here once. A trial that generated nothing has no throughput (never a zero). A trial run
         with the prefix cache off whose engine served prompt tokens from a cache did not run the
-        configuration it names: an ``error``, with the reason."""
+        configuration it names: an ``error``, with the reason. ``outputs`` (the fingerprints) is
+        ``None`` where the engine did not report token ids: recorded as not measured."""
         cached = fields.get("cached_prompt_tokens")
         if trial.prefix_caching is False and cached and status == "ok":
             status = "error"
@@ -104,7 +109,8 @@ class Recorder:
             invalid_reason=why,
             kv_cache_blocks=self.kv_cache_blocks,
             resolved=self.resolved,
-            unmeasured=self.unmeasured,
+            unmeasured=self.unmeasured if outputs is not None else self.unmeasured | {"outputs": NO_IDS},
+            outputs=outputs,
             **fields,
         )
 

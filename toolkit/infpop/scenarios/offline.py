@@ -6,6 +6,7 @@ from __future__ import annotations
 import time
 
 from infpop.engines.base import Engine
+from infpop.fingerprints import by_prompt
 from infpop.plan import TrialSpec
 from infpop.results import TrialResult, utcnow
 from infpop.scenarios.base import Recorder, error_text, preempted_since
@@ -20,6 +21,8 @@ def run_offline(
     latencies: list[float] = []
     prompt_tokens = generated = 0
     cached: int | None = 0
+    # Token ids kept as the engine returned them; hashed after the timed loop.
+    served: list[tuple[int, tuple[int, ...]]] | None = []
     status, error = "ok", None
     texts = [p.text for p in prompts]
     b = trial.batch_size
@@ -39,6 +42,10 @@ def run_offline(
         prompt_tokens += out.prompt_tokens
         generated += out.generated_tokens
         cached = None if cached is None or out.cached_tokens is None else cached + out.cached_tokens
+        if out.token_ids is None:
+            served = None
+        elif served is not None:
+            served += enumerate(out.token_ids, i)
         if timeout_s is not None and time.perf_counter() - loop_start > timeout_s and i + b < len(texts):
             status, error = "timeout", f"trial_timeout_s={timeout_s} reached after {i + b} of {len(texts)} prompts"
             break
@@ -57,4 +64,5 @@ def run_offline(
         batching="static",
         num_preemptions=preempted_since(engine, preempted),
         cached_prompt_tokens=cached,
+        outputs=None if served is None else by_prompt(len(texts), served),
     )

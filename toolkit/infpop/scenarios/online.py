@@ -30,6 +30,7 @@ import random
 import time
 
 from infpop.engines.base import Engine
+from infpop.fingerprints import by_prompt
 from infpop.plan import TrialSpec
 from infpop.results import TrialResult, utcnow
 from infpop.scenarios.base import Recorder, error_text, preempted_since
@@ -77,6 +78,7 @@ def run_online(
         batching="continuous" if continuous else "dynamic",
         num_preemptions=preempted_since(engine, preempted),
         cached_prompt_tokens=served.cached_tokens,
+        outputs=served.fingerprints(len(prompts)),
     )
 
 
@@ -96,6 +98,21 @@ class _Served:
         self.lateness: list[float] | None = None
         self.status, self.error = "ok", None
         self.wall_s = 0.0
+        #: ``(request index, generated token ids)`` of each served request, for the fingerprints;
+        #: ``None`` once the engine did not report the ids of one.
+        self.token_ids: list[tuple[int, tuple[int, ...]]] | None = []
+
+    def fingerprints(self, n_prompts: int) -> list[str | None] | None:
+        """One per workload prompt, from its first request (request i sends prompt i mod n)."""
+        if self.token_ids is None:
+            return None
+        return by_prompt(n_prompts, [(i % n_prompts, ids) for i, ids in sorted(self.token_ids)])
+
+    def add_ids(self, request: int, ids: tuple[int, ...] | None) -> None:
+        if ids is None:
+            self.token_ids = None
+        elif self.token_ids is not None:
+            self.token_ids.append((request, ids))
 
     def add_cached(self, tokens: int | None) -> None:
         self.cached_tokens = None if self.cached_tokens is None or tokens is None else self.cached_tokens + tokens
@@ -143,6 +160,8 @@ def _serve_dynamic(
             )
             for i, n in zip(range(nxt, end), per_prompt)
         ]
+        for i, ids in zip(range(nxt, end), out.token_ids or [None] * len(batch)):
+            served.add_ids(i, ids)
         nxt = end
         if timeout_s is not None and finish > timeout_s and nxt < len(arrivals):
             served.status = "timeout"
@@ -171,11 +190,16 @@ def _serve_continuous(
         first = last = None
         produced = prompt_tokens = 0
         cached = None
+        ids: list[int] | None = []
         n = asked if isinstance(asked, int) else asked[0]
         async for chunk in engine.stream(prompt.text, n, f"{trial.trial_id}#{i}"):
             now = time.perf_counter() - clock0
             prompt_tokens = chunk.prompt_tokens if chunk.prompt_tokens is not None else prompt_tokens
             cached = chunk.cached_tokens if chunk.cached_tokens is not None else cached
+            if chunk.token_ids is None:
+                ids = None
+            elif ids is not None:
+                ids += chunk.token_ids
             if not chunk.new_tokens:
                 continue
             if first is None:
@@ -186,6 +210,7 @@ def _serve_continuous(
             produced += chunk.new_tokens
         served.prompt_tokens += prompt_tokens
         served.add_cached(cached)
+        served.add_ids(i, None if ids is None else tuple(ids))
         timing = RequestTiming(
             prompt_index=i % len(prompts),
             arrival_s=arrivals[i],
