@@ -51,6 +51,55 @@ class Provenance(BaseModel):
     finished_at: str
 
 
+class GpuTelemetry(BaseModel):
+    """What NVML saw of one GPU during a trial's timed loop."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    #: The GPU as the trial's allocation named it (an index or a ``GPU-``/``MIG-`` UUID) and its name.
+    id: str
+    name: str
+    #: Joules over the timed loop, and whence: the GPU's total-energy counter (Volta and newer)
+    #: or power samples integrated over time (older GPUs, or where the counter is not supported).
+    energy_j: float | None
+    energy_from: Literal["counter", "power samples"] | None
+    mean_power_w: float | None
+    peak_power_w: float | None
+    peak_memory_used_bytes: int | None
+    mean_sm_clock_mhz: float | None
+    mean_utilization_pct: float | None
+    samples: int
+
+
+class TrialTelemetry(BaseModel):
+    """Energy and power of a trial's timed loop (:mod:`infpop.telemetry`). ``None`` is *not
+    measured* (no NVML, no readable RAPL counter), never zero; ``unmeasured`` says why."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    gpus: list[GpuTelemetry] = Field(default_factory=list)
+    #: Sum over the trial's GPUs; ``None`` unless every one of them was measured.
+    gpu_energy_j: float | None = None
+    #: CPU packages' energy from RAPL (powercap), summed over the packages read.
+    cpu_energy_j: float | None = None
+    cpu_domains: list[str] = Field(default_factory=list)
+    interval_s: float
+    unmeasured: dict[str, str] = Field(default_factory=dict)
+
+    @property
+    def energy_parts(self) -> str | None:
+        """Which parts :attr:`energy_j` sums (``gpu+cpu``, ``gpu``, ``cpu``), ``None`` for neither:
+        a per-token energy must say what it counts."""
+        parts = [name for name, e in (("gpu", self.gpu_energy_j), ("cpu", self.cpu_energy_j)) if e is not None]
+        return "+".join(parts) or None
+
+    @property
+    def energy_j(self) -> float | None:
+        """The parts measured, summed (:attr:`energy_parts`); ``None`` where none was."""
+        parts = [e for e in (self.gpu_energy_j, self.cpu_energy_j) if e is not None]
+        return sum(parts) if parts else None
+
+
 class TrialResult(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -93,6 +142,12 @@ class TrialResult(BaseModel):
     resolved: dict[str, Any] | None = None
     #: Why a counter the engine could report is ``None`` in this run, by field name.
     unmeasured: dict[str, str] = Field(default_factory=dict)
+    #: Energy and power during the timed loop; ``None`` in records from before it was kept.
+    telemetry: TrialTelemetry | None = None
+    #: The configuration's physical bound in generated tokens/s (:func:`infpop.physics.bound`)
+    #: and the resource that sets it; ``None`` where the model's shape or the hardware is unknown.
+    bound_tokens_s: float | None = None
+    bound_by: Literal["compute", "bandwidth", "host link"] | None = None
     provenance: Provenance
 
 
