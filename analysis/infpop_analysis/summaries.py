@@ -50,7 +50,8 @@ LATENCY_COLUMNS = [f"{m}_{p}_s" for m in ("latency", "ttft", "latency_per_token"
 #: prompt tokens served from its prefix cache), summarised as their median over the configuration's runs.
 ENGINE_COUNTERS = ("kv_cache_blocks", "num_preemptions", "cached_prompt_tokens")
 #: Per-trial energy and roofline measures (:func:`infpop_analysis.table._energy_columns`), summarised
-#: as their median over the configuration's runs; always present, missing where not measured.
+#: as their median over the configuration's runs; all three where the table has any of them (a
+#: sweep's, with a bound per trial), missing where not measured; none for the published data.
 EFFICIENCY = ("energy_j_per_token", "tokens_per_s_per_w", "roofline_fraction")
 #: The settings the engine resolved (``resolved_*`` columns), shown as the configuration's runs had them.
 RESOLVED_COLUMNS = [f"resolved_{name}" for name in RESOLVED]
@@ -111,7 +112,8 @@ def config_summaries(df: pd.DataFrame, cv_threshold: float = CV_THRESHOLD) -> pd
     counters = [c for c in ENGINE_COUNTERS if c in d.columns and d[c].notna().any()]
     if counters:
         parts.append(by[counters].median().reset_index(drop=True))
-    parts.append(by[[c for c in EFFICIENCY if c in d.columns]].median().reset_index(drop=True))
+    if any(c in d.columns and d[c].notna().any() for c in EFFICIENCY):
+        parts.append(by[[c for c in EFFICIENCY if c in d.columns]].median().reset_index(drop=True))
     settings = [c for c in ["energy_parts", "bound_by", *RESOLVED_COLUMNS] if c in d.columns and d[c].notna().any()]
     if settings:  # one engine per group: a configuration's runs share them; where not, its first run's
         parts.append(by[settings].first().reset_index(drop=True))
