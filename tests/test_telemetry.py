@@ -22,7 +22,7 @@ from infpop.engines.hf import HFPipelineEngine
 from infpop.manifest import ModelSpec, load_manifest
 from infpop.plan import GroupSpec, plan
 from infpop.profile import EMBEDDED_DEFAULT
-from infpop.results import TrialTelemetry
+from infpop.results import CorruptResult, TrialTelemetry, read_result
 from infpop.telemetry import NVML_ENERGY_WRAP, Sampler, counter_delta, integrate, rapl_packages, visible_gpus
 from infpop.trial import run_group
 
@@ -210,7 +210,7 @@ def _group(manifest: Path) -> GroupSpec:
     return group
 
 
-def test_samples_only_inside_the_timed_loop_and_bound_in_every_result(write_manifest, monkeypatch) -> None:
+def test_samples_only_inside_the_timed_loop_and_bound_in_every_result(write_manifest, monkeypatch, tmp_path) -> None:
     """One warm-up batch, then a timed loop of 3 batches: the stand-in GPU is sampled only
     after the warm-up, and every sample is in the result (none after the trial)."""
     gpu = FakeGpu()
@@ -231,6 +231,11 @@ def test_samples_only_inside_the_timed_loop_and_bound_in_every_result(write_mani
     assert result.telemetry.gpus[0].energy_from == "counter" and result.telemetry.gpu_energy_j == 50.0
     # The tiny model's config.json gives the shape; the hardware label "cpu" the nominal socket.
     assert result.bound_tokens_s > 0 and result.bound_by in ("compute", "bandwidth")
+    # A damaged energy value is named on read, like every other impossible value.
+    bad = result.model_copy(update={"telemetry": result.telemetry.model_copy(update={"gpu_energy_j": -1.0})})
+    (tmp_path / "bad.json").write_text(bad.model_dump_json())
+    with pytest.raises(CorruptResult, match="telemetry.gpu_energy_j -1.0"):
+        read_result(tmp_path / "bad.json")
 
 
 def test_architecture_from_a_models_config_json(tiny_model: Path) -> None:

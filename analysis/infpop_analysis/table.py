@@ -205,7 +205,7 @@ def _energy_columns(result: TrialResult) -> dict:
     powers = [g.mean_power_w for g in gpus]
     peaks = [g.peak_power_w for g in gpus]
     memory = [g.peak_memory_used_bytes for g in gpus]
-    ok = result.status == "ok" and result.throughput is not None and result.bound_tokens_s
+    has_fraction = result.status == "ok" and result.throughput is not None and bool(result.bound_tokens_s)
     return {
         "gpu_energy_j": tel.gpu_energy_j if tel is not None else None,
         "cpu_energy_j": tel.cpu_energy_j if tel is not None else None,
@@ -217,7 +217,7 @@ def _energy_columns(result: TrialResult) -> dict:
         "gpu_peak_memory_bytes": max(memory) if gpus and None not in memory else None,
         "bound_tokens_s": result.bound_tokens_s,
         "bound_by": result.bound_by,
-        "roofline_fraction": result.throughput / result.bound_tokens_s if ok else None,
+        "roofline_fraction": result.throughput / result.bound_tokens_s if has_fraction else None,
     }
 
 

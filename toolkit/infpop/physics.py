@@ -21,7 +21,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -77,7 +77,7 @@ class Architecture(BaseModel):
 GATED_ACTIVATIONS = frozenset({"silu", "swish", "swiglu", "geglu", "gelu_pytorch_tanh"})
 
 
-def architecture_from_config(config: dict, source: str) -> Architecture:
+def architecture_from_config(config: dict[str, Any], source: str) -> Architecture:
     """The shape a transformers ``config.json`` gives (Llama's names, GPT-2/Bloom's where those
     are missing); a key it lacks takes the family's convention (KV heads = heads, MLP 4 x hidden,
     tied embeddings as transformers defaults them)."""

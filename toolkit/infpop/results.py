@@ -190,7 +190,7 @@ class ResultStore:
 MAX_COUNT = 2**63 - 1
 _COUNTS = ("n_gpus", "batch_size", "max_new_tokens", "repetition", "kv_cache_bytes", "max_num_seqs")
 _RESULT_COUNTS = ("n_prompts", "prompt_tokens", "generated_tokens", "kv_cache_blocks", "num_preemptions")
-_SECONDS = ("throughput", "wall_s", "load_s", "warmup_s", "group_warmup_s")
+_SECONDS = ("throughput", "wall_s", "load_s", "warmup_s", "group_warmup_s", "bound_tokens_s")
 
 
 def implausible(result: TrialResult) -> str | None:
@@ -212,6 +212,12 @@ def implausible(result: TrialResult) -> str | None:
         value = getattr(result, field)
         if value is not None and not (math.isfinite(value) and value >= 0):
             return f"{field} {value} is not a finite non-negative number"
+    tel = result.telemetry
+    if tel is not None:
+        for field in ("gpu_energy_j", "cpu_energy_j"):
+            value = getattr(tel, field)
+            if value is not None and not (math.isfinite(value) and value >= 0):
+                return f"telemetry.{field} {value} is not a finite non-negative number"
     if result.status == "ok" and not result.throughput and result.generated_tokens:
         return "status ok with generated tokens but no throughput"
     return None
