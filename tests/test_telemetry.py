@@ -250,7 +250,7 @@ def test_architecture_from_a_models_config_json(tiny_model: Path) -> None:
 
 def test_decode_bound_by_bandwidth_prefill_by_compute() -> None:
     """A 7B model at batch 1 generating 256 tokens waits on HBM; 2048-token prompts generating
-    one token each at batch 64 wait on FLOP/s."""
+    one token each at batch 64 wait on FLOP/s; weights beyond the GPU's memory wait on PCIe."""
     arch = physics.architecture_from_config(
         {"num_hidden_layers": 32, "hidden_size": 4096, "num_attention_heads": 32, "intermediate_size": 11008,
          "vocab_size": 32000, "hidden_act": "silu", "tie_word_embeddings": False}, "llama-7b-like",
@@ -259,6 +259,11 @@ def test_decode_bound_by_bandwidth_prefill_by_compute() -> None:
     decode = physics.TrialShape(arch, "hf", a100, 1, 1, physics.Workload((100,) * 8, 256))
     prefill = physics.TrialShape(arch, "hf", a100, 1, 64, physics.Workload((2048,) * 64, 1))
     assert physics.bound_by(decode) == "bandwidth" and physics.bound_by(prefill) == "compute"
+    # Twice the layers (27 GB of weights) on one 16 GB V100: hf offloads, and PCIe dominates.
+    offloaded = physics.TrialShape(
+        arch.model_copy(update={"layers": 64}), "hf", physics.gpu("v100-16gb"), 1, 1, physics.Workload((100,) * 8, 16)
+    )
+    assert physics.bound_by(offloaded) == "host link"
 
 
 def test_telemetry_import_loads_neither_nvml_nor_analysis_libraries() -> None:

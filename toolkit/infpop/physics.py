@@ -252,12 +252,12 @@ def roofline(trial: TrialShape, efficiency: float = 1.0, offloaded_bytes: float 
     (``vllm``) packs its prompts without padding, so only their actual tokens count there: a
     padded bound is no bound for vLLM at large batches.
     ``offloaded_bytes`` of weights held in CPU memory cross the host links at every step."""
-    seconds = _roofline_seconds(trial, efficiency, offloaded_bytes)
-    return len(trial.workload.prompt_tokens) * trial.workload.new_tokens / sum(seconds.values())
+    seconds, _ = _roofline_seconds(trial, efficiency, offloaded_bytes)
+    return len(trial.workload.prompt_tokens) * trial.workload.new_tokens / seconds
 
 
-def _roofline_seconds(trial: TrialShape, efficiency: float, offloaded_bytes: float) -> dict[Resource, float]:
-    """The roofline's seconds (:func:`roofline`), by the resource each step waits on."""
+def _roofline_seconds(trial: TrialShape, efficiency: float, offloaded_bytes: float) -> tuple[float, Resource]:
+    """The roofline's seconds (:func:`roofline`), and the resource that takes most of them."""
     arch, engine, dtype_bytes, workload = trial.arch, trial.capabilities, trial.dtype_bytes, trial.workload
     active = trial.n_gpus if engine.tensor_parallel else 1
     flops = trial.device.fp16_tflops * 1e12 * active * efficiency
@@ -276,21 +276,23 @@ def _roofline_seconds(trial: TrialShape, efficiency: float, offloaded_bytes: flo
         per_expert = (arch.params - arch.active_params) / (e - k)
         return (arch.active_params + (min(e, tokens * k) - k) * per_expert) * dtype_bytes
 
-    seconds: dict[Resource, float] = {"compute": 0.0, "bandwidth": 0.0, "host link": 0.0}
-
-    def step(compute: float, memory: float) -> None:
-        seconds["compute" if compute >= memory else "bandwidth"] += max(compute, memory)
-        seconds["host link"] += fetch
-
+    total = 0.0
+    waits: dict[Resource, float] = {"compute": 0.0, "bandwidth": 0.0}
     for i in range(0, len(p), trial.batch_size):
         batch = p[i : i + trial.batch_size]
         prompts = len(batch)
         # Tokens the batch holds: padded to its longest prompt (hf) or as they are (vllm).
         tokens = sum(batch) if engine.continuous_batching else prompts * max(batch)
-        step(per_token * tokens / flops, read(tokens) / bandwidth)
-        for n in range(workload.new_tokens):
-            step(per_token * prompts / flops, (read(prompts) + kv * (tokens + prompts * n)) / bandwidth)
-    return seconds
+        compute, memory = per_token * tokens / flops, read(tokens) / bandwidth
+        total += max(compute, memory) + fetch
+        waits["compute" if compute >= memory else "bandwidth"] += max(compute, memory)
+        compute, weights = per_token * prompts / flops, read(prompts)
+        for step in range(workload.new_tokens):
+            memory = (weights + kv * (tokens + prompts * step)) / bandwidth
+            total += max(compute, memory) + fetch
+            waits["compute" if compute >= memory else "bandwidth"] += max(compute, memory)
+    waits["host link"] = total - waits["compute"] - waits["bandwidth"]  # every step's fetch
+    return total, max(waits, key=waits.__getitem__)
 
 
 def offloaded_bytes(trial: TrialShape, cap: float) -> float:
@@ -311,8 +313,7 @@ def bound(trial: TrialShape) -> float:
 def bound_by(trial: TrialShape) -> Resource:
     """The resource that takes most of :func:`bound`'s time: what a trial near its bound is
     limited by, and so what its roofline fraction is a utilisation of."""
-    seconds = _roofline_seconds(trial, 1.0, offloaded_bytes(trial, 1.0))
-    return max(seconds, key=seconds.__getitem__)
+    return _roofline_seconds(trial, 1.0, offloaded_bytes(trial, 1.0))[1]
 
 
 def estimate(trial: TrialShape, cal: Calibration = DEFAULT_CALIBRATION) -> float:
