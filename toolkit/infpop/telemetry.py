@@ -3,7 +3,8 @@
 :class:`Sampler` is a context manager around the timed loop alone (the scenarios enter it after
 the untimed warm-up and leave it when the loop's clock stops), so model loading and warm-up
 never count. A background thread samples each GPU every ``interval_s`` (power, memory used, SM
-clock, utilisation); energy comes from the GPU's total-energy counter (Volta and newer), read at
+clock, utilisation; 0.25 s by default: NVML's power reading is a one-second average on GPUs
+after the A100, so sampling faster adds no detail); energy comes from the GPU's total-energy counter (Volta and newer), read at
 entry and exit, and from the power samples integrated over time where the counter is missing.
 CPU packages' energy comes from RAPL's powercap counters, read at entry and exit.
 
@@ -160,14 +161,14 @@ class Sampler:
         nvml: Any = None,
         gpus: list[str] | None = None,
         powercap: Path = POWERCAP,
-        interval_s: float = 0.1,
+        interval_s: float = 0.25,
     ):
         self._nvml, self._gpu_ids, self.powercap, self.interval_s = nvml, gpus, powercap, interval_s
         self._nvml_started = False
         self.record: TrialTelemetry | None = None
         self._gpus: list[_Gpu] = []
         self._unmeasured: dict[str, str] = {}
-        self._stop = threading.Event()
+        self._stop, self._ready = threading.Event(), threading.Event()
         self._thread: threading.Thread | None = None
 
     def __enter__(self) -> Sampler:
@@ -175,9 +176,11 @@ class Sampler:
         self._rapl = {p: _read_uj(p / "energy_uj") for p in rapl_packages(self.powercap)}
         self._t0 = time.monotonic()
         if self._gpus:
-            self._sample_all()
+            # Started, and its first sample taken, before the loop: a thread's start-up would
+            # otherwise compete with the loop's first batch for the interpreter.
             self._thread = threading.Thread(target=self._run, name="infpop-telemetry", daemon=True)
             self._thread.start()
+            self._ready.wait()
         return self
 
     def _start_gpus(self) -> None:
@@ -207,6 +210,8 @@ class Sampler:
             gpu.sample()
 
     def _run(self) -> None:
+        self._sample_all()
+        self._ready.set()
         while not self._stop.wait(self.interval_s):
             self._sample_all()
 
