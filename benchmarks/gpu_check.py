@@ -6,7 +6,8 @@ runner (telemetry on), and print each trial measured against predicted: the OOM 
 
 On a GPU: the stacks of Llama-3.2-1B and Llama-3-8B in bfloat16 (:data:`infpop.tinymodel.SHAPES`),
 1024 synthetic prompts of 1024 words, 16 new tokens each, batch sizes 16, 128 and 1024 (the
-last is past the 8B model's frontier on an 80 GB or 141 GB GPU), in about 5 minutes on an H200.
+last is past the 8B model's frontier on an 80 GB or 141 GB GPU by the memory model); sized, not
+yet timed, for 8 minutes on an H200 (each trial is capped at 150 s).
 ``--cpu``: the same path with the tiny model on the CPU, in well under a minute.
 
 Exit status 1 when the check fails: a trial ended in ``error``, an ``ok`` trial has no bound,
