@@ -174,7 +174,7 @@ def test_rapl_sums_packages_across_a_wrap_and_skips_subzones(tmp_path: Path, mon
 
 
 def test_unreadable_rapl_counter_is_not_measured(tmp_path: Path, monkeypatch) -> None:
-    """Since Linux 5.10 only root reads energy_uj: the counter's file is there but unreadable
+    """Since the 2020 Platypus fix only root reads energy_uj: the counter's file is there but unreadable
     (a directory in its place stands for that here, since the tests may run as root)."""
     monkeypatch.setattr(telemetry, "_pynvml", lambda: None)
     zone = _zone(tmp_path, "intel-rapl:0", "package-0", 0, 999)

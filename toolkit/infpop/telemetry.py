@@ -10,7 +10,7 @@ CPU packages' energy comes from RAPL's powercap counters, read at entry and exit
 
 Whatever cannot be read is *not measured* (``None``, with the reason in ``unmeasured``),
 never zero: a GPU node without ``nvidia-ml-py``, a CPU whose RAPL counters only root may read
-(the default since Linux 5.10), a laptop without powercap. ``pynvml`` is imported only when a
+(the default since the 2020 Platypus fix), a laptop without powercap. ``pynvml`` is imported only when a
 sampler starts, so the login node and CPU jobs need not have it.
 """
 
