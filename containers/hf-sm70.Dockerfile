@@ -17,7 +17,7 @@ RUN set -eu \
  && export PIP_CERT=/etc/ssl/certs/ca-certificates.crt \
  && python3 -m venv /opt/infpop/venv \
  && /opt/infpop/venv/bin/python -m pip install --no-cache-dir --find-links /opt/infpop/wheels pip==25.2 setuptools==80.9.0 wheel==0.45.1 \
- && /opt/infpop/venv/bin/python -m pip install --no-cache-dir --find-links /opt/infpop/wheels torch==2.8.0 accelerate==1.10.1 transformers==4.56.2 tokenizers==0.22.1 safetensors==0.6.2 huggingface-hub==0.35.3 pydantic==2.11.7 PyYAML==6.0.2 submitit==1.5.3 tqdm==4.67.1 \
+ && /opt/infpop/venv/bin/python -m pip install --no-cache-dir --find-links /opt/infpop/wheels torch==2.8.0 accelerate==1.10.1 transformers==4.56.2 tokenizers==0.22.1 safetensors==0.6.2 huggingface-hub==0.35.3 pydantic==2.11.7 PyYAML==6.0.2 submitit==1.5.3 tqdm==4.67.1 nvidia-ml-py==13.615.71 \
  && rm -rf /opt/infpop/wheels \
  && echo $BASE_SHA256 > /opt/infpop/base.sha256
 COPY pyproject.toml /opt/infpop/src/pyproject.toml

@@ -17,7 +17,7 @@ RUN set -eu \
  && export PIP_CERT=/etc/ssl/certs/ca-certificates.crt \
  && python3 -m venv /opt/infpop/venv \
  && /opt/infpop/venv/bin/python -m pip install --no-cache-dir --find-links /opt/infpop/wheels pip==25.2 setuptools==78.1.1 wheel==0.45.1 \
- && /opt/infpop/venv/bin/python -m pip install --no-cache-dir --find-links /opt/infpop/wheels torch==2.13.0 vllm==0.32.0 transformers==5.19.0 tokenizers==0.23.3 safetensors==0.8.0 huggingface-hub==2.4.0 pydantic==2.14.4 PyYAML==6.0.2 submitit==1.5.3 tqdm==4.67.1 \
+ && /opt/infpop/venv/bin/python -m pip install --no-cache-dir --find-links /opt/infpop/wheels torch==2.13.0 vllm==0.32.0 transformers==5.19.0 tokenizers==0.23.3 safetensors==0.8.0 huggingface-hub==2.4.0 pydantic==2.14.4 PyYAML==6.0.2 submitit==1.5.3 tqdm==4.67.1 nvidia-ml-py==13.615.71 \
  && rm -rf /opt/infpop/wheels \
  && echo $BASE_SHA256 > /opt/infpop/base.sha256
 COPY pyproject.toml /opt/infpop/src/pyproject.toml

@@ -4,8 +4,10 @@ One row per configuration (every configuration axis the table has but ``repetiti
 mean, median, standard deviation, coefficient of variation and a 95% Student-t interval of the
 mean throughput (``ci_method`` names it), the same for the latency percentiles of online trials,
 the median of the engine's counters where its results carry them (vLLM's KV-cache blocks,
-preemptions and prompt tokens served from its prefix cache), and the settings the engine resolved
-(vLLM's ``resolved_*`` columns).
+preemptions and prompt tokens served from its prefix cache), the median energy per token,
+tokens/s per watt and roofline fraction (missing where not measured) with what the energy
+counts and what bounds the configuration, and the settings the engine resolved (vLLM's
+``resolved_*`` columns).
 ``infpop stats`` writes it as ``configs.csv``; ``noisy`` marks a coefficient of variation above
 the user's threshold. The values summarised are those the study's cells take (every
 non-missing throughput of a valid run, an OOM's partial one included), so the summary and the
@@ -47,6 +49,10 @@ LATENCY_COLUMNS = [f"{m}_{p}_s" for m in ("latency", "ttft", "latency_per_token"
 #: Counters an engine reports per trial (vLLM: KV-cache blocks allocated, requests preempted,
 #: prompt tokens served from its prefix cache), summarised as their median over the configuration's runs.
 ENGINE_COUNTERS = ("kv_cache_blocks", "num_preemptions", "cached_prompt_tokens")
+#: Per-trial energy and roofline measures (:func:`infpop_analysis.table._energy_columns`), summarised
+#: as their median over the configuration's runs; all three where the table has any of them (a
+#: sweep's, with a bound per trial), missing where not measured; none for the published data.
+EFFICIENCY = ("energy_j_per_token", "tokens_per_s_per_w", "roofline_fraction")
 #: The settings the engine resolved (``resolved_*`` columns), shown as the configuration's runs had them.
 RESOLVED_COLUMNS = [f"resolved_{name}" for name in RESOLVED]
 STATS = ["n", "mean", "median", "std", "cv", "ci_low", "ci_high"]
@@ -106,7 +112,9 @@ def config_summaries(df: pd.DataFrame, cv_threshold: float = CV_THRESHOLD) -> pd
     counters = [c for c in ENGINE_COUNTERS if c in d.columns and d[c].notna().any()]
     if counters:
         parts.append(by[counters].median().reset_index(drop=True))
-    settings = [c for c in RESOLVED_COLUMNS if c in d.columns and d[c].notna().any()]
+    if any(c in d.columns and d[c].notna().any() for c in EFFICIENCY):
+        parts.append(by[[c for c in EFFICIENCY if c in d.columns]].median().reset_index(drop=True))
+    settings = [c for c in ["energy_parts", "bound_by", *RESOLVED_COLUMNS] if c in d.columns and d[c].notna().any()]
     if settings:  # one engine per group: a configuration's runs share them; where not, its first run's
         parts.append(by[settings].first().reset_index(drop=True))
     out = pd.concat(parts, axis=1)

@@ -85,6 +85,21 @@ COLUMNS: dict[str, str] = {
     # The settings vLLM resolved at load (a result's ``resolved``), prefixed ``resolved_``.
     **{f"resolved_{name}": dtype for name, dtype in RESOLVED.items()},
     "valid": "boolean",
+    # Energy of the timed loop (a result's ``telemetry``): missing is *not measured*, never zero.
+    # ``energy_parts`` says what the per-token figures count (gpu, cpu or gpu+cpu).
+    "gpu_energy_j": "float64",
+    "cpu_energy_j": "float64",
+    "energy_parts": "string",
+    "energy_j_per_token": "float64",
+    "tokens_per_s_per_w": "float64",
+    "gpu_mean_power_w": "float64",
+    "gpu_peak_power_w": "float64",
+    "gpu_peak_memory_bytes": "Int64",
+    # The configuration's physical bound (``infpop.physics.bound``), what sets it, and the
+    # measured throughput's share of it.
+    "bound_tokens_s": "float64",
+    "bound_by": "string",
+    "roofline_fraction": "float64",
     "n_requests": "Int64",
     "request_throughput": "float64",
     "goodput": "float64",
@@ -180,6 +195,32 @@ def row(result: TrialResult) -> dict:
         "trial_id": t.trial_id,
         "source": "sweep",
         **_scenario_columns(result),
+        **_energy_columns(result),
+    }
+
+
+def _energy_columns(result: TrialResult) -> dict:
+    """Energy per generated token and tokens/s per watt (= tokens per joule) from the parts
+    measured; a roofline fraction where the trial ran ok and has a bound."""
+    tel, tokens = result.telemetry, result.generated_tokens
+    energy = tel.energy_j if tel is not None else None
+    gpus = tel.gpus if tel is not None else []
+    powers = [g.mean_power_w for g in gpus]
+    peaks = [g.peak_power_w for g in gpus]
+    memory = [g.peak_memory_used_bytes for g in gpus]
+    has_fraction = result.status == "ok" and result.throughput is not None and bool(result.bound_tokens_s)
+    return {
+        "gpu_energy_j": tel.gpu_energy_j if tel is not None else None,
+        "cpu_energy_j": tel.cpu_energy_j if tel is not None else None,
+        "energy_parts": tel.energy_parts if tel is not None else None,
+        "energy_j_per_token": energy / tokens if energy is not None and tokens else None,
+        "tokens_per_s_per_w": tokens / energy if energy and tokens else None,
+        "gpu_mean_power_w": sum(powers) if gpus and None not in powers else None,
+        "gpu_peak_power_w": max(peaks) if gpus and None not in peaks else None,
+        "gpu_peak_memory_bytes": max(memory) if gpus and None not in memory else None,
+        "bound_tokens_s": result.bound_tokens_s,
+        "bound_by": result.bound_by,
+        "roofline_fraction": result.throughput / result.bound_tokens_s if has_fraction else None,
     }
 
 

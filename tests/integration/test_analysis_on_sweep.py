@@ -27,6 +27,9 @@ def test_stats_and_figures_on_an_aggregated_local_sweep(write_manifest, tiny_mod
     assert list(tests.columns) == TEST_COLUMNS
     anova = tests[(tests["analysis"] == "gpu_scaling") & (tests["test"] == "anova")]
     assert len(anova) == 1 and anova["n"].iloc[0] == 6, "3 models x GPU counts 1, 2 at batch 1"
+    configs = pd.read_csv(tmp_path / "stats" / "configs.csv")
+    assert {"energy_j_per_token", "tokens_per_s_per_w", "roofline_fraction", "bound_by"} <= set(configs.columns)
+    assert configs["roofline_fraction"].notna().all()
     report = (tmp_path / "stats" / "report.md").read_text()
     assert report.startswith("# Results: t") and "## GPU scaling at batch size 1" in report
     assert "The paper's text against the data" not in report, "paper checks only for the published study"

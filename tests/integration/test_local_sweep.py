@@ -39,6 +39,11 @@ def test_sweep_aggregate_figure_and_a_rerun_runs_nothing(write_manifest, tmp_pat
     assert _run("aggregate", str(runs / "t"), "-o", str(tmp_path / "table.parquet")).returncode == 0
     table = pd.read_parquet(tmp_path / "table.parquet")
     assert len(table) == 6 and (table["generated_tokens"] == 12 * 3).all()
+    # Energy where this machine lets RAPL/NVML be read, else not measured (missing, never zero);
+    # a roofline fraction for every ok trial (the tiny model's config.json, the nominal CPU socket).
+    measured = table["energy_parts"].notna()
+    assert (table["energy_j_per_token"].notna() == measured).all() and (table["energy_j_per_token"] > 0)[measured].all()
+    assert (table["roofline_fraction"] > 0).all() and table["bound_by"].isin(["compute", "bandwidth"]).all()
     figs = _run("figures", str(tmp_path / "table.parquet"), "-o", str(tmp_path / "figs"))
     assert figs.returncode == 0, figs.stderr
     pngs = list((tmp_path / "figs").rglob("*.png"))

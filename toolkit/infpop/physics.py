@@ -21,6 +21,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -70,6 +71,33 @@ class Architecture(BaseModel):
 
     def kv_bytes_per_token(self, dtype_bytes: int) -> int:
         return 2 * self.layers * self.kv_heads * self.head_dim * dtype_bytes
+
+
+#: Activations of gated MLPs (three matrices: SwiGLU in Llama, Mistral, Qwen; GeGLU in Gemma).
+GATED_ACTIVATIONS = frozenset({"silu", "swish", "swiglu", "geglu", "gelu_pytorch_tanh"})
+
+
+def architecture_from_config(config: dict[str, Any], source: str) -> Architecture:
+    """The shape a transformers ``config.json`` gives (Llama's names, GPT-2/Bloom's where those
+    are missing); a key it lacks takes the family's convention (KV heads = heads, MLP 4 x hidden,
+    tied embeddings as transformers defaults them)."""
+    hidden = config.get("hidden_size", config.get("n_embd"))
+    heads = config.get("num_attention_heads", config.get("n_head"))
+    act = config.get("hidden_act", config.get("activation_function", ""))
+    return Architecture(
+        layers=config.get("num_hidden_layers", config.get("n_layer")),
+        hidden_size=hidden,
+        heads=heads,
+        kv_heads=config.get("num_key_value_heads") or (1 if config.get("multi_query") else heads),
+        head_dim=config.get("head_dim") or hidden // heads,
+        intermediate_size=config.get("intermediate_size") or config.get("n_inner") or 4 * hidden,
+        vocab_size=config["vocab_size"],
+        gated_mlp=act in GATED_ACTIVATIONS,
+        tied_embeddings=config.get("tie_word_embeddings", True),
+        experts=config.get("num_local_experts") or config.get("num_experts") or 1,
+        experts_per_token=config.get("num_experts_per_tok") or 1,
+        source=source,
+    )
 
 
 @dataclass(frozen=True)
@@ -211,6 +239,11 @@ def predicts_oom(trial: TrialShape, cal: Calibration = DEFAULT_CALIBRATION) -> b
     return peak_memory(trial, cal) > share * trial.device.memory_gb * GB
 
 
+#: The resource a roofline step waits on: ``compute`` (FLOP/s: prefill-dominated trials),
+#: ``bandwidth`` (HBM: decode-dominated ones), ``host link`` (offloaded weights crossing PCIe).
+Resource = Literal["compute", "bandwidth", "host link"]
+
+
 def roofline(trial: TrialShape, efficiency: float = 1.0, offloaded_bytes: float = 0.0) -> float:
     """Generated tokens/s the trial cannot beat: each batch's prefill and decode steps at the
     slower of compute (at ``efficiency`` of the peak: 1 for a bound) and memory traffic, on the
@@ -219,6 +252,12 @@ def roofline(trial: TrialShape, efficiency: float = 1.0, offloaded_bytes: float 
     (``vllm``) packs its prompts without padding, so only their actual tokens count there: a
     padded bound is no bound for vLLM at large batches.
     ``offloaded_bytes`` of weights held in CPU memory cross the host links at every step."""
+    seconds, _ = _roofline_seconds(trial, efficiency, offloaded_bytes)
+    return len(trial.workload.prompt_tokens) * trial.workload.new_tokens / seconds
+
+
+def _roofline_seconds(trial: TrialShape, efficiency: float, offloaded_bytes: float) -> tuple[float, Resource]:
+    """The roofline's seconds (:func:`roofline`), and the resource that takes most of them."""
     arch, engine, dtype_bytes, workload = trial.arch, trial.capabilities, trial.dtype_bytes, trial.workload
     active = trial.n_gpus if engine.tensor_parallel else 1
     flops = trial.device.fp16_tflops * 1e12 * active * efficiency
@@ -237,17 +276,23 @@ def roofline(trial: TrialShape, efficiency: float = 1.0, offloaded_bytes: float 
         per_expert = (arch.params - arch.active_params) / (e - k)
         return (arch.active_params + (min(e, tokens * k) - k) * per_expert) * dtype_bytes
 
-    seconds = 0.0
+    total = 0.0
+    waits: dict[Resource, float] = {"compute": 0.0, "bandwidth": 0.0}
     for i in range(0, len(p), trial.batch_size):
         batch = p[i : i + trial.batch_size]
         prompts = len(batch)
         # Tokens the batch holds: padded to its longest prompt (hf) or as they are (vllm).
         tokens = sum(batch) if engine.continuous_batching else prompts * max(batch)
-        seconds += max(per_token * tokens / flops, read(tokens) / bandwidth) + fetch
+        compute, memory = per_token * tokens / flops, read(tokens) / bandwidth
+        total += max(compute, memory) + fetch
+        waits["compute" if compute >= memory else "bandwidth"] += max(compute, memory)
+        compute, weights = per_token * prompts / flops, read(prompts)
         for step in range(workload.new_tokens):
-            traffic = read(prompts) + kv * (tokens + prompts * step)
-            seconds += max(per_token * prompts / flops, traffic / bandwidth) + fetch
-    return len(p) * workload.new_tokens / seconds
+            memory = (weights + kv * (tokens + prompts * step)) / bandwidth
+            total += max(compute, memory) + fetch
+            waits["compute" if compute >= memory else "bandwidth"] += max(compute, memory)
+    waits["host link"] = total - waits["compute"] - waits["bandwidth"]  # every step's fetch
+    return total, max(waits, key=waits.__getitem__)
 
 
 def offloaded_bytes(trial: TrialShape, cap: float) -> float:
@@ -263,6 +308,12 @@ def bound(trial: TrialShape) -> float:
     """Tokens/s no engine beats: the roofline at full efficiency, fetching only the weights that
     cannot fit in the GPUs' memory at all (it must hold even where the memory model is wrong)."""
     return roofline(trial, 1.0, offloaded_bytes(trial, 1.0))
+
+
+def bound_by(trial: TrialShape) -> Resource:
+    """The resource that takes most of :func:`bound`'s time: what a trial near its bound is
+    limited by, and so what its roofline fraction is a utilisation of."""
+    return _roofline_seconds(trial, 1.0, offloaded_bytes(trial, 1.0))[1]
 
 
 def estimate(trial: TrialShape, cal: Calibration = DEFAULT_CALIBRATION) -> float:

@@ -52,6 +52,55 @@ class Provenance(BaseModel):
     finished_at: str
 
 
+class GpuTelemetry(BaseModel):
+    """What NVML saw of one GPU during a trial's timed loop."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    #: The GPU as the trial's allocation named it (an index or a ``GPU-``/``MIG-`` UUID) and its name.
+    id: str
+    name: str
+    #: Joules over the timed loop, and whence: the GPU's total-energy counter (Volta and newer)
+    #: or power samples integrated over time (older GPUs, or where the counter is not supported).
+    energy_j: float | None
+    energy_from: Literal["counter", "power samples"] | None
+    mean_power_w: float | None
+    peak_power_w: float | None
+    peak_memory_used_bytes: int | None
+    mean_sm_clock_mhz: float | None
+    mean_utilization_pct: float | None
+    samples: int
+
+
+class TrialTelemetry(BaseModel):
+    """Energy and power of a trial's timed loop (:mod:`infpop.telemetry`). ``None`` is *not
+    measured* (no NVML, no readable RAPL counter), never zero; ``unmeasured`` says why."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    gpus: list[GpuTelemetry] = Field(default_factory=list)
+    #: Sum over the trial's GPUs; ``None`` unless every one of them was measured.
+    gpu_energy_j: float | None = None
+    #: CPU packages' energy from RAPL (powercap), summed over the packages read.
+    cpu_energy_j: float | None = None
+    cpu_domains: list[str] = Field(default_factory=list)
+    interval_s: float
+    unmeasured: dict[str, str] = Field(default_factory=dict)
+
+    @property
+    def energy_parts(self) -> str | None:
+        """Which parts :attr:`energy_j` sums (``gpu+cpu``, ``gpu``, ``cpu``), ``None`` for neither:
+        a per-token energy must say what it counts."""
+        parts = [name for name, e in (("gpu", self.gpu_energy_j), ("cpu", self.cpu_energy_j)) if e is not None]
+        return "+".join(parts) or None
+
+    @property
+    def energy_j(self) -> float | None:
+        """The parts measured, summed (:attr:`energy_parts`); ``None`` where none was."""
+        parts = [e for e in (self.gpu_energy_j, self.cpu_energy_j) if e is not None]
+        return sum(parts) if parts else None
+
+
 class TrialResult(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -99,6 +148,12 @@ class TrialResult(BaseModel):
     #: list is ``None`` where the engine did not report token ids (``unmeasured`` says why) and
     #: in records from before fingerprints were kept.
     outputs: list[Annotated[str, StringConstraints(pattern=PATTERN)] | None] | None = None
+    #: Energy and power during the timed loop; ``None`` in records from before it was kept.
+    telemetry: TrialTelemetry | None = None
+    #: The configuration's physical bound in generated tokens/s (:func:`infpop.physics.bound`)
+    #: and the resource that sets it; ``None`` where the model's shape or the hardware is unknown.
+    bound_tokens_s: float | None = None
+    bound_by: Literal["compute", "bandwidth", "host link"] | None = None
     provenance: Provenance
 
 
@@ -141,7 +196,7 @@ class ResultStore:
 MAX_COUNT = 2**63 - 1
 _COUNTS = ("n_gpus", "batch_size", "max_new_tokens", "repetition", "kv_cache_bytes", "max_num_seqs")
 _RESULT_COUNTS = ("n_prompts", "prompt_tokens", "generated_tokens", "kv_cache_blocks", "num_preemptions")
-_SECONDS = ("throughput", "wall_s", "load_s", "warmup_s", "group_warmup_s")
+_SECONDS = ("throughput", "wall_s", "load_s", "warmup_s", "group_warmup_s", "bound_tokens_s")
 
 
 def implausible(result: TrialResult) -> str | None:
@@ -163,6 +218,12 @@ def implausible(result: TrialResult) -> str | None:
         value = getattr(result, field)
         if value is not None and not (math.isfinite(value) and value >= 0):
             return f"{field} {value} is not a finite non-negative number"
+    tel = result.telemetry
+    if tel is not None:
+        for field in ("gpu_energy_j", "cpu_energy_j"):
+            value = getattr(tel, field)
+            if value is not None and not (math.isfinite(value) and value >= 0):
+                return f"telemetry.{field} {value} is not a finite non-negative number"
     if result.status == "ok" and not result.throughput and result.generated_tokens:
         return "status ok with generated tokens but no throughput"
     return None

@@ -18,8 +18,30 @@ def _stdlib_sources(limit: int = 400) -> list[str]:
     return [str(p) for p in sorted(root.glob("*.py"))[:limit]]
 
 
+#: Llama decoder stacks by name: ``tiny`` (~2M parameters, the tests' and the demo's), and the
+#: stacks of Llama-3.2-1B (~1.0B parameters here) and Llama-3-8B (~7.0B here: this tokenizer's
+#: 4k vocabulary instead of 128k leaves out most of the embeddings), for benchmarks/gpu_check.sh.
+SHAPES: dict[str, dict[str, int]] = {
+    "tiny": {"hidden_size": 128, "num_hidden_layers": 4, "num_attention_heads": 4, "num_key_value_heads": 4,
+             "intermediate_size": 352},
+    "1b": {"hidden_size": 2048, "num_hidden_layers": 16, "num_attention_heads": 32, "num_key_value_heads": 8,
+           "intermediate_size": 8192},
+    "8b": {"hidden_size": 4096, "num_hidden_layers": 32, "num_attention_heads": 32, "num_key_value_heads": 8,
+           "intermediate_size": 14336},
+}  # fmt: skip
+
+
 def build_tiny_model(out: str | Path, *, vocab_size: int = 4096, seed: int = 0) -> Path:
     """Write a tokenizer and a ~2M-parameter LlamaForCausalLM to ``out``."""
+    return build_llama(out, "tiny", vocab_size=vocab_size, seed=seed)
+
+
+def build_llama(
+    out: str | Path, shape: str, *, vocab_size: int = 4096, seed: int = 0, dtype: str = "float32", device: str = "cpu"
+) -> Path:
+    """Write a tokenizer and a LlamaForCausalLM of :data:`SHAPES` ``shape`` with random weights
+    in ``dtype`` to ``out``, initialised on ``device`` (a GPU builds an 8B model in seconds,
+    where a CPU takes minutes and 32 GB in float32)."""
     import torch
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
@@ -47,17 +69,19 @@ def build_tiny_model(out: str | Path, *, vocab_size: int = 4096, seed: int = 0) 
     torch.manual_seed(seed)
     config = LlamaConfig(
         vocab_size=len(fast),
-        hidden_size=128,
-        num_hidden_layers=4,
-        num_attention_heads=4,
-        num_key_value_heads=4,
-        intermediate_size=352,
         max_position_embeddings=2048,
         bos_token_id=fast.bos_token_id,
         eos_token_id=fast.eos_token_id,
         pad_token_id=fast.pad_token_id,
+        **SHAPES[shape],
     )
-    model = LlamaForCausalLM(config)
+    default = torch.get_default_dtype()
+    torch.set_default_dtype(getattr(torch, dtype))  # created in dtype: an 8B model in float32 is 28 GB
+    try:
+        with torch.device(device):
+            model = LlamaForCausalLM(config)
+    finally:
+        torch.set_default_dtype(default)
     out.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(out)
     fast.save_pretrained(out)

@@ -22,6 +22,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from infpop.adaptive import enough
+from infpop.bounds import architecture
 from infpop.engines import engine_class
 from infpop.engines.base import Engine
 from infpop.filemodes import share_with_group
@@ -30,7 +31,7 @@ from infpop.results import ResultStore, TrialResult, utcnow
 from infpop.scenarios.base import Recorder, error_text, runner
 from infpop.trialwarnings import once_per_trial
 from infpop.warmup import warm_up, warm_up_group
-from infpop.workloads import load_prompts, with_reference_tokens
+from infpop.workloads import Prompt, load_prompts, with_reference_tokens
 
 EngineFactory = Callable[[GroupSpec], Engine]
 
@@ -79,8 +80,19 @@ def _enough(store: ResultStore, group: GroupSpec, trial: TrialSpec) -> str | Non
     return enough(values, rule.min, rule.target_rel_halfwidth)
 
 
-def run_group(group: GroupSpec, engine_factory: EngineFactory = default_engine) -> list[TrialResult]:
-    """Run the group's missing trials; return the results written by this call."""
+def _prompt_tokens(engine: Engine, prompts: list[Prompt]) -> list[int] | str:
+    """Each prompt's length in the engine's tokens (what the physical bound reads), or why not."""
+    try:
+        return engine.count_tokens([p.text for p in prompts])
+    except NotImplementedError as exc:
+        return str(exc)
+
+
+def run_group(
+    group: GroupSpec, engine_factory: EngineFactory = default_engine, *, telemetry: bool = True
+) -> list[TrialResult]:
+    """Run the group's missing trials; return the results written by this call. ``telemetry``
+    off runs the timed loops unsampled (the overhead benchmark's other side)."""
     if group.group_shared:
         share_with_group()
     store = ResultStore(group.output_root)
@@ -114,7 +126,17 @@ def run_group(group: GroupSpec, engine_factory: EngineFactory = default_engine) 
         engine.close()  # a failed start may hold memory and worker processes too
         return written
     load_s = time.perf_counter() - t0
-    rec = Recorder(group, engine.devices(), load_s, engine.kv_cache_blocks(), engine.resolved(), engine.unmeasured())
+    rec = Recorder(
+        group,
+        engine.devices(),
+        load_s,
+        engine.kv_cache_blocks(),
+        engine.resolved(),
+        engine.unmeasured(),
+        arch=architecture(group.first.model, group.model_path),
+        prompt_tokens=_prompt_tokens(engine, prompts),
+        telemetry=telemetry,
+    )
     try:
         with once_per_trial():
             rec.group_warmup_s = warm_up_group(engine, pending[0], prompts, group.warmup_batches)

@@ -8,15 +8,19 @@ resuming and OOM pruning; the scenario owns how requests reach the engine and wh
 from __future__ import annotations
 
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from infpop import provenance
+from infpop.bounds import trial_bound
 from infpop.engines.base import Engine
+from infpop.physics import Architecture
 from infpop.plan import GroupSpec, TrialSpec
 from infpop.plugins import SCENARIOS
-from infpop.results import Provenance, TrialResult, utcnow
+from infpop.results import Provenance, TrialResult, TrialTelemetry, utcnow
 from infpop.scenarios.metrics import validity
+from infpop.telemetry import Sampler
 from infpop.workloads import Prompt
 
 #: Why a result has no output fingerprints.
@@ -37,7 +41,10 @@ def preempted_since(engine: Engine, before: int | None) -> int | None:
 
 class Recorder:
     """Builds the result records of one group run: provenance and what the loaded engine
-    reports (load time, KV-cache blocks) are shared by all its trials."""
+    reports (load time, KV-cache blocks) are shared by all its trials, and so are the model's
+    shape and the prompts' lengths in tokens that each trial's physical bound needs
+    (:mod:`infpop.bounds`; a string says why there is none). With ``telemetry`` on, each timed
+    loop (:meth:`timed_loop`) is sampled for energy and power (:mod:`infpop.telemetry`)."""
 
     def __init__(
         self,
@@ -47,6 +54,10 @@ class Recorder:
         kv_cache_blocks: int | None = None,
         resolved: dict[str, Any] | None = None,
         unmeasured: dict[str, str] | None = None,
+        *,
+        arch: Architecture | str = "not known",
+        prompt_tokens: list[int] | str = "not known",
+        telemetry: bool = True,
     ):
         self.group = group
         self.gpus = gpus
@@ -54,6 +65,8 @@ class Recorder:
         self.kv_cache_blocks = kv_cache_blocks
         self.resolved = resolved
         self.unmeasured = unmeasured or {}
+        self.arch, self.prompt_tokens, self.telemetry = arch, prompt_tokens, telemetry
+        self._sampled: TrialTelemetry | None = None
         #: Seconds of the group's warm-up after the model loaded (:func:`infpop.warmup.warm_up_group`).
         self.group_warmup_s: float | None = None
         self.versions = provenance.library_versions()
@@ -74,6 +87,28 @@ class Recorder:
         return TrialResult(
             trial=trial, provenance=prov, load_s=self.load_s, group_warmup_s=self.group_warmup_s, **fields
         )
+
+    @contextmanager
+    def timed_loop(self) -> Iterator[None]:
+        """Around a scenario's timed loop, and nothing else: telemetry sampled while it runs
+        goes into the next :meth:`measured` record."""
+        if not self.telemetry:
+            yield
+            return
+        with Sampler() as sampler:
+            yield
+        self._sampled = sampler.record
+
+    def _bound(self, trial: TrialSpec) -> dict[str, Any]:
+        """The trial's bound fields, or its reason in ``unmeasured``."""
+        if isinstance(self.arch, str) or isinstance(self.prompt_tokens, str):
+            why = self.arch if isinstance(self.arch, str) else self.prompt_tokens
+        else:
+            found = trial_bound(trial, self.arch, self.prompt_tokens)
+            if not isinstance(found, str):
+                return {"bound_tokens_s": found[0], "bound_by": found[1], "unmeasured": self.unmeasured}
+            why = found
+        return {"unmeasured": {**self.unmeasured, "bound_tokens_s": why}}
 
     def measured(
         self,
@@ -97,6 +132,10 @@ class Recorder:
             status = "error"
             fields["error"] = f"prefix caching is off, yet the engine served {cached} prompt tokens from its cache"
         valid, why = validity(trial.scenario, status, wall_s, n_prompts, fields.get("online"), trial.request_rate)
+        sampled, self._sampled = self._sampled, None
+        bound = self._bound(trial)
+        if outputs is None:
+            bound["unmeasured"] = bound["unmeasured"] | {"outputs": NO_IDS}
         return self.result(
             trial,
             started_at,
@@ -109,8 +148,9 @@ class Recorder:
             invalid_reason=why,
             kv_cache_blocks=self.kv_cache_blocks,
             resolved=self.resolved,
-            unmeasured=self.unmeasured if outputs is not None else self.unmeasured | {"outputs": NO_IDS},
             outputs=outputs,
+            telemetry=sampled,
+            **bound,
             **fields,
         )
 

@@ -27,30 +27,31 @@ def run_offline(
     texts = [p.text for p in prompts]
     b = trial.batch_size
     preempted = engine.preemptions()
-    loop_start = time.perf_counter()
-    for i in range(0, len(texts), b):
-        t0 = time.perf_counter()
-        try:
-            asked = new_tokens(prompts[i : i + b], trial.output_length, trial.max_new_tokens)
-            out = engine.generate(texts[i : i + b], b, asked)
-        except Exception as exc:  # an engine failure is an outcome to record, not a crash
-            status = "oom" if engine.is_oom(exc) else "error"
-            error = error_text(exc)
-            engine.recover()
-            break
-        latencies.append(time.perf_counter() - t0)
-        prompt_tokens += out.prompt_tokens
-        generated += out.generated_tokens
-        cached = None if cached is None or out.cached_tokens is None else cached + out.cached_tokens
-        if out.token_ids is None:
-            served = None
-        elif served is not None:
-            served += enumerate(out.token_ids, i)
-        if timeout_s is not None and time.perf_counter() - loop_start > timeout_s and i + b < len(texts):
-            status, error = "timeout", f"trial_timeout_s={timeout_s} reached after {i + b} of {len(texts)} prompts"
-            break
-    # The whole loop, bookkeeping between batches included: what a user of the engine would see.
-    wall = time.perf_counter() - loop_start
+    with rec.timed_loop():
+        loop_start = time.perf_counter()
+        for i in range(0, len(texts), b):
+            t0 = time.perf_counter()
+            try:
+                asked = new_tokens(prompts[i : i + b], trial.output_length, trial.max_new_tokens)
+                out = engine.generate(texts[i : i + b], b, asked)
+            except Exception as exc:  # an engine failure is an outcome to record, not a crash
+                status = "oom" if engine.is_oom(exc) else "error"
+                error = error_text(exc)
+                engine.recover()
+                break
+            latencies.append(time.perf_counter() - t0)
+            prompt_tokens += out.prompt_tokens
+            generated += out.generated_tokens
+            cached = None if cached is None or out.cached_tokens is None else cached + out.cached_tokens
+            if out.token_ids is None:
+                served = None
+            elif served is not None:
+                served += enumerate(out.token_ids, i)
+            if timeout_s is not None and time.perf_counter() - loop_start > timeout_s and i + b < len(texts):
+                status, error = "timeout", f"trial_timeout_s={timeout_s} reached after {i + b} of {len(texts)} prompts"
+                break
+        # The whole loop, bookkeeping between batches included: what a user of the engine would see.
+        wall = time.perf_counter() - loop_start
     return rec.measured(
         trial,
         started_at,

@@ -61,7 +61,8 @@ def run_online(
     preempted = engine.preemptions()
     continuous = engine.capabilities.continuous_batching
     serve = _serve_continuous if continuous else _serve_dynamic
-    served = serve(engine, trial, prompts, arrivals, timeout_s)
+    with rec.timed_loop():
+        served = serve(engine, trial, prompts, arrivals, timeout_s)
     # The server was up for the whole arrival window, even when the last request came early in it.
     wall = max(served.wall_s, trial.scenario.duration_s if served.status == "ok" else 0.0)
     return rec.measured(
