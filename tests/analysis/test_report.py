@@ -177,6 +177,8 @@ def test_demo_report_renders_in_chromium(write_manifest, tiny_model: Path, tmp_p
             "images": "[...document.images].map(i => i.complete && i.naturalWidth > 0)",
             "outcomes": "document.querySelector('#outcomes').innerText",
             "menu": "document.querySelector('#landscape-cpu-hf .updatemenu-container') !== null",
+            "equivalence": "document.querySelector('#equivalence').innerText",
+            "efficiency": "document.querySelector('#efficiency').innerText",
         },
         screenshots={shot: "#landscape-cpu-hf"},
     )
@@ -185,6 +187,8 @@ def test_demo_report_renders_in_chromium(write_manifest, tiny_model: Path, tmp_p
     assert seen.values["menu"], "the model selector is there"
     assert seen.values["images"] and all(seen.values["images"]), "every inline figure decoded"
     assert "error" in seen.values["outcomes"] and "ok" in seen.values["outcomes"]
+    assert "identical_head" in seen.values["equivalence"], "the outputs' equivalence is shown beside throughput"
+    assert "roofline_fraction" in seen.values["efficiency"], "every ok trial's distance to its bound is shown"
     assert all(url.split(":", 1)[0] in ("file", "data") for url in seen.requests), seen.requests
     assert not seen.exceptions, seen.exceptions
     assert _nonwhite_share(shot) > 0.05, "the screenshot of the landscape is not blank"
