@@ -49,6 +49,15 @@ def write_humaneval_like(path: Path, n: int = 60) -> Path:
     return path
 
 
+def humaneval_head(src: Path, dest: Path, n: int) -> Path:
+    """The first ``n`` prompts of ``src`` in a file of their own (``dest``, folders created): a
+    site's data folder that holds exactly what a job needs."""
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    with gzip.open(src, "rt") as lines, gzip.open(dest, "wt") as out:
+        out.writelines(line for _, line in zip(range(n), lines))
+    return dest
+
+
 @pytest.fixture(scope="session")
 def humaneval_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The real prompts when ../shared is present, else a generated file of the same shape."""

@@ -11,7 +11,6 @@ but no image built, they fail and say how to build it, so CI cannot pass without
 from __future__ import annotations
 
 import getpass
-import gzip
 import importlib.metadata
 import json
 import os
@@ -21,7 +20,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import wait_finished
+from conftest import humaneval_head, wait_finished
 from infpop.binds import image_path
 from infpop.checksums import file_sha256
 from infpop.cli import main
@@ -92,10 +91,7 @@ def site(
     monkeypatch.setenv("HUGGING_FACE_HUB_TOKEN", TOKEN)
     infpop, models = tmp_path / "shared" / "infpop", tmp_path / "shared" / "models"
     shutil.copytree(image_tiny_model, models / "tiny")
-    data = infpop / "data" / "humaneval.jsonl.gz"
-    data.parent.mkdir(parents=True)
-    with gzip.open(humaneval_path, "rt") as src, gzip.open(data, "wt") as dst:
-        dst.writelines(line for _, line in zip(range(16), src))
+    data = humaneval_head(humaneval_path, infpop / "data" / "humaneval.jsonl.gz", 16)
     manifest = {
         "study": "ch",
         "output_root": str(infpop / "runs"),

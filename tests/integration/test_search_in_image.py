@@ -6,13 +6,13 @@ offline Hugging Face home."""
 
 from __future__ import annotations
 
-import gzip
 import importlib.metadata
 import shutil
 from pathlib import Path
 
 import pytest
 import yaml
+from conftest import humaneval_head
 from infpop.checksums import file_sha256
 from infpop.cli import main
 from infpop.images.lock import CONTAINERS_DIR, read_lock
@@ -37,10 +37,7 @@ def test_live_search_runs_its_trials_in_the_image_with_the_profiles_binds_and_mo
     shared = tmp_path / "shared"
     shutil.copytree(image_tiny_model, shared / "models" / "tiny")
     (shared / "cache").mkdir()
-    data = shared / "data" / "humaneval.jsonl.gz"
-    data.parent.mkdir()
-    with gzip.open(humaneval_path, "rt") as src, gzip.open(data, "wt") as dst:
-        dst.writelines(line for _, line in zip(range(8), src))
+    data = humaneval_head(humaneval_path, shared / "data" / "humaneval.jsonl.gz", 8)
     profile = yaml.safe_load(PROFILE.read_text())
     profile |= {"shared_roots": [str(shared)], "model_cache": str(shared / "cache")}
     profile["partitions"]["charliecloud"]["images"] = {"hf": str(cpu_image)}

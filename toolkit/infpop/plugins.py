@@ -68,6 +68,12 @@ class Plugin(Generic[C]):
     config: str | None = None
 
 
+def plain(**targets: str) -> dict[str, Plugin[Capabilities]]:
+    """Entries that declare no capabilities and no config, as ``name="module:attr"`` (a ``_`` in a
+    keyword stands for the ``-`` of a name such as ``cnn-dailymail``)."""
+    return {name.replace("_", "-"): Plugin(target, Capabilities()) for name, target in targets.items()}
+
+
 def _resolve(target: str) -> Any:
     module, _, attr = target.partition(":")
     return getattr(importlib.import_module(module), attr)
@@ -155,23 +161,20 @@ SYNTHETIC = "synthetic"
 WORKLOADS = Axis(
     "workload",
     Capabilities,
-    {
-        "humaneval-infilling": Plugin("infpop.workloads.humaneval:load", Capabilities()),
-        "alpaca": Plugin("infpop.workloads.alpaca:load", Capabilities()),
-        "dolly": Plugin("infpop.workloads.dolly:load", Capabilities()),
-        "cnn-dailymail": Plugin("infpop.workloads.cnn_dailymail:load", Capabilities()),
-        "sharegpt": Plugin("infpop.workloads.sharegpt:load", Capabilities()),
-    },
+    plain(
+        humaneval_infilling="infpop.workloads.humaneval:load",
+        alpaca="infpop.workloads.alpaca:load",
+        dolly="infpop.workloads.dolly:load",
+        cnn_dailymail="infpop.workloads.cnn_dailymail:load",
+        sharegpt="infpop.workloads.sharegpt:load",
+    ),
 )
 
 #: Scenario runners by the manifest's ``scenario.kind``.
 SCENARIOS = Axis(
     "scenario",
     Capabilities,
-    {
-        "offline": Plugin("infpop.scenarios.offline:run_offline", Capabilities()),
-        "online": Plugin("infpop.scenarios.online:run_online", Capabilities()),
-    },
+    plain(offline="infpop.scenarios.offline:run_offline", online="infpop.scenarios.online:run_online"),
 )
 
 #: Container runtimes by a profile partition's ``runtime``: how an image is built, entered and
@@ -179,10 +182,7 @@ SCENARIOS = Axis(
 RUNTIMES = Axis(
     "container runtime",
     Capabilities,
-    {
-        "apptainer": Plugin("infpop.runtimes.apptainer:RUNTIME", Capabilities()),
-        "charliecloud": Plugin("infpop.runtimes.charliecloud:RUNTIME", Capabilities()),
-    },
+    plain(apptainer="infpop.runtimes.apptainer:RUNTIME", charliecloud="infpop.runtimes.charliecloud:RUNTIME"),
     group="infpop.runtimes",
 )
 
@@ -190,9 +190,6 @@ RUNTIMES = Axis(
 EXECUTORS = Axis(
     "executor",
     Capabilities,
-    {
-        "local": Plugin("infpop.executors.local:LocalExecutor", Capabilities()),
-        "slurm": Plugin("infpop.executors.slurm:SlurmExecutor", Capabilities()),
-    },
+    plain(local="infpop.executors.local:LocalExecutor", slurm="infpop.executors.slurm:SlurmExecutor"),
     group="infpop.executors",
 )
