@@ -13,8 +13,11 @@ the reference of the family's first engine by name.
 
 from __future__ import annotations
 
+import re
+
 import pandas as pd
-from infpop.fingerprints import HEAD
+from infpop.errors import InputError
+from infpop.fingerprints import HEAD, PATTERN
 
 from infpop_analysis.table import config_axes
 
@@ -38,6 +41,8 @@ COLUMNS = [
     "first_divergence_mean",
     "diverged_after_head",
 ]
+
+FINGERPRINT = re.compile(PATTERN)
 
 #: One prompt's fingerprint: the digest of all its ids, and its first ``HEAD`` ids.
 Print = tuple[str, tuple[int, ...]]
@@ -94,6 +99,10 @@ def equivalence(table: pd.DataFrame) -> pd.DataFrame:
     axes = config_axes(table)
     # Trials that served at least one prompt: a failed one with none served is no reference.
     trials = table[table["outputs"].str.contains(":", na=False)] if "outputs" in table else table.iloc[:0]
+    for where, cell in zip(trials.get("trial_id", trials.index), trials.get("outputs", [])):
+        bad = next((item for item in cell.split() if item != "-" and not FINGERPRINT.match(item)), None)
+        if bad is not None:
+            raise InputError(f"outputs of trial {where}: {bad[:80]!r} is not a fingerprint ('<16 hex>:<ids>' or '-')")
     rows: list[dict[str, object]] = []
     if trials.empty:
         return pd.DataFrame(columns=axes + COLUMNS)

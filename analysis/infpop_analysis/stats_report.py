@@ -341,9 +341,10 @@ def _write_stats(df: pd.DataFrame, out_dir: Path, max_new_tokens: int | None, cv
     configs = config_summaries(df, cv_threshold)
     for name in a.tables:  # named after hardware, engine and axis values: checked before anything is written
         path_name(name, "statistics table")
+    same_outputs = equivalence(df)  # a malformed fingerprint is refused before anything is written
     written = [
         _to_csv(configs, out_dir / layout.CONFIGS, index=False),
-        _to_csv(equivalence(df), out_dir / layout.EQUIVALENCE, index=False),
+        _to_csv(same_outputs, out_dir / layout.EQUIVALENCE, index=False),
         _to_csv(a.tests, out_dir / layout.TESTS, index=False),
     ]
     for name, table in a.tables.items():

@@ -188,3 +188,16 @@ def test_hf_online_fingerprints_each_served_prompt_from_its_first_request(write_
     served = {t.prompt_index for t in result.online.requests}
     assert result.online.n_requests > len(served) == 6, "prompts were sent more than once"
     assert result.outputs == offline.outputs
+
+
+@pytest.mark.parametrize("cell", ["zz:1,2", "0123456789abcdef:1,x", "<script>alert(1)</script>", ":::"])
+def test_a_malformed_fingerprint_in_a_table_is_named_and_nothing_is_written(tmp_path: Path, cell: str) -> None:
+    """A hand-edited table: `infpop stats` names the trial and the value, exits 2, writes no csv."""
+    rows = [
+        dict(study="s", hardware="cpu", engine="hf", model="m", n_gpus=1, batch_size=b, max_new_tokens=4,
+             repetition=0, status="ok", throughput=10.0 + b, trial_id=f"t{b}", outputs=f"0123456789abcdef:1 {cell}")
+        for b in (1, 2)
+    ]  # fmt: skip
+    pd.DataFrame(rows).to_csv(tmp_path / "table.csv", index=False)
+    assert main(["stats", str(tmp_path / "table.csv"), "-o", str(tmp_path / "stats")]) == 2
+    assert not list((tmp_path / "stats").glob("*.csv"))
