@@ -88,9 +88,9 @@ stats: aggregate ## statistical tests, tables and report.md of $(TABLE) into $(S
 report: install ## one self-contained report.html of $(TABLE) (with stats/, figures/, hpo/ beside it when present)
 	$(INFPOP) report $(TABLE) -o $(OUT)/$(STUDY)
 
-compare: install ## study B against study A (tables or study folders): A=... B=..., into $(OUT)/compare
+compare: install ## study B against study A (tables or study folders): A=... B=... [MIN_EFFECT=0.05], into $(OUT)/compare
 	@test -n "$(A)" -a -n "$(B)" || { echo "make compare needs A=TABLE_OR_STUDY B=TABLE_OR_STUDY" >&2; exit 2; }
-	$(INFPOP) compare "$(A)" "$(B)" -o $(OUT)/compare
+	$(INFPOP) compare "$(A)" "$(B)" -o $(OUT)/compare $(if $(MIN_EFFECT),--min-effect $(MIN_EFFECT))
 
 paper: install ## the paper's appendix from its published data: table, stats, figures (+ HPO replay), report.html in $(PAPER_OUT)
 	$(INFPOP) import-published $(PUBLISHED) -o $(PAPER_OUT)/table.parquet --catalog manifests/paper.yaml

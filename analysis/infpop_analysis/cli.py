@@ -7,7 +7,7 @@ import os
 import sys
 from pathlib import Path
 
-from infpop_analysis.stats_conventions import CV_THRESHOLD
+from infpop_analysis.stats_conventions import CV_THRESHOLD, MIN_EFFECT
 
 
 def cmd_aggregate(args: argparse.Namespace) -> int:
@@ -29,7 +29,7 @@ def cmd_aggregate(args: argparse.Namespace) -> int:
 def cmd_compare(args: argparse.Namespace) -> int:
     from infpop_analysis.compare import write_compare
 
-    for path in write_compare(args.a, args.b, args.out):
+    for path in write_compare(args.a, args.b, args.out, args.min_effect):
         print(path)
     return 0
 
@@ -122,6 +122,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("a", type=Path, help="study A: a table (.parquet/.csv) or a study folder with table.parquet")
     p.add_argument("b", type=Path, help="study B, the same")
     p.add_argument("-o", "--out", type=Path, required=True, help="output folder (compare.csv, compare.html)")
+    p.add_argument(
+        "--min-effect",
+        type=non_negative,
+        default=MIN_EFFECT,
+        help="the smallest change reported, as a fraction: what reruns of the same code on the machine show "
+        f"(default: {MIN_EFFECT})",
+    )
     p.set_defaults(func=cmd_compare)
 
     p = sub.add_parser("figures", help="draw throughput landscapes and curves from a tidy table")

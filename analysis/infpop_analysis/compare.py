@@ -5,7 +5,7 @@ configurations again and asks which of them changed beyond the noise of repetiti
 configuration measured in both (matched on the configuration axes,
 :data:`~infpop_analysis.table.CONFIG_AXES`), ``compare.csv`` gives the ratio B/A of the
 throughput with its 95% interval, the p-value of the difference and whether it exceeds
-repetition noise after Holm's adjustment over all matched configurations; the configurations
+noise after Holm's adjustment over all matched configurations; the configurations
 present in one study only; and, from the tables' provenance, what differs between the studies
 (GPUs, library versions, images). ``compare.html`` shows the same on one self-contained page.
 
@@ -19,6 +19,19 @@ takes each study's own spread. By simulation (``benchmarks/intervals.py``, 2000 
 that interval holds the true ratio of means 95.2-96.9% of the time at 3, 5 and 10 repetitions a
 side under normal and log-normal (sigma 0.2) noise, where a percentile bootstrap of the ratio
 holds it 80-93%. A configuration with fewer than two runs on a side has no interval and no test.
+
+Repetitions share their run: its machine load, clocks, node and process. Two runs of the same
+code differ by more than their repetitions show (on this shared machine, three demo runs of
+one commit moved together by 8-19%, and up to 45% for one engine under another user's load;
+docs/measurement-and-statistics.md), a real difference the test rightly finds, but not what a
+user asks about. So a configuration is ``beyond_noise`` only where the difference is beyond
+``min_effect`` as well: Welch's test of ``|log(B/A)| <= log(1 + min_effect)`` (the smaller of
+its two one-sided p-values, doubled, which is Welch's two-sided p at ``min_effect`` 0),
+Holm-adjusted. Where the true ratio lies within that band, a configuration is flagged at most
+5% of the time, and the study at most 5% of the time. ``min_effect`` (default
+:data:`~infpop_analysis.stats_conventions.MIN_EFFECT`, as pyperf's ``--min-speed``) should be what reruns of the same code on that
+machine show: compare two runs of A to see it, and the page says how far the configurations
+moved together.
 """
 
 from __future__ import annotations
@@ -34,7 +47,7 @@ from statsmodels.stats.multitest import multipletests
 
 from infpop_analysis.formatting import esc, table_html
 from infpop_analysis.report.page import page_html
-from infpop_analysis.stats_conventions import ALPHA, CI_LEVEL, MIN_REPETITIONS
+from infpop_analysis.stats_conventions import ALPHA, CI_LEVEL, MIN_EFFECT, MIN_REPETITIONS
 from infpop_analysis.table import config_axes, read_table, valid_rows
 
 #: Provenance columns whose values are compared between the studies, with the name shown.
@@ -48,7 +61,7 @@ PROVENANCE = {
 METHOD = "welch-t on log throughput"
 RESULT_COLUMNS = [
     "present", "n_a", "n_b", "mean_a", "mean_b", "ratio", "ratio_ci_low", "ratio_ci_high",
-    "p_value", "p_holm", "beyond_noise",
+    "p_value", "p_beyond_min", "p_holm", "beyond_noise",
 ]  # fmt: skip
 
 
@@ -80,21 +93,27 @@ def _runs(df: pd.DataFrame, axes: list[str]) -> pd.Series:
     return d.groupby(axes, dropna=False, observed=True, sort=True)["throughput"].agg(lambda s: s.to_numpy(dtype=float))
 
 
-def _ratio(a: np.ndarray, b: np.ndarray) -> dict:
-    """Ratio of geometric means B/A, Welch's interval and p on the logs; NaN below two runs a side."""
+def _ratio(a: np.ndarray, b: np.ndarray, min_effect: float) -> dict:
+    """Ratio of geometric means B/A, Welch's interval and p on the logs, and the p of a change
+    beyond ``min_effect`` (module docstring); NaN below two runs a side."""
     out = {"n_a": len(a), "n_b": len(b), "mean_a": a.mean(), "mean_b": b.mean()}
     la, lb = np.log(a), np.log(b)
     out["ratio"] = float(np.exp(lb.mean() - la.mean()))
-    out["ratio_ci_low"] = out["ratio_ci_high"] = out["p_value"] = np.nan
+    out["ratio_ci_low"] = out["ratio_ci_high"] = out["p_value"] = out["p_beyond_min"] = np.nan
     if min(len(a), len(b)) >= MIN_REPETITIONS and (np.ptp(la) > 0 or np.ptp(lb) > 0):
         res = sps.ttest_ind(lb, la, equal_var=False)
         ci = res.confidence_interval(CI_LEVEL)
         out |= {"ratio_ci_low": np.exp(ci.low), "ratio_ci_high": np.exp(ci.high), "p_value": res.pvalue}
+        band = np.log1p(min_effect)
+        faster = sps.ttest_ind(lb - band, la, equal_var=False, alternative="greater").pvalue
+        slower = sps.ttest_ind(lb + band, la, equal_var=False, alternative="less").pvalue
+        out["p_beyond_min"] = min(1.0, 2 * min(faster, slower))
     return out
 
 
-def compare(a: pd.DataFrame, b: pd.DataFrame) -> tuple[pd.DataFrame, list[str]]:
-    """compare.csv's rows (configurations in both first, by p-value) and the axes matched on."""
+def compare(a: pd.DataFrame, b: pd.DataFrame, min_effect: float = MIN_EFFECT) -> tuple[pd.DataFrame, list[str]]:
+    """compare.csv's rows (configurations in both first, by p-value) and the axes matched on;
+    a configuration is beyond noise where it changed by more than ``min_effect``."""
     changed = study_axes(a, b)
     axes = [c for c in dict.fromkeys(config_axes(a) + config_axes(b)) if c not in changed]
     # a merge, not index lookups: axes a configuration lacks (vLLM's KV-cache size for HF) are NA
@@ -108,19 +127,19 @@ def compare(a: pd.DataFrame, b: pd.DataFrame) -> tuple[pd.DataFrame, list[str]]:
     for r in runs.to_dict("records"):
         row = {c: r[c] for c in axes}
         if r["_merge"] == "both":
-            row |= {"present": "both", **_ratio(r["runs_a"], r["runs_b"])}
+            row |= {"present": "both", **_ratio(r["runs_a"], r["runs_b"], min_effect)}
         else:
             side = "a" if r["_merge"] == "left_only" else "b"
             values = r[f"runs_{side}"]
             row |= {"present": f"{side.upper()} only", f"n_{side}": len(values), f"mean_{side}": values.mean()}
         rows.append(row)
     out = pd.DataFrame(rows).reindex(columns=[*axes, *RESULT_COLUMNS])
-    tested = out["p_value"].notna()
+    tested = out["p_beyond_min"].notna()
     out["beyond_noise"] = False
     if tested.any():
-        reject, p_holm, _, _ = multipletests(out.loc[tested, "p_value"], alpha=ALPHA, method="holm")
+        reject, p_holm, _, _ = multipletests(out.loc[tested, "p_beyond_min"], alpha=ALPHA, method="holm")
         out.loc[tested, "p_holm"], out.loc[tested, "beyond_noise"] = p_holm, reject
-    out["method"] = METHOD
+    out["method"], out["min_effect"] = METHOD, min_effect
     order = out["present"].map({"both": 0, "A only": 1, "B only": 2})
     out = out.assign(_o=order).sort_values(["_o", "p_value", *axes], na_position="last").drop(columns="_o")
     return out.reset_index(drop=True), axes
@@ -151,14 +170,32 @@ def differences(a: pd.DataFrame, b: pd.DataFrame) -> pd.DataFrame:
     return diff[diff["A"] != diff["B"]].reset_index(drop=True)
 
 
+def moved_together(both: pd.DataFrame) -> str:
+    """How far the configurations in both moved together: the median ratio, and how many moved
+    each way. A shift shared by all is what a machine's drift between runs looks like, as much
+    as a change of software."""
+    ratios = both["ratio"].dropna()
+    if ratios.empty:
+        return ""
+    up, down = int((ratios > 1).sum()), int((ratios < 1).sum())
+    return (
+        f"Together the configurations moved by a median ratio of {ratios.median():.3f} ({up} faster in B, "
+        f"{down} slower): a shift shared by all is what a machine's drift between two runs of the same code "
+        "looks like too; compare two runs of A to see how far reruns move. "
+    )
+
+
 def _page(result: pd.DataFrame, diff: pd.DataFrame, axes: list[str], a: Path, b: Path) -> str:
     both = result[result["present"] == "both"]
     flagged = both[both["beyond_noise"]]
     tested = both["p_value"].notna()
+    min_effect = float(result["min_effect"].iloc[0])
     summary = (
         f"A is {a}, B is {b}. {len(both)} configurations measured in both (matched on {', '.join(axes)}); "
-        f"{int(tested.sum())} have two or more ok runs on each side and are tested; {len(flagged)} of them differ "
-        f"beyond repetition noise (Holm-adjusted over the tested ones, level {ALPHA}). "
+        f"{int(tested.sum())} have two or more ok runs on each side and are tested; {len(flagged)} of them changed "
+        f"by more than {min_effect:.0%} beyond repetition noise (Holm-adjusted over the tested ones, level {ALPHA}; "
+        "--min-effect sets the smallest change reported). "
+        f"{moved_together(both)}"
         f"{int((result['present'] == 'A only').sum())} configurations are in A only, "
         f"{int((result['present'] == 'B only').sum())} in B only. Ratio: B/A of the geometric mean throughput of "
         "ok, valid runs; interval and test: Welch's t on log throughput (its coverage is checked by "
@@ -189,11 +226,11 @@ def _page(result: pd.DataFrame, diff: pd.DataFrame, axes: list[str], a: Path, b:
     )
 
 
-def write_compare(a_path: Path, b_path: Path, out_dir: Path) -> list[Path]:
+def write_compare(a_path: Path, b_path: Path, out_dir: Path, min_effect: float = MIN_EFFECT) -> list[Path]:
     """Read both, compare, and write ``compare.csv`` and ``compare.html`` atomically; a pair
     with no configuration in common is refused before anything is written."""
     a, b = load(a_path), load(b_path)
-    result, axes = compare(a, b)
+    result, axes = compare(a, b, min_effect)
     if not (result["present"] == "both").any():
         raise InputError(
             f"{a_path} and {b_path} have no configuration in common (matched on {', '.join(axes)}; "

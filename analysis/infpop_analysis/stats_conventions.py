@@ -14,5 +14,8 @@ CI_LEVEL = 1 - ALPHA
 MIN_REPETITIONS = 2
 #: Coefficient of variation over repetitions above which a configuration is flagged noisy.
 CV_THRESHOLD = 0.10
+#: The smallest change between two studies ``infpop compare`` reports (B/A outside [1/1.05, 1.05]),
+#: as pyperf's ``--min-speed``: reruns of the same code differ by more than their repetitions show.
+MIN_EFFECT = 0.05
 #: Seed of every random draw (bootstrap resamples, permutations): the same table gives the same numbers.
 SEED = 0

@@ -9,7 +9,8 @@ tokens/s per watt and roofline fraction (missing where not measured) with what t
 counts and what bounds the configuration, and the settings the engine resolved (vLLM's
 ``resolved_*`` columns).
 ``infpop stats`` writes it as ``configs.csv``; ``noisy`` marks a coefficient of variation above
-the user's threshold. The values summarised are those the study's cells take (every
+the user's threshold; ``repetitions`` counts the repetitions that ran and ``stop_reason`` says
+why no more did (:data:`STOP_REASONS`), from what the trial loop recorded where it decided. The values summarised are those the study's cells take (every
 non-missing throughput of a valid run, an OOM's partial one included), so the summary and the
 tables agree. Below two values there is no spread to estimate: std, cv and the interval are
 NaN, never invented.
@@ -56,6 +57,15 @@ EFFICIENCY = ("energy_j_per_token", "tokens_per_s_per_w", "roofline_fraction")
 #: The settings the engine resolved (``resolved_*`` columns), shown as the configuration's runs had them.
 RESOLVED_COLUMNS = [f"resolved_{name}" for name in RESOLVED]
 STATS = ["n", "mean", "median", "std", "cv", "ci_low", "ci_high"]
+#: ``stop_reason`` values, in the order they take precedence.
+STOP_REASONS = {
+    "failed": "no repetition ran ok (OOM, error, timeout, or pruned after an OOM)",
+    "target": "adaptive: its interval reached the target half-width after `repetitions`",
+    "max": "adaptive: ran to max with its interval still wider than the target",
+    "planned": "ran the repetitions planned (a fixed number, or adaptive ones not yet finished)",
+}
+#: Statuses of repetitions that were recorded without running.
+SKIPPED = ("skipped_enough", "skipped_oom")
 
 
 def mean_ci(samples: np.ndarray, level: float = CI_LEVEL) -> tuple[np.ndarray, np.ndarray]:
@@ -91,13 +101,51 @@ def describe(groups: pd.core.groupby.SeriesGroupBy, prefix: str = "") -> pd.Data
     return out.add_prefix(prefix)
 
 
+def _skipped_served_as_run(d: pd.DataFrame, axes: list[str]) -> pd.DataFrame:
+    """``d`` with each repetition recorded without running given the ``batching`` its
+    configuration's runs were served with: a skipped record cannot know it, and would otherwise
+    form a configuration of its own."""
+    if "batching" not in axes:
+        return d
+    skipped = d["status"].isin(SKIPPED).fillna(False) & d["batching"].isna()
+    if not skipped.any():
+        return d
+    others = [a for a in axes if a != "batching"]
+    served = d[~skipped].dropna(subset=["batching"]).drop_duplicates(others)[[*others, "batching"]]
+    filled = d[skipped].drop(columns="batching").merge(served, on=others, how="left")
+    return pd.concat([d[~skipped], filled.set_axis(d.index[skipped])])
+
+
+def stops(d: pd.DataFrame, axes: list[str]) -> pd.DataFrame:
+    """``repetitions`` and ``stop_reason`` of each configuration, in ``groupby(axes)`` order."""
+    status = d["status"].astype("string")
+    reason = (
+        d["stop_reason"].astype("string") if "stop_reason" in d else pd.Series(pd.NA, index=d.index, dtype="string")
+    )
+    flags = d[axes].assign(
+        repetitions=~status.isin(SKIPPED).fillna(False),
+        ok=status.eq("ok").fillna(False),
+        target=reason.eq("target").fillna(False),
+        max=reason.eq("max").fillna(False),
+    )
+    counts = flags.groupby(axes, dropna=False, observed=True, sort=True).sum().reset_index(drop=True)
+    which = [counts["ok"].eq(0), counts["target"].gt(0), counts["max"].gt(0)]
+    return pd.DataFrame(
+        {
+            "repetitions": counts["repetitions"].astype(int),
+            "stop_reason": np.select(which, list(STOP_REASONS)[:3], default="planned"),
+        }
+    )
+
+
 def config_summaries(df: pd.DataFrame, cv_threshold: float = CV_THRESHOLD) -> pd.DataFrame:
     """configs.csv: one row per configuration of ``df`` (see the module docstring)."""
     # configs.csv names the study too, so summaries of several studies stay apart
     axes = [c for c in ("study",) if c in df and df[c].notna().any()] + config_axes(df)
     d = valid_rows(df)[0]
     if not axes or d.empty:
-        return pd.DataFrame(columns=[*axes, *STATS, "ci_level", "ci_method", "noisy"])
+        return pd.DataFrame(columns=[*axes, *STATS, "ci_level", "ci_method", "noisy", "repetitions", "stop_reason"])
+    d = _skipped_served_as_run(d, axes)
     by = d.groupby(axes, dropna=False, observed=True, sort=True)
     keys = by.size().reset_index()[axes]
     parts = [
@@ -119,4 +167,4 @@ def config_summaries(df: pd.DataFrame, cv_threshold: float = CV_THRESHOLD) -> pd
         parts.append(by[settings].first().reset_index(drop=True))
     out = pd.concat(parts, axis=1)
     out["noisy"] = out["cv"].gt(cv_threshold).fillna(False).astype(bool)
-    return out
+    return pd.concat([out, stops(d, axes)], axis=1)

@@ -45,6 +45,8 @@ COLUMNS: dict[str, str] = {
     "repetition": "Int64",
     "workload": "string",
     "status": "string",
+    # Why an adaptive configuration was measured no more (``TrialResult.stop_reason``).
+    "stop_reason": "string",
     "throughput": "float64",
     "generated_tokens": "Int64",
     "prompt_tokens": "Int64",
@@ -173,6 +175,7 @@ def row(result: TrialResult) -> dict:
         "repetition": t.repetition,
         "workload": t.workload.id,
         "status": result.status,
+        "stop_reason": result.stop_reason,
         "throughput": result.throughput,
         "generated_tokens": result.generated_tokens,
         "prompt_tokens": result.prompt_tokens,

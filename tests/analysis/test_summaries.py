@@ -63,7 +63,7 @@ def test_configs_csv_has_the_contract_columns_and_invents_no_interval(tmp_path: 
     assert main(["stats", str(path), "-o", str(tmp_path / "stats"), "--cv-threshold", "0.2"]) == 0
     configs = pd.read_csv(tmp_path / "stats" / "configs.csv")
     axes = ["study", "hardware", "engine", "model", "n_gpus", "batch_size", "max_new_tokens"]
-    assert list(configs.columns) == [*axes, *CONTRACT, "noisy"]
+    assert list(configs.columns) == [*axes, *CONTRACT, "noisy", "repetitions", "stop_reason"]
     by_b = configs.set_index("batch_size")
     assert (by_b["ci_level"] == CI_LEVEL).all()
     ok = by_b.loc[1]
@@ -74,6 +74,7 @@ def test_configs_csv_has_the_contract_columns_and_invents_no_interval(tmp_path: 
     same = by_b.loc[16]
     assert same["ci_low"] == same["ci_high"] == 900 and same["cv"] == 0
     assert by_b.loc[64, "noisy"] and by_b["noisy"].sum() == 1
+    assert list(by_b["repetitions"]) == [3, 1, 3, 3] and (by_b["stop_reason"] == "planned").all()
     report = (tmp_path / "stats" / "report.md").read_text()
     assert "1 configuration(s) have a CV above 0.20" in report and "**noisy**" in report
     assert f"[{ok['ci_low']:.1f}, {ok['ci_high']:.1f}]" in report
@@ -131,3 +132,19 @@ def test_a_table_measured_once_gets_no_repetition_test_and_says_so(tmp_path: Pat
     report = (tmp_path / "s" / "report.md").read_text()
     assert "Every configuration was measured once" in report and "one repetition per configuration" in report
     assert "permutation" not in set(pd.read_csv(tmp_path / "s" / "tests.csv")["test"])
+
+
+def test_a_configuration_that_never_ran_ok_says_failed_before_any_adaptive_reason() -> None:
+    """The precedence of ``stop_reason``: a configuration whose every repetition ended in OOM
+    (or was pruned) has no measurement to stop on, whatever its last repetition recorded. A
+    repetition skipped as not needed was served by no batching and still belongs to its
+    configuration."""
+    table = _table({("hf", "m", 1, 1): np.array([100.0, 101.0, 99.0, 100.0])}, batching="static")
+    table.loc[3, ["status", "throughput", "stop_reason", "batching"]] = ["skipped_enough", np.nan, "target", pd.NA]
+    oom = _table({("hf", "m", 1, 8): np.array([5.0, 5.0, 5.0])}, batching="static")
+    oom = oom.assign(status="oom", stop_reason=[pd.NA, pd.NA, "max"])
+    pruned = _table({("hf", "m", 1, 16): np.array([np.nan])}).assign(status="skipped_oom")
+    configs = config_summaries(conform(pd.concat([table, oom, pruned]))).set_index("batch_size")
+    assert configs["stop_reason"].to_dict() == {1: "target", 8: "failed", 16: "failed"}, configs
+    assert configs.loc[1, "n"] == 3 and configs.loc[1, "batching"] == "static"
+    assert configs["repetitions"].to_dict() == {1: 3, 8: 3, 16: 0}

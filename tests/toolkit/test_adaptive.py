@@ -64,7 +64,9 @@ def test_the_quiet_configuration_stops_at_the_target_and_the_noisy_one_at_max(wr
     ran = quiet.count("ok")
     assert 3 <= ran < 8 and quiet == ["ok"] * ran + ["skipped_enough"] * (8 - ran), quiet
     assert f"enough after {ran} repetitions" in by_batch[4][ran].error and "target 15.00%" in by_batch[4][ran].error
+    assert [r.stop_reason for r in by_batch[4]] == [None] * ran + ["target"] * (8 - ran)
     assert [r.status for r in by_batch[6]] == ["ok"] * 8, "the noisy configuration runs to max"
+    assert [r.stop_reason for r in by_batch[6]] == [None] * 7 + ["max"], "and says so on its last repetition"
     assert run_group(group, engine) == [], "a rerun keeps the stops and runs nothing"
     store = ResultStore(group.output_root)
     assert all(store.done(t) is not None for t in group.trials)

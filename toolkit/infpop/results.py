@@ -108,6 +108,12 @@ class TrialResult(BaseModel):
     trial: TrialSpec
     status: Status
     error: str | None = None
+    #: Adaptive repetitions (:mod:`infpop.adaptive`): why its configuration was measured no more,
+    #: on the results where the trial loop decided it: ``target`` on each repetition recorded
+    #: ``skipped_enough``, and on the last planned one when its interval reached the target
+    #: there; ``max`` on the last planned one when it did not. ``None`` elsewhere, in fixed
+    #: studies and in records from before it was kept.
+    stop_reason: Literal["target", "max"] | None = None
     n_prompts: int = 0
     prompt_tokens: int = 0
     generated_tokens: int = 0

@@ -10,7 +10,8 @@ scenario's runner (:mod:`infpop.scenarios`), looked up by the scenario's kind, a
 trial's untimed warm-up batches (:mod:`infpop.warmup`); a library warning repeated on every
 batch is logged once per trial (:mod:`infpop.trialwarnings`). With adaptive repetitions, a
 repetition whose configuration is already measured precisely enough is recorded
-``skipped_enough`` instead (:mod:`infpop.adaptive`).
+``skipped_enough`` instead (:mod:`infpop.adaptive`), and the results where that was decided say
+why the configuration stopped (``stop_reason``).
 
 Only light imports here: the engine module brings torch when the group actually runs.
 """
@@ -69,15 +70,31 @@ def pruned_by(trial: TrialSpec, oom_at: dict[tuple[int, int], int]) -> int | Non
     return limit if limit is not None and trial.batch_size >= limit else None
 
 
+def _measured(store: ResultStore, trial: TrialSpec) -> list[float]:
+    """The ok throughputs of the repetitions of ``trial``'s configuration before it, on disk."""
+    earlier = (store.done(trial.model_copy(update={"repetition": r})) for r in range(trial.repetition))
+    return [x.throughput for x in earlier if x is not None and x.status == "ok" and x.throughput]
+
+
 def _enough(store: ResultStore, group: GroupSpec, trial: TrialSpec) -> str | None:
     """Why ``trial``'s repetition is not needed (its configuration's earlier repetitions, on
     disk, are precise enough), or None: always None without adaptive repetitions."""
     rule = group.adaptive
     if rule is None or trial.repetition < rule.min:
         return None
-    earlier = (store.done(trial.model_copy(update={"repetition": r})) for r in range(trial.repetition))
-    values = [x.throughput for x in earlier if x is not None and x.status == "ok" and x.throughput]
-    return enough(values, rule.min, rule.target_rel_halfwidth)
+    return enough(_measured(store, trial), rule.min, rule.target_rel_halfwidth)
+
+
+def _stopped_at_max(store: ResultStore, group: GroupSpec, result: TrialResult) -> None:
+    """On the last planned repetition of an adaptive configuration, say whether it ended at the
+    target (its interval, this repetition included, is narrow enough) or at ``max``."""
+    rule = group.adaptive
+    if rule is None or result.trial.repetition != rule.max - 1:
+        return
+    values = _measured(store, result.trial)
+    if result.status == "ok" and result.throughput:
+        values.append(result.throughput)
+    result.stop_reason = "max" if enough(values, rule.min, rule.target_rel_halfwidth) is None else "target"
 
 
 def _prompt_tokens(engine: Engine, prompts: list[Prompt]) -> list[int] | str:
@@ -147,7 +164,7 @@ def run_group(
                 continue
             why = _enough(store, group, trial)
             if why is not None:
-                record(rec.result(trial, utcnow(), status="skipped_enough", error=why))
+                record(rec.result(trial, utcnow(), status="skipped_enough", error=why, stop_reason="target"))
                 continue
             with once_per_trial():  # a library's per-batch warning, once in the job's log
                 try:
@@ -159,6 +176,7 @@ def run_group(
                 else:
                     result = runner(trial.scenario.kind)(engine, trial, prompts, rec, group.trial_timeout_s)
                     result.warmup_s = warmup_s
+            _stopped_at_max(store, group, result)
             record(result)
             if result.status == "oom" and group.prune_oom:
                 oom_at[trial.series] = min(oom_at.get(trial.series, trial.batch_size), trial.batch_size)

@@ -9,7 +9,7 @@ import pandas as pd
 from infpop_analysis import layout
 from infpop_analysis.formatting import esc, table_html
 from infpop_analysis.report.sources import Sources
-from infpop_analysis.summaries import config_summaries
+from infpop_analysis.summaries import STOP_REASONS, config_summaries
 from infpop_analysis.table import read_csv
 
 KEY, HEADING = "best", "Best configuration per model, engine and hardware"
@@ -47,4 +47,12 @@ def render(df: pd.DataFrame, src: Sources, tokens: int) -> str:
         f"(tokens/s) over its repetitions, with the 95% {method} interval of the mean where it has two or more; "
         "`noisy` marks a coefficient of variation above the stats threshold."
     )
+    if "stop_reason" in best:
+        sentence += f" {stopping_sentence()}"
     return f"<p>{esc(sentence)}</p>" + table_html(best[shown].sort_values(keys), max_rows=500)
+
+
+def stopping_sentence() -> str:
+    """What configs.csv's ``repetitions`` and ``stop_reason`` mean, each reason spelled out."""
+    reasons = "; ".join(f"{name}: {why}" for name, why in STOP_REASONS.items())
+    return f"`repetitions` counts the repetitions that ran and `stop_reason` says why no more did ({reasons})."

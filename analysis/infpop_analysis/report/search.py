@@ -14,6 +14,10 @@ from infpop_analysis.report.html import missing
 from infpop_analysis.report.sources import Sources
 
 KEY, HEADING = "hpo", "Search: HPO replay, benchmark and live searches"
+#: The most JSON characters of one entry of a summary file the page embeds: the summaries are
+#: kilobytes, while the benchmark's per-run records and per-landscape detail run to megabytes
+#: (8.3 MB over the published data), which stay in their file, named.
+EMBED_LIMIT = 50_000
 
 
 def live_searches(folder: Path) -> list[tuple[str, object]]:
@@ -47,11 +51,28 @@ def json_value(v: object) -> str:
     return json_html(v)
 
 
+def embedded(data: object, path: Path) -> tuple[object, str]:
+    """``data`` without its entries above :data:`EMBED_LIMIT`, and a sentence naming those
+    left in ``path`` (empty where none is)."""
+    if not isinstance(data, dict):
+        return data, ""
+    kept, left = {}, []
+    for key, value in data.items():
+        size = len(json.dumps(value))
+        if size <= EMBED_LIMIT:
+            kept[key] = value
+        else:
+            count = f"{len(value)} entries, " if isinstance(value, (dict, list)) else ""
+            left.append(f"{key} ({count}{size / 1e6:.1f} MB)")
+    sentence = f"<p>Not embedded, in {esc(path)}: {esc('; '.join(left))}.</p>" if left else ""
+    return kept, sentence
+
+
 def render(df: pd.DataFrame, src: Sources, tokens: int) -> str:
     parts = []
     replay = src.hpo / layout.HPO_SUMMARY
     if replay.exists():
-        data = json.loads(replay.read_text())
+        data, left = embedded(json.loads(replay.read_text()), replay)
         summary = {
             k: {c: x for c, x in v.items() if c not in ("medians", "excluded_negative")}
             for k, v in data.get("summary", {}).items()
@@ -64,15 +85,16 @@ def render(df: pd.DataFrame, src: Sources, tokens: int) -> str:
             + "<details><summary>settings and per-model medians</summary>"
             + json_html(data)
             + "</details>"
+            + left
         )
     bench = src.hpo / layout.HPO_BENCHMARK
     if bench.exists():
-        data = json.loads(bench.read_text())
-        summary = data.get("summary", data) if isinstance(data, dict) else data
+        data, left = embedded(json.loads(bench.read_text()), bench)
         parts.append(
             "<h3>Optimizer benchmark</h3><p>Trials and GPU time each search method needs to reach a configuration "
             "within 1 % of the optimum, over every measured landscape and the seeds of the run.</p>"
-            + json_html(summary)
+            + json_html(data)
+            + left
         )
     searches = live_searches(src.search)
     if searches:

@@ -7,6 +7,7 @@ import pandas as pd
 
 from infpop_analysis import layout
 from infpop_analysis.formatting import esc, table_html
+from infpop_analysis.report.best import stopping_sentence
 from infpop_analysis.report.html import incomplete, markdown_html, missing
 from infpop_analysis.report.sources import Sources
 from infpop_analysis.table import read_csv
@@ -42,6 +43,10 @@ def render(df: pd.DataFrame, src: Sources, tokens: int) -> str:
         )
         if len(noisy):
             parts.append(table_html(noisy.sort_values("cv", ascending=False), 3, max_rows=100))
+        if "stop_reason" in c:
+            counts = c["stop_reason"].value_counts()
+            said = ", ".join(f"{n} {reason}" for reason, n in counts.items())
+            parts.append(f"<p>Why their repetitions stopped: {esc(said)}. {esc(stopping_sentence())}</p>")
     tables = sorted((stats / layout.TABLES_DIR).glob("*.csv"))
     if tables:
         parts.append("<h3>All statistics tables</h3>")
