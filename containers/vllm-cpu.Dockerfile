@@ -1,6 +1,6 @@
 # infpop trial image: vLLM on CPU.
 # Generated from containers/vllm-cpu.lock.toml by `python -m infpop.images recipes`; do not edit:
-# tests/test_containers.py checks that it installs exactly the lock's pins.
+# tests/toolkit/test_containers.py checks that it installs exactly the lock's pins.
 # Build: `make containers PROFILE=...` (a profile partition with runtime: charliecloud).
 # infpop-base:bookworm is `debootstrap --variant=minbase --include=python3,python3-venv,ca-certificates,libnuma1 bookworm ROOTFS http://deb.debian.org/debian`,
 # imported with ch-image; its tarball's sha256 is passed in as BASE_SHA256 and kept in the image.
@@ -25,5 +25,5 @@ COPY README.md /opt/infpop/src/README.md
 COPY toolkit /opt/infpop/src/toolkit
 RUN /opt/infpop/venv/bin/python -m pip install --no-cache-dir --no-deps --no-build-isolation /opt/infpop/src \
  && /opt/infpop/venv/bin/python -m pip freeze > /opt/infpop/pip-freeze.txt \
- && /opt/infpop/venv/bin/python -c "import torch, vllm, infpop.engines.vllm; print('infpop image vllm-cpu ok')"
+ && /opt/infpop/venv/bin/python -m infpop.images.smoke /opt/infpop/lock.toml vllm-cpu
 ENV PATH=/opt/infpop/venv/bin:$PATH PYTHONNOUSERSITE=1 HF_HUB_OFFLINE=1 HF_HUB_DISABLE_PROGRESS_BARS=1 TRANSFORMERS_VERBOSITY=error

@@ -254,3 +254,29 @@ def test_image_holds_no_token_and_records_its_debootstrap_base(cpu_image: Path) 
     kept = [p.read_text().split()[0] for p in (REPO / "build/containers/cache/debootstrap").glob("*.tar.sha256")]
     assert base_sha in kept, "the image names the kept debootstrap base it was built on"
     assert "TOKEN" not in out and "huggingface/token" not in out, rest
+
+
+def test_gpu_partition_job_runs_an_unpacked_copy_with_the_hosts_driver_injected(
+    cpu_image: Path, tmp_path: Path
+) -> None:
+    """A GPU partition's argv (infpop.runtimes.charliecloud.GPU_SCRIPT), run for real with the real
+    ch-convert and ch-run on the CPU image. ``ch-fromhost --nvidia`` needs an NVIDIA driver and
+    nvidia-container-cli, which this machine lacks: a stand-in on PATH records its arguments and
+    writes a file where the real one puts the driver's libraries, which the trial's Python must
+    see; the unpacked copy is gone when the job ends."""
+    bin_dir, node_tmp, out = tmp_path / "bin", tmp_path / "node-tmp", tmp_path / "out"
+    for folder in (bin_dir, node_tmp, out):
+        folder.mkdir()
+    fromhost = bin_dir / "ch-fromhost"
+    fromhost.write_text(f'#!/bin/sh\necho "$@" > {tmp_path}/fromhost.args\ntouch "$2/usr/lib/libcuda.so.1"\n')
+    fromhost.chmod(0o755)
+    argv = get_runtime("charliecloud").exec_argv(str(cpu_image), (Bind(str(out), str(out), True),), {}, gpus=True)
+    probe = f"import os; open('{out}/seen', 'w').write(str(os.path.exists('/usr/lib/libcuda.so.1')))"
+    env = {**_user_env(), "PATH": f"{bin_dir}:/usr/bin:/bin", "TMPDIR": str(node_tmp)}
+
+    subprocess.run([*argv, "-c", probe], env=env, check=True, timeout=600)
+
+    assert (out / "seen").read_text() == "True", "the trial sees what ch-fromhost injected"
+    flag, unpacked = (tmp_path / "fromhost.args").read_text().split()
+    assert flag == "--nvidia" and unpacked.startswith(f"{node_tmp}/infpop-image.")
+    assert list(node_tmp.iterdir()) == [], "the unpacked copy is removed when the job ends"

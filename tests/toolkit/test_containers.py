@@ -137,17 +137,32 @@ def test_dockerfile_parses_and_installs_exactly_the_lock(dockerfile: Path) -> No
 
 
 @pytest.mark.parametrize("lockfile", GPU_LOCKS, ids=lambda p: p.name.removesuffix(".lock.toml"))
-def test_cuda_base_and_torch_build_support_the_images_architecture(lockfile: Path) -> None:
+def test_gpu_image_is_debian_plus_a_torch_cuda_build_for_its_architecture(lockfile: Path) -> None:
+    """No registry base: Debian from debootstrap with Python 3.11, and torch's CUDA build (its
+    runtime libraries come as pip dependencies) supports the image's architecture."""
     lock = read_lock(lockfile)
-    tag = re.fullmatch(r"nvidia/cuda:(\d+\.\d+)\.\d+-\w+-ubuntu\d+\.\d+", lock.base)
-    assert tag, f"base {lock.base!r} is not an nvidia/cuda image"
-    assert tag[1] == lock.cuda == lock.torch_cuda, "base CUDA, lock cuda and torch's CUDA build must agree"
+    assert lock.debootstrap is not None and lock.debootstrap["suite"] == "bookworm" and lock.python == "3.11"
     assert cuda_supports(lock.cuda, lock.compute_capability)
-    assert torch_build_supports(lock.packages["torch"], lock.torch_cuda, lock.compute_capability) is True, (
+    assert torch_build_supports(lock.packages["torch"], lock.cuda, lock.compute_capability) is True, (
         "add torch's architecture list for this build to TORCH_BUILD_ARCHS (from PyTorch's release matrix)"
     )
     assert lock.unsupported(lock.compute_capability) is None
     assert lock.name.endswith("sm" + lock.compute_capability.replace(".", ""))
+
+
+def test_a_vendor_base_is_a_lock_field_of_the_same_recipe(tmp_path: Path) -> None:
+    """A site that prefers a registry base names it in the lock and drops [debootstrap]: the same
+    recipe then starts from it and installs the same pins."""
+    text = (CONTAINERS_DIR / "hf-sm80.lock.toml").read_text()
+    text = text.replace('base = "debian:bookworm"', 'base = "nvidia/cuda:12.8.1-base-ubuntu22.04"')
+    text = text[: text.index("\n[debootstrap]")] + text[text.index("\n[smoke_test]") :]
+    (tmp_path / "hf-sm80.lock.toml").write_text(text)
+    lock = read_lock(tmp_path / "hf-sm80.lock.toml")
+    from infpop.images.recipe import apptainer_def, dockerfile
+
+    assert "Bootstrap: docker\nFrom: nvidia/cuda:12.8.1-base-ubuntu22.04\n" in apptainer_def(lock)
+    assert "\nFROM nvidia/cuda:12.8.1-base-ubuntu22.04\n" in dockerfile(lock)
+    assert "apt-get install -y --no-install-recommends python3 python3-venv" in dockerfile(lock)
 
 
 def test_vllm_images_pin_the_engine_with_the_torch_it_requires() -> None:

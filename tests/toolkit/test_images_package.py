@@ -26,5 +26,6 @@ def test_a_new_engines_lock_alone_gives_both_recipes_and_their_smoke_test(tmp_pa
     for path in written:
         text = path.read_text()
         assert text.startswith("# infpop trial image: SGLang server on A100 (compute capability 8.0).\n")
-        assert "import torch, sglang, infpop_sglang; print('infpop image sglang-sm80 ok')" in text
+        # The smoke test reads the imports from the lock the image keeps.
+        assert "/opt/infpop/venv/bin/python -m infpop.images.smoke /opt/infpop/lock.toml sglang-sm80" in text
     assert stale_recipes(write=False, containers_dir=tmp_path) == [], "a render is stable"

@@ -73,7 +73,8 @@ def launcher_argv(
     env = {**env, "INFPOP_CONTAINER_IMAGE": image}
     if digest is not None:
         env["INFPOP_CONTAINER_SHA256"] = digest
-    argv = get_runtime(part.runtime).exec_argv(image, tuple(binds), env)
+    # A GPU partition's job needs the host's driver inside the image (apptainer --nv, ch-fromhost --nvidia).
+    argv = get_runtime(part.runtime).exec_argv(image, tuple(binds), env, gpus=part.compute_capability is not None)
     return ["env", *unset, *argv, "-m", "infpop"]
 
 

@@ -1,6 +1,6 @@
 """Which GPU architectures an image's CUDA and torch build can run on, from upstream's tables.
 
-A lock names its CUDA (the base image's) and the CUDA build of its torch wheel; a partition
+A lock names its CUDA (the CUDA build of its torch wheel, whose runtime it installs); a partition
 names its GPUs' compute capability. These tables say whether the two meet, so a plan refuses an
 image that would fail with "no kernel image is available" only once a job has its GPUs.
 """

@@ -8,6 +8,9 @@ builds N images side by side, each logging to ``IMAGE.build.log``.
 ``python -m infpop.images recipes`` rewrites every recipe of every lock (``containers/<name>.def``,
 ``containers/<name>.Dockerfile``); ``--check`` only reports stale ones.
 
+``python -m infpop.images resolve [NAME ...]`` checks that each GPU lock (or each one named)
+resolves on PyPI with exactly its pins, without installing (:mod:`infpop.images.resolve`).
+
 The one module of :mod:`infpop.images` that reads a profile and picks runtimes: it is the command,
 at the top of the import graph, where the rest of the package sits at the bottom.
 """
@@ -23,6 +26,7 @@ from infpop.images.build import Target, build_all
 from infpop.images.context import BuildOptions
 from infpop.images.lock import image_lock, locks
 from infpop.images.recipe import stale_recipes
+from infpop.images.resolve import resolve
 from infpop.profile import load_profile
 from infpop.runtimes import DEFAULT, get_runtime
 
@@ -63,8 +67,12 @@ def main(argv: list[str] | None = None) -> int:
     b.add_argument("--jobs", type=int, default=1, help="images built side by side (default: %(default)s)")
     r = sub.add_parser("recipes", help="render containers/*.def and *.Dockerfile from the locks")
     r.add_argument("--check", action="store_true", help="only list recipes that differ from their lock's render")
+    s = sub.add_parser("resolve", help="check that GPU locks resolve on PyPI with exactly their pins (no install)")
+    s.add_argument("names", nargs="*", help="locks to check (default: every GPU lock)")
     args = parser.parse_args(argv)
     try:
+        if args.command == "resolve":
+            return _resolve(args.names)
         if args.command == "recipes":
             stale = stale_recipes(write=not args.check)
             for path in stale:
@@ -81,3 +89,16 @@ def main(argv: list[str] | None = None) -> int:
     for failure in failures:
         print(f"error: {failure}", file=sys.stderr)
     return 1 if failures else 0
+
+
+def _resolve(names: list[str]) -> int:
+    """Resolve the named locks (default: every GPU lock), one line each; InputError on the first
+    that does not resolve."""
+    chosen = [lock for lock in locks() if (lock.name in names if names else lock.cuda is not None)]
+    unknown = set(names) - {lock.name for lock in chosen}
+    if unknown:
+        raise InputError(f"resolve: no containers/<name>.lock.toml for {', '.join(sorted(unknown))}")
+    for lock in chosen:
+        resolved = resolve(lock)
+        print(f"{lock.name}: resolves on PyPI, {len(resolved)} packages, every pin at its version")
+    return 0

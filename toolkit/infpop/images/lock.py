@@ -19,7 +19,9 @@ CONTAINERS_DIR = Path(__file__).resolve().parents[3] / "containers"
 class ImageLock:
     """One image's pins and what it is for.
 
-    A GPU image names its compute capability and CUDA; a CPU image has neither. ``description``
+    A GPU image names its compute capability and ``cuda``, the CUDA build of its torch wheel
+    (whose runtime libraries come as pip dependencies); a CPU image has neither. ``base`` is a
+    registry image only where the lock has no ``[debootstrap]`` (a site's vendor base). ``description``
     says what the image runs (the recipes' comments and help); ``smoke_imports`` are the modules
     its build imports to prove the engine works, so a new engine's image needs only its lock.
     ``debootstrap`` (suite, variant, mirror, include) builds the base from the Debian mirror
@@ -37,25 +39,26 @@ class ImageLock:
     smoke_imports: tuple[str, ...]
     compute_capability: str | None = None
     cuda: str | None = None
-    torch_cuda: str | None = None
     debootstrap: dict | None = None
     remove: tuple[str, ...] = ()
 
     def unsupported(self, cc: str) -> str | None:
         """Why this image cannot run on compute capability ``cc``, or None when it can."""
-        if self.cuda is None or self.torch_cuda is None:
+        if self.cuda is None:
             return "it is a CPU image (no CUDA)"
         if not cuda_supports(self.cuda, cc):
             return f"its CUDA {self.cuda} does not support compute capability {cc}"
-        torch_ok = torch_build_supports(self.packages["torch"], self.torch_cuda, cc)
+        torch_ok = torch_build_supports(self.packages["torch"], self.cuda, cc)
         if torch_ok is False:
-            return f"its torch {self.packages['torch']} (CUDA {self.torch_cuda} build) has no code for compute capability {cc}"
+            return (
+                f"its torch {self.packages['torch']} (CUDA {self.cuda} build) has no code for compute capability {cc}"
+            )
         return None
 
 
 def read_lock(path: Path) -> ImageLock:
-    # Python 3.10 (the images' Ubuntu 22.04 python) has no tomllib; jobs never read locks, the
-    # login node does, with tomli as the fallback.
+    # Python 3.10 (which a login node may run; infpop supports it) has no tomllib: tomli is the
+    # fallback there. The images run 3.11, where their smoke test reads the lock.
     try:
         import tomllib
     except ModuleNotFoundError:
@@ -73,7 +76,6 @@ def read_lock(path: Path) -> ImageLock:
         smoke_imports=tuple(data["smoke_test"]["imports"]),
         compute_capability=image.get("compute_capability"),
         cuda=image.get("cuda"),
-        torch_cuda=image.get("torch_cuda"),
         debootstrap=data.get("debootstrap"),
         remove=tuple(data.get("remove", {}).get("packages", ())),
     )

@@ -27,7 +27,8 @@ class Apptainer(ContainerRuntime):
     image_suffix = ".sif"
     build_tools = ("apptainer",)
 
-    def exec_argv(self, image: str, binds: tuple[Bind, ...], env: dict[str, str]) -> list[str]:
+    def exec_argv(self, image: str, binds: tuple[Bind, ...], env: dict[str, str], gpus: bool = False) -> list[str]:
+        # --nv on every partition: it binds the driver where there is one and only warns elsewhere.
         argv = ["apptainer", "exec", "--nv"]
         if binds:
             argv += ["--bind", ",".join(_bind_spec(b) for b in binds)]

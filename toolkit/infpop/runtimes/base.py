@@ -49,9 +49,11 @@ class ContainerRuntime:
     #: Whether a bind can be read-only (what a job only reads is then bound so).
     read_only_binds: ClassVar[bool] = True
 
-    def exec_argv(self, image: str, binds: tuple[Bind, ...], env: dict[str, str]) -> list[str]:
+    def exec_argv(self, image: str, binds: tuple[Bind, ...], env: dict[str, str], gpus: bool = False) -> list[str]:
         """The argv that runs the image's Python: ``[..., python]``; ``binds`` are the only host
-        paths it sees; ``env`` is set inside. GPUs: the devices SLURM gave the job."""
+        paths it sees; ``env`` is set inside. ``gpus``: the job runs on a GPU partition, so the
+        host's NVIDIA driver must be seen inside (images hold none); the devices are those SLURM
+        gave the job."""
         raise NotImplementedError
 
     def build(self, lock: ImageLock, context: Path, image: Path, opts: BuildOptions) -> None:

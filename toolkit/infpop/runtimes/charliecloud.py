@@ -11,8 +11,15 @@ paths a trial sees. ``ch-run`` (0.31, checked here) binds only onto directories 
 image or can be made under its private /tmp (it refuses to create one in the read-only image, or
 under another bind), binds no single file onto a missing path, and has no read-only bind: every
 bind is writable. So the build creates the profile's shared roots in the image, and without
-shared roots a job's folders are bound under ``/tmp/host``. GPUs: ``ch-run`` binds the host's
-/dev and passes ``CUDA_VISIBLE_DEVICES`` from SLURM; CUDA images need the host's driver libraries injected at build (``ch-fromhost --nvidia``).
+shared roots a job's folders are bound under ``/tmp/host``.
+
+GPUs: ``ch-run`` binds the host's /dev and passes ``CUDA_VISIBLE_DEVICES`` from SLURM, but the
+image holds no CUDA driver (its smoke test refuses one: the driver must match the node's kernel
+module). ``ch-fromhost --nvidia`` injects the node's driver libraries into an image *directory*,
+and a SquashFS image is read-only: so a job on a GPU partition unpacks the image into a folder of
+its own on the node (``ch-convert``, under ``$TMPDIR``, removed when the job ends), injects the
+driver there and runs that (:data:`GPU_SCRIPT`). The node needs ``unsquashfs`` and
+``nvidia-container-cli`` (libnvidia-container), which ``ch-fromhost --nvidia`` asks for the files.
 """
 
 from __future__ import annotations
@@ -41,6 +48,26 @@ def tool_env() -> dict[str, str]:
     return env
 
 
+#: How a job on a GPU partition enters a SquashFS image: ``sh -c GPU_SCRIPT infpop-ch-gpu IMAGE
+#: CH_RUN_OPTIONS -- PYTHON ARGS...``. The image is unpacked into a fresh folder under $TMPDIR,
+#: the node's driver injected with ``ch-fromhost --nvidia``, and ``ch-run`` given that folder in
+#: the image's place (before the first ``--``); the folder is removed when the job ends.
+GPU_SCRIPT = "; ".join(
+    [
+        "set -eu",
+        "image=$1; shift",
+        'dir=$(mktemp -d "${TMPDIR:-/tmp}/infpop-image.XXXXXX")',
+        """trap 'rm -rf "$dir"' EXIT""",
+        'ch-convert -i squash -o dir "$image" "$dir/img" >&2',
+        'ch-fromhost --nvidia "$dir/img" >&2',
+        "seen=",
+        'for a; do shift; if [ -z "$seen" ] && [ "$a" = -- ]; then seen=1; set -- "$@" "$dir/img" --; '
+        'else set -- "$@" "$a"; fi; done',
+        'ch-run "$@"',
+    ]
+)
+
+
 class Charliecloud(ContainerRuntime):
     name = "charliecloud"
     recipe_suffix = ".Dockerfile"
@@ -50,12 +77,14 @@ class Charliecloud(ContainerRuntime):
     binds_files = False
     read_only_binds = False
 
-    def exec_argv(self, image: str, binds: tuple[Bind, ...], env: dict[str, str]) -> list[str]:
-        argv = ["ch-run", "--private-tmp"]
+    def exec_argv(self, image: str, binds: tuple[Bind, ...], env: dict[str, str], gpus: bool = False) -> list[str]:
+        options = ["--private-tmp"]
         for bind in binds:  # no read-only form: ch-run's binds are all writable
-            argv += ["-b", bind.source if bind.source == bind.target else f"{bind.source}:{bind.target}"]
-        argv += [f"--set-env={key}={value}" for key, value in {**IMAGE_ENV, **env}.items()]
-        return [*argv, image, "--", f"{VENV}/bin/python"]
+            options += ["-b", bind.source if bind.source == bind.target else f"{bind.source}:{bind.target}"]
+        options += [f"--set-env={key}={value}" for key, value in {**IMAGE_ENV, **env}.items()]
+        if gpus:
+            return ["sh", "-c", GPU_SCRIPT, "infpop-ch-gpu", image, *options, "--", f"{VENV}/bin/python"]
+        return ["ch-run", *options, image, "--", f"{VENV}/bin/python"]
 
     def build(self, lock: ImageLock, context: Path, image: Path, opts: BuildOptions) -> None:
         # ch-convert has no storage option: every ch-* tool reads the build storage from the
