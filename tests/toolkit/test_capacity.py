@@ -1,0 +1,212 @@
+"""Serving capacity under a latency SLO: the search's logic on a probe that is a function of the
+rate (its edge cases and a noisy one), the manifest's fields, and a real search on the tiny model
+on CPU with HF (vLLM's is in tests/toolkit/test_vllm_engine.py)."""
+
+from __future__ import annotations
+
+import random
+from pathlib import Path
+
+import pytest
+from infpop.capacity import Capacity, Probe, probe_record, search
+from infpop.errors import InputError
+from infpop.manifest import CapacitySearch, Slo, load_manifest, parse_manifest
+from infpop.plan import plan
+from infpop.profile import EMBEDDED_DEFAULT
+from infpop.scenarios.metrics import OnlineMetrics, Percentiles
+from infpop.trial import run_group
+from minimal_manifest import manifest_text
+
+LOCAL = EMBEDDED_DEFAULT.partitions["local"]
+SLO = Slo(e2e_p99_s=1.0)
+
+
+def _probe(latency_of, tried: list[float]):
+    """A probe whose p99 end-to-end latency is ``latency_of(rate)``."""
+
+    def probe(rate: float) -> Probe:
+        tried.append(rate)
+        p = Percentiles(p50=latency_of(rate) / 2, p90=latency_of(rate), p99=latency_of(rate))
+        online = OnlineMetrics(
+            n_requests=10,
+            completed=10,
+            request_throughput=rate,
+            latency_s=p,
+            ttft_s=p,
+            latency_per_token_s=p,
+            goodput=None,
+            requests=[],
+        )
+        return probe_record(rate, "ok", online, 3 * rate, True, None, SLO)
+
+    return probe
+
+
+def _assert_bracketed(found: Capacity, tolerance: float) -> None:
+    """What a user relies on: the capacity met the SLO, a rate at most one tolerance above it
+    failed, and both are among the recorded probes."""
+    by_rate = {p.rate: p for p in found.probes}
+    assert by_rate[found.capacity_rps].met and not by_rate[found.violated_rps].met
+    assert 0 < found.violated_rps - found.capacity_rps <= tolerance
+    assert found.capacity_tokens_s == by_rate[found.capacity_rps].throughput
+
+
+def test_bisection_brackets_the_capacity_within_the_tolerance() -> None:
+    spec = CapacitySearch(min_rate=1, max_rate=33, tolerance=1)
+    tried: list[float] = []
+    found = search(spec, SLO, _probe(lambda rate: rate / 10, tried))  # meets up to 10/s
+    assert found.stopped == "converged"
+    assert tried[:2] == [1, 33] and tried[2] == 17, "the ends first, then the middle"
+    assert len(tried) == 2 + 5, "log2(32 / 1) halvings"
+    _assert_bracketed(found, 1)
+    assert 9 <= found.capacity_rps <= 10 < found.violated_rps
+
+
+def test_no_bracket_says_which_end_and_stops() -> None:
+    spec = CapacitySearch(min_rate=1, max_rate=8, tolerance=0.5)
+    tried: list[float] = []
+    held = search(spec, SLO, _probe(lambda rate: 0.1, tried))
+    assert held.stopped == "met_at_max_rate" and tried == [1, 8] and "raise it" in held.why
+    assert held.capacity_rps == 8 and held.violated_rps is None, "a lower bound, said as such"
+    tried.clear()
+    failed = search(spec, SLO, _probe(lambda rate: 5.0, tried))
+    assert failed.stopped == "violated_at_min_rate" and tried == [1] and "lower it" in failed.why
+    assert failed.capacity_rps is None and failed.capacity_tokens_s is None and failed.violated_rps == 1
+
+
+def test_a_noisy_non_monotone_probe_still_gives_a_bracket() -> None:
+    """Latency that dips and rises at random around the threshold: the bracket's ends are still
+    a rate that met and one that failed, at most one tolerance apart. Where the SLO fails in a
+    band and holds again above it, the search keeps one crossing, below the band."""
+    rng = random.Random(4)
+    spec = CapacitySearch(min_rate=1, max_rate=65, tolerance=2)
+    found = search(spec, SLO, _probe(lambda rate: rate / 20 * rng.uniform(0.5, 1.5), []))
+    assert found.stopped == "converged"
+    _assert_bracketed(found, 2)
+    assert all(m.rate < v.rate for m in found.probes if m.met for v in found.probes if not v.met)
+    found = search(spec, SLO, _probe(lambda rate: 2.0 if 16 <= rate < 20 or rate > 30 else 0.5, []))
+    _assert_bracketed(found, 2)
+    assert found.capacity_rps < 16 <= found.violated_rps
+
+
+def test_max_probes_and_a_failed_probe_stop_the_search() -> None:
+    spec = CapacitySearch(min_rate=1, max_rate=1025, tolerance=1, max_probes=4)
+    found = search(spec, SLO, _probe(lambda rate: rate / 100, []))
+    assert found.stopped == "max_probes" and len(found.probes) == 4
+    assert (found.capacity_rps, found.violated_rps) == (1, 257) and "wider than the tolerance" in found.why
+
+    def failing(rate: float) -> Probe:
+        return probe_record(rate, "oom" if rate > 1 else "ok", None if rate > 1 else _ok(), None, None, None, SLO)
+
+    failed = search(CapacitySearch(min_rate=1, max_rate=9, tolerance=1), SLO, failing)
+    assert failed.stopped == "probe_failed" and failed.probes[-1].violations == ["status oom"]
+    assert failed.capacity_rps == 1
+
+
+def _ok() -> OnlineMetrics:
+    p = Percentiles(p50=0.1, p90=0.1, p99=0.1)
+    return OnlineMetrics(
+        n_requests=1,
+        completed=1,
+        request_throughput=1,
+        latency_s=p,
+        ttft_s=None,
+        latency_per_token_s=p,
+        goodput=None,
+        requests=[],
+    )
+
+
+def test_an_unmeasured_slo_term_fails_the_rate() -> None:
+    """HF's dynamic batches have a first-token time; an engine without one cannot meet a TTFT SLO."""
+    record = probe_record(1.0, "ok", _ok(), 1.0, True, None, Slo(ttft_p99_s=1.0, e2e_p99_s=1.0))
+    assert not record.met and record.violations == ["ttft p99 not measured"]
+
+
+@pytest.mark.parametrize(
+    "scenario,message",
+    [
+        ({"kind": "online", "duration_s": 5, "min_duration_s": 0}, "give request_rates .* or capacity"),
+        (
+            {
+                "kind": "online",
+                "duration_s": 5,
+                "min_duration_s": 0,
+                "capacity": {"min_rate": 1, "max_rate": 4, "tolerance": 1},
+            },
+            "capacity and slo go together",
+        ),
+        (
+            {
+                "kind": "online",
+                "duration_s": 5,
+                "min_duration_s": 0,
+                "slo": {"e2e_p99_s": 1},
+                "capacity": {"min_rate": 4, "max_rate": 2, "tolerance": 1},
+            },
+            "max_rate 2 is not above min_rate 4",
+        ),
+        (
+            {
+                "kind": "online",
+                "duration_s": 5,
+                "min_duration_s": 0,
+                "slo": {},
+                "capacity": {"min_rate": 1, "max_rate": 2, "tolerance": 0.5},
+            },
+            "at least one of ttft_p99_s",
+        ),
+        (
+            {
+                "kind": "online",
+                "duration_s": 5,
+                "min_duration_s": 0,
+                "slo": {"e2e_p99_s": 1},
+                "capacity": {"min_rate": 1, "max_rate": 2, "tolerance": 3},
+            },
+            "nothing to search",
+        ),
+    ],
+)
+def test_malformed_capacity_scenarios_name_the_field(scenario: dict, message: str) -> None:
+    with pytest.raises(InputError, match=message) as err:
+        parse_manifest(manifest_text(scenario=scenario), "m.yaml")
+    assert "scenario" in str(err.value)
+
+
+def test_a_real_capacity_search_on_cpu(write_manifest, tmp_path: Path) -> None:
+    """The tiny model served by HF on CPU. The SLO and the rates are set from an offline run on
+    this machine (the machine and its neighbours set the service rate): p99 end-to-end within
+    five batch times, rates from a fifth of the full-batch capacity to three times it. The
+    capacity is one trial per configuration, its probes in one loaded engine."""
+    tokens, batch = 3, 4
+    common = {"batch_sizes": [batch], "max_new_tokens": [tokens], "engine_options": {"hf": {"cpu_threads": 1}}}
+    (offline,) = [r for g in plan(load_manifest(write_manifest(**common)), "local", LOCAL) for r in run_group(g)]
+    full = offline.throughput / tokens
+    slo = {"e2e_p99_s": round(5 * max(offline.batch_latencies_s), 3)}
+    capacity = {"min_rate": round(full / 5, 2), "max_rate": round(3 * full, 2), "tolerance": round(full, 2)}
+    scenario = {
+        "kind": "online",
+        "duration_s": 1.5,
+        "min_duration_s": 0,
+        "min_requests": 0,
+        "slo": slo,
+        "capacity": capacity,
+    }
+    groups = plan(load_manifest(write_manifest("capacity.yaml", scenario=scenario, **common)), "local", LOCAL)
+    assert [len(g.trials) for g in groups] == [1], "one trial per configuration"
+    (result,) = run_group(groups[0])
+    found = result.capacity
+    print(found.why, [(p.rate, p.met, p.latency_s.p99 if p.latency_s else None) for p in found.probes])
+    assert result.status == "ok" and found.stopped == "converged", found.why
+    _assert_bracketed(found, capacity["tolerance"])
+    assert result.trial.request_rate is None and result.trial.trial_id == "t/cpu/hf/tiny/g1_b4_t3_r0_capacity"
+    assert result.online.latency_s.p99 <= slo["e2e_p99_s"], "the record's own measures are the capacity's probe"
+    assert result.throughput == found.capacity_tokens_s
+
+    from infpop_analysis.table import aggregate
+
+    df, _ = aggregate(tmp_path / "runs")
+    row = df[df["scenario"] == "online"].iloc[0]
+    assert row["capacity_rps"] == found.capacity_rps and row["capacity_rps_per_gpu"] == found.capacity_rps
+    assert row["capacity_stopped"] == "converged"
