@@ -204,9 +204,20 @@ def test_a_real_capacity_search_on_cpu(write_manifest, tmp_path: Path) -> None:
     assert result.online.latency_s.p99 <= slo["e2e_p99_s"], "the record's own measures are the capacity's probe"
     assert result.throughput == found.capacity_tokens_s
 
-    from infpop_analysis.table import aggregate
+    from infpop.cli import main
+    from infpop_analysis.report import capacity as section
+    from infpop_analysis.report.sources import Sources
+    from infpop_analysis.summaries import config_summaries
+    from infpop_analysis.table import read_table
 
-    df, _ = aggregate(tmp_path / "runs")
+    table = tmp_path / "out" / "table.parquet"
+    assert main(["aggregate", str(tmp_path / "runs"), "-o", str(table)]) == 0
+    df = read_table(table)
     row = df[df["scenario"] == "online"].iloc[0]
     assert row["capacity_rps"] == found.capacity_rps and row["capacity_rps_per_gpu"] == found.capacity_rps
     assert row["capacity_stopped"] == "converged"
+    configs = config_summaries(df)
+    assert configs.loc[configs["scenario"] == "online", "capacity_rps_per_gpu"].tolist() == [found.capacity_rps]
+    page = section.render(df, Sources.beside(table), tokens)
+    assert "Serves most per GPU" in page and f"{found.capacity_rps:.3g} requests/s per GPU" in page
+    assert "capacity-grid" in page and "capacity-0" in page, "the grid and the search's latency figure"
