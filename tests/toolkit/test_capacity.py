@@ -221,3 +221,12 @@ def test_a_real_capacity_search_on_cpu(write_manifest, tmp_path: Path) -> None:
     page = section.render(df, Sources.beside(table), tokens)
     assert "Serves most per GPU" in page and f"{found.capacity_rps:.3g} requests/s per GPU" in page
     assert "capacity-grid" in page and "capacity-0" in page, "the grid and the search's latency figure"
+
+
+def test_a_probe_without_requests_fails_with_the_reason() -> None:
+    empty = OnlineMetrics(
+        n_requests=0, completed=0, request_throughput=0, latency_s=None, ttft_s=None, latency_per_token_s=None,
+        goodput=None, requests=[],
+    )  # fmt: skip
+    record = probe_record(0.1, "ok", empty, None, True, None, SLO)
+    assert not record.met and record.violations == ["no request completed: raise the rate or duration_s"]

@@ -75,7 +75,10 @@ class Capacity(_Record):
 
 def violations(slo: Slo, online: OnlineMetrics | None) -> list[str]:
     """The SLO's terms that ``online``'s p99s miss; a term whose measure is missing is missed too
-    (an SLO on time to first token cannot be judged without one)."""
+    (an SLO on time to first token cannot be judged without one), and so is a probe in whose
+    window no request arrived."""
+    if online is None or not online.completed:
+        return ["no request completed: raise the rate or duration_s"]
     terms = (
         ("ttft", slo.ttft_p99_s, "ttft_s"),
         ("tpot", slo.tpot_p99_s, "tpot_s"),
@@ -85,7 +88,7 @@ def violations(slo: Slo, online: OnlineMetrics | None) -> list[str]:
     for name, target, field in terms:
         if target is None:
             continue
-        pct = getattr(online, field) if online is not None else None
+        pct = getattr(online, field)
         if pct is None:
             missed.append(f"{name} p99 not measured")
         elif pct.p99 > target:

@@ -259,6 +259,9 @@ def _serve_continuous(
     async def main() -> None:
         clock0 = time.perf_counter()
         tasks = [asyncio.create_task(request(i, clock0)) for i in range(len(arrivals))]
+        if not tasks:  # no arrival in the window: nothing to serve (asyncio.wait refuses an empty set)
+            served.wall_s = time.perf_counter() - clock0
+            return
         try:
             finished, pending = await asyncio.wait(tasks, timeout=timeout_s, return_when=asyncio.FIRST_EXCEPTION)
             failed = next((t.exception() for t in finished if t.exception() is not None), None)
