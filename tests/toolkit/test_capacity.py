@@ -8,6 +8,7 @@ import random
 from pathlib import Path
 
 import pytest
+from browser import chromium, render
 from infpop.capacity import Capacity, Probe, probe_record, search
 from infpop.errors import InputError
 from infpop.manifest import CapacitySearch, Slo, load_manifest, parse_manifest
@@ -220,7 +221,24 @@ def test_a_real_capacity_search_on_cpu(write_manifest, tmp_path: Path) -> None:
     assert configs.loc[configs["scenario"] == "online", "capacity_rps_per_gpu"].tolist() == [found.capacity_rps]
     page = section.render(df, Sources.beside(table), tokens)
     assert "Serves most per GPU" in page and f"{found.capacity_rps:.3g} requests/s per GPU" in page
-    assert "capacity-grid" in page and "capacity-0" in page, "the grid and the search's latency figure"
+    if chromium() is None:
+        pytest.skip("chromium is not installed (Debian's `chromium` package; .ci/run installs it)")
+    assert main(["report", str(table), "-o", str(tmp_path / "out")]) == 0
+    figures = "[...document.querySelectorAll('#capacity .js-plotly-plot')]"
+    seen = render(
+        tmp_path / "out" / "report.html",
+        ready=f"{figures}.length == 2 && {figures}.every(p => p.querySelector('.scatterlayer .trace'))",
+        expressions={
+            "probes": "[...document.querySelectorAll('#capacity-0 .scatterlayer .trace')]"
+            ".map(t => t.querySelectorAll('.points path').length)",
+            "lines": "document.getElementById('capacity-0').layout.shapes.length",
+            "marked": "[...document.querySelectorAll('#capacity-0 .annotation-text')].map(a => a.textContent)",
+        },
+        screenshots={},
+    )
+    assert seen.values["probes"] == [len(found.probes)] * 3, "ttft, tpot and e2e p99 at every rate tried"
+    assert seen.values["lines"] == 2, "the SLO's e2e target and the capacity"
+    assert f"capacity {found.capacity_rps:.3g}/s" in seen.values["marked"] and not seen.exceptions
 
 
 def test_a_probe_without_requests_fails_with_the_reason() -> None:
