@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 from browser import chromium, render
-from infpop.capacity import Capacity, Probe, probe_record, search
+from capacity_checks import CALIBRATION, assert_bracketed, calibrated_fields
+from infpop.capacity import Probe, probe_record, search
 from infpop.errors import InputError
 from infpop.manifest import CapacitySearch, Slo, load_manifest, parse_manifest
 from infpop.plan import plan
@@ -43,15 +44,6 @@ def _probe(latency_of, tried: list[float]):
     return probe
 
 
-def _assert_bracketed(found: Capacity, tolerance: float) -> None:
-    """What a user relies on: the capacity met the SLO, a rate at most one tolerance above it
-    failed, and both are among the recorded probes."""
-    by_rate = {p.rate: p for p in found.probes}
-    assert by_rate[found.capacity_rps].met and not by_rate[found.violated_rps].met
-    assert 0 < found.violated_rps - found.capacity_rps <= tolerance
-    assert found.capacity_tokens_s == by_rate[found.capacity_rps].throughput
-
-
 def test_bisection_brackets_the_capacity_within_the_tolerance() -> None:
     spec = CapacitySearch(min_rate=1, max_rate=33, tolerance=1)
     tried: list[float] = []
@@ -59,7 +51,7 @@ def test_bisection_brackets_the_capacity_within_the_tolerance() -> None:
     assert found.stopped == "converged"
     assert tried[:2] == [1, 33] and tried[2] == 17, "the ends first, then the middle"
     assert len(tried) == 2 + 5, "log2(32 / 1) halvings"
-    _assert_bracketed(found, 1)
+    assert_bracketed(found, 1)
     assert 9 <= found.capacity_rps <= 10 < found.violated_rps
 
 
@@ -83,10 +75,10 @@ def test_a_noisy_non_monotone_probe_still_gives_a_bracket() -> None:
     spec = CapacitySearch(min_rate=1, max_rate=65, tolerance=2)
     found = search(spec, SLO, _probe(lambda rate: rate / 20 * rng.uniform(0.5, 1.5), []))
     assert found.stopped == "converged"
-    _assert_bracketed(found, 2)
+    assert_bracketed(found, 2)
     assert all(m.rate < v.rate for m in found.probes if m.met for v in found.probes if not v.met)
     found = search(spec, SLO, _probe(lambda rate: 2.0 if 16 <= rate < 20 or rate > 30 else 0.5, []))
-    _assert_bracketed(found, 2)
+    assert_bracketed(found, 2)
     assert found.capacity_rps < 16 <= found.violated_rps
 
 
@@ -124,47 +116,25 @@ def test_an_unmeasured_slo_term_fails_the_rate() -> None:
     assert not record.met and record.violations == ["ttft p99 not measured"]
 
 
+def _scenario(**fields: object) -> dict:
+    return {"kind": "online", "duration_s": 5, "min_duration_s": 0, **fields}
+
+
 @pytest.mark.parametrize(
     "scenario,message",
     [
-        ({"kind": "online", "duration_s": 5, "min_duration_s": 0}, "give request_rates .* or capacity"),
+        (_scenario(), "give request_rates .* or capacity"),
+        (_scenario(capacity={"min_rate": 1, "max_rate": 4, "tolerance": 1}), "capacity and slo go together"),
         (
-            {
-                "kind": "online",
-                "duration_s": 5,
-                "min_duration_s": 0,
-                "capacity": {"min_rate": 1, "max_rate": 4, "tolerance": 1},
-            },
-            "capacity and slo go together",
-        ),
-        (
-            {
-                "kind": "online",
-                "duration_s": 5,
-                "min_duration_s": 0,
-                "slo": {"e2e_p99_s": 1},
-                "capacity": {"min_rate": 4, "max_rate": 2, "tolerance": 1},
-            },
+            _scenario(slo={"e2e_p99_s": 1}, capacity={"min_rate": 4, "max_rate": 2, "tolerance": 1}),
             "max_rate 2 is not above min_rate 4",
         ),
         (
-            {
-                "kind": "online",
-                "duration_s": 5,
-                "min_duration_s": 0,
-                "slo": {},
-                "capacity": {"min_rate": 1, "max_rate": 2, "tolerance": 0.5},
-            },
+            _scenario(slo={}, capacity={"min_rate": 1, "max_rate": 2, "tolerance": 0.5}),
             "at least one of ttft_p99_s",
         ),
         (
-            {
-                "kind": "online",
-                "duration_s": 5,
-                "min_duration_s": 0,
-                "slo": {"e2e_p99_s": 1},
-                "capacity": {"min_rate": 1, "max_rate": 2, "tolerance": 3},
-            },
+            _scenario(slo={"e2e_p99_s": 1}, capacity={"min_rate": 1, "max_rate": 2, "tolerance": 3}),
             "nothing to search",
         ),
     ],
@@ -176,31 +146,23 @@ def test_malformed_capacity_scenarios_name_the_field(scenario: dict, message: st
 
 
 def test_a_real_capacity_search_on_cpu(write_manifest, tmp_path: Path) -> None:
-    """The tiny model served by HF on CPU. The SLO and the rates are set from an offline run on
-    this machine (the machine and its neighbours set the service rate): p99 end-to-end within
-    five batch times, rates from a fifth of the full-batch capacity to three times it. The
-    capacity is one trial per configuration, its probes in one loaded engine."""
+    """The tiny model served by HF on CPU, the search set from a run on this machine
+    (:func:`capacity_checks.calibrated_fields`). The capacity is one trial per configuration,
+    its probes in one loaded engine; the table, configs.csv and the report show it."""
     tokens, batch = 3, 4
     common = {"batch_sizes": [batch], "max_new_tokens": [tokens], "engine_options": {"hf": {"cpu_threads": 1}}}
-    (offline,) = [r for g in plan(load_manifest(write_manifest(**common)), "local", LOCAL) for r in run_group(g)]
-    full = offline.throughput / tokens
-    slo = {"e2e_p99_s": round(5 * max(offline.batch_latencies_s), 3)}
-    capacity = {"min_rate": round(full / 5, 2), "max_rate": round(3 * full, 2), "tolerance": round(full, 2)}
-    scenario = {
-        "kind": "online",
-        "duration_s": 1.5,
-        "min_duration_s": 0,
-        "min_requests": 0,
-        "slo": slo,
-        "capacity": capacity,
-    }
-    groups = plan(load_manifest(write_manifest("capacity.yaml", scenario=scenario, **common)), "local", LOCAL)
+    calibrate = write_manifest("calibrate.yaml", scenario=CALIBRATION, **common)
+    (calibration,) = [r for g in plan(load_manifest(calibrate), "local", LOCAL) for r in run_group(g)]
+    fields = calibrated_fields(calibration, batch)
+    scenario = fields["scenario"]
+    slo, capacity = scenario["slo"], scenario["capacity"]
+    groups = plan(load_manifest(write_manifest("capacity.yaml", **fields, **common)), "local", LOCAL)
     assert [len(g.trials) for g in groups] == [1], "one trial per configuration"
     (result,) = run_group(groups[0])
     found = result.capacity
     print(found.why, [(p.rate, p.met, p.latency_s.p99 if p.latency_s else None) for p in found.probes])
     assert result.status == "ok" and found.stopped == "converged", found.why
-    _assert_bracketed(found, capacity["tolerance"])
+    assert_bracketed(found, capacity["tolerance"])
     assert result.trial.request_rate is None and result.trial.trial_id == "t/cpu/hf/tiny/g1_b4_t3_r0_capacity"
     assert result.online.latency_s.p99 <= slo["e2e_p99_s"], "the record's own measures are the capacity's probe"
     assert result.throughput == found.capacity_tokens_s
@@ -214,11 +176,11 @@ def test_a_real_capacity_search_on_cpu(write_manifest, tmp_path: Path) -> None:
     table = tmp_path / "out" / "table.parquet"
     assert main(["aggregate", str(tmp_path / "runs"), "-o", str(table)]) == 0
     df = read_table(table)
-    row = df[df["scenario"] == "online"].iloc[0]
+    row = df[df["capacity_stopped"].notna()].iloc[0]
     assert row["capacity_rps"] == found.capacity_rps and row["capacity_rps_per_gpu"] == found.capacity_rps
     assert row["capacity_stopped"] == "converged"
     configs = config_summaries(df)
-    assert configs.loc[configs["scenario"] == "online", "capacity_rps_per_gpu"].tolist() == [found.capacity_rps]
+    assert configs["capacity_rps_per_gpu"].dropna().tolist() == [found.capacity_rps]
     page = section.render(df, Sources.beside(table), tokens)
     assert "Serves most per GPU" in page and f"{found.capacity_rps:.3g} requests/s per GPU" in page
     if chromium() is None:

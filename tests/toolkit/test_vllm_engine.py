@@ -22,6 +22,7 @@ from typing import Any
 import psutil
 import pytest
 import tomllib
+from capacity_checks import CALIBRATION, assert_bracketed, calibrated_fields
 from conftest import write_humaneval_like
 from infpop.engines.options import SIGNATURES
 from infpop.engines.vllm import EngineOutOfMemory, StderrTail, VLLMEngine
@@ -474,29 +475,17 @@ def test_an_engine_death_fails_its_trial_and_the_next_one_starts_on_a_fresh_engi
 
 
 def test_a_capacity_search_on_the_async_engine(write_manifest) -> None:
-    """vLLM's CPU build serves the capacity search's probes continuously in one loaded engine. As
-    in the HF test (tests/toolkit/test_capacity.py), the SLO and rates are set from an offline
-    run on this machine: p99 end-to-end within five batch times, rates from a third of the
-    full-batch capacity to three times it, tolerance that capacity."""
+    """vLLM's CPU build serves the capacity search's probes continuously in one loaded engine,
+    the search set from a run on this machine (:func:`capacity_checks.calibrated_fields`)."""
     tokens, cap = 8, 4
-    (offline,) = run_group(_groups(write_manifest, "offline.yaml", batch_sizes=[cap], max_new_tokens=[tokens])[0])
-    full = offline.throughput / tokens
-    slo = {"e2e_p99_s": round(5 * max(offline.batch_latencies_s), 3)}
-    search = {"min_rate": round(full / 3, 2), "max_rate": round(3 * full, 2), "tolerance": round(full, 2)}
-    scenario = {
-        "kind": "online",
-        "duration_s": 2.0,
-        "min_duration_s": 0,
-        "min_requests": 0,
-        "slo": slo,
-        "capacity": search,
-    }
-    (group,) = _groups(write_manifest, "capacity.yaml", batch_sizes=[cap], max_new_tokens=[tokens], scenario=scenario)
+    shape = {"batch_sizes": [cap], "max_new_tokens": [tokens]}
+    (calibration,) = run_group(_groups(write_manifest, "calibrate.yaml", scenario=CALIBRATION, **shape)[0])
+    fields = calibrated_fields(calibration, cap)
+    scenario = fields["scenario"]
+    (group,) = _groups(write_manifest, "capacity.yaml", **fields, **shape)
     (result,) = run_group(group)
     found = result.capacity
     print(found.why, [(p.rate, p.met, p.latency_s.p99 if p.latency_s else None) for p in found.probes])
     assert result.status == "ok" and result.batching == "continuous" and found.stopped == "converged", found.why
-    by_rate = {p.rate: p for p in found.probes}
-    assert by_rate[found.capacity_rps].met and not by_rate[found.violated_rps].met
-    assert 0 < found.violated_rps - found.capacity_rps <= search["tolerance"]
+    assert_bracketed(found, scenario["capacity"]["tolerance"])
     assert all(p.ttft_s is not None and p.tpot_s is not None for p in found.probes), "streamed: every measure"
