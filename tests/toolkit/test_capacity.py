@@ -23,23 +23,27 @@ LOCAL = EMBEDDED_DEFAULT.partitions["local"]
 SLO = Slo(e2e_p99_s=1.0)
 
 
+def _metrics(latency: float | None, completed: int = 10, ttft: bool = True) -> OnlineMetrics:
+    """Online measures whose p99 end-to-end latency is ``latency`` (none without requests)."""
+    p = None if latency is None else Percentiles(p50=latency / 2, p90=latency, p99=latency)
+    return OnlineMetrics(
+        n_requests=completed,
+        completed=completed,
+        request_throughput=completed,
+        latency_s=p,
+        ttft_s=p if ttft else None,
+        latency_per_token_s=p,
+        goodput=None,
+        requests=[],
+    )
+
+
 def _probe(latency_of, tried: list[float]):
     """A probe whose p99 end-to-end latency is ``latency_of(rate)``."""
 
     def probe(rate: float) -> Probe:
         tried.append(rate)
-        p = Percentiles(p50=latency_of(rate) / 2, p90=latency_of(rate), p99=latency_of(rate))
-        online = OnlineMetrics(
-            n_requests=10,
-            completed=10,
-            request_throughput=rate,
-            latency_s=p,
-            ttft_s=p,
-            latency_per_token_s=p,
-            goodput=None,
-            requests=[],
-        )
-        return probe_record(rate, "ok", online, 3 * rate, True, None, SLO)
+        return probe_record(rate, "ok", _metrics(latency_of(rate)), 3 * rate, True, None, SLO)
 
     return probe
 
@@ -89,30 +93,18 @@ def test_max_probes_and_a_failed_probe_stop_the_search() -> None:
     assert (found.capacity_rps, found.violated_rps) == (1, 257) and "wider than the tolerance" in found.why
 
     def failing(rate: float) -> Probe:
-        return probe_record(rate, "oom" if rate > 1 else "ok", None if rate > 1 else _ok(), None, None, None, SLO)
+        return probe_record(
+            rate, "oom" if rate > 1 else "ok", None if rate > 1 else _metrics(0.1), None, None, None, SLO
+        )
 
     failed = search(CapacitySearch(min_rate=1, max_rate=9, tolerance=1), SLO, failing)
     assert failed.stopped == "probe_failed" and failed.probes[-1].violations == ["status oom"]
     assert failed.capacity_rps == 1
 
 
-def _ok() -> OnlineMetrics:
-    p = Percentiles(p50=0.1, p90=0.1, p99=0.1)
-    return OnlineMetrics(
-        n_requests=1,
-        completed=1,
-        request_throughput=1,
-        latency_s=p,
-        ttft_s=None,
-        latency_per_token_s=p,
-        goodput=None,
-        requests=[],
-    )
-
-
 def test_an_unmeasured_slo_term_fails_the_rate() -> None:
     """HF's dynamic batches have a first-token time; an engine without one cannot meet a TTFT SLO."""
-    record = probe_record(1.0, "ok", _ok(), 1.0, True, None, Slo(ttft_p99_s=1.0, e2e_p99_s=1.0))
+    record = probe_record(1.0, "ok", _metrics(0.1, ttft=False), 1.0, True, None, Slo(ttft_p99_s=1.0, e2e_p99_s=1.0))
     assert not record.met and record.violations == ["ttft p99 not measured"]
 
 
@@ -204,9 +196,5 @@ def test_a_real_capacity_search_on_cpu(write_manifest, tmp_path: Path) -> None:
 
 
 def test_a_probe_without_requests_fails_with_the_reason() -> None:
-    empty = OnlineMetrics(
-        n_requests=0, completed=0, request_throughput=0, latency_s=None, ttft_s=None, latency_per_token_s=None,
-        goodput=None, requests=[],
-    )  # fmt: skip
-    record = probe_record(0.1, "ok", empty, None, True, None, SLO)
+    record = probe_record(0.1, "ok", _metrics(None, completed=0), None, True, None, SLO)
     assert not record.met and record.violations == ["no request completed: raise the rate or duration_s"]
