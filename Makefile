@@ -32,7 +32,7 @@ PROFILE_ARG := $(if $(PROFILE),--profile $(PROFILE),)
 SHARED_DATA := ../shared/data/humaneval-infilling/HumanEval-SingleLineInfilling.jsonl.gz
 DATA := data/HumanEval-SingleLineInfilling.jsonl.gz
 
-.PHONY: lint help install demo sweep plan status aggregate figures data tiny-model test clean containers models stats paper hpo report compare
+.PHONY: lint help install demo capacity sweep plan status aggregate figures data tiny-model test clean containers models stats paper hpo report compare
 
 help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -115,6 +115,13 @@ demo: install build/tiny-model/config.json $(DATA) ## the whole path on CPU: tin
 	@echo "results: $(OUT)/demo/cpu  table: $(OUT)/demo/table.parquet (.csv)  figures: $(OUT)/demo/figures"
 	@echo "per-configuration intervals: $(OUT)/demo/stats/configs.csv  report: $(OUT)/demo/stats/report.md"
 	@echo "report (open in a browser): $(OUT)/demo/report.html"
+
+capacity: install build/tiny-model/config.json $(DATA) ## the capacity search under a latency SLO on CPU (manifests/capacity.yaml): table, report
+	$(INFPOP) sweep manifests/capacity.yaml --partition local --output-root $(OUT)
+	$(INFPOP) aggregate $(OUT)/capacity -o $(OUT)/capacity/table.parquet
+	$(INFPOP) report $(OUT)/capacity/table.parquet -o $(OUT)/capacity >/dev/null
+	@echo "table: $(OUT)/capacity/table.parquet (.csv)  probes: $(OUT)/capacity/capacity_probes.csv"
+	@echo "report (open in a browser): $(OUT)/capacity/report.html"
 
 test: install lint ## run the test suite (after the linter)
 	$(BIN)/python -m pytest -q --durations=25

@@ -11,12 +11,21 @@ from infpop_analysis.stats_conventions import CV_THRESHOLD, MIN_EFFECT
 
 
 def cmd_aggregate(args: argparse.Namespace) -> int:
+    from infpop.atomic import write_atomic
+
+    from infpop_analysis import layout
+    from infpop_analysis.capacity import probes_table
     from infpop_analysis.table import aggregate, write_table
 
     df, corrupt = aggregate(args.results_root)
     for item in corrupt:
         print(f"infpop: excluded corrupt result {item}", file=sys.stderr)
     paths = write_table(df, args.out)
+    probes = probes_table(args.results_root)
+    if len(probes):
+        out = args.out.with_name(layout.CAPACITY_PROBES)
+        write_atomic(out, probes.to_csv(index=False))
+        paths.append(out)
     counts = df["status"].value_counts().to_dict()
     print(
         f"{len(df)} trials ({', '.join(f'{n} {s}' for s, n in sorted(counts.items()))}) -> {', '.join(map(str, paths))}"

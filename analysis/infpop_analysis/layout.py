@@ -18,6 +18,8 @@ CONFIGS, TESTS, STATS_REPORT, TABLES_DIR = "configs.csv", "tests.csv", "report.m
 EQUIVALENCE = "equivalence.csv"
 #: ``infpop hpo replay`` and ``infpop hpo benchmark``.
 HPO_SUMMARY, HPO_BENCHMARK = "hpo_summary.json", "hpo_benchmark.json"
+#: ``infpop aggregate``, beside the table: one row per rate a capacity search tried.
+CAPACITY_PROBES = "capacity_probes.csv"
 #: ``infpop report``.
 REPORT = "report.html"
 

@@ -54,6 +54,9 @@ ENGINE_COUNTERS = ("kv_cache_blocks", "num_preemptions", "cached_prompt_tokens")
 #: as their median over the configuration's runs; all three where the table has any of them (a
 #: sweep's, with a bound per trial), missing where not measured; none for the published data.
 EFFICIENCY = ("energy_j_per_token", "tokens_per_s_per_w", "roofline_fraction")
+#: A capacity search's outcome (:mod:`infpop.capacity`), per GPU too, as the median over the
+#: configuration's runs; only where the table has capacity searches.
+CAPACITY = ("capacity_rps", "capacity_rps_per_gpu", "capacity_tokens_s", "capacity_tokens_s_per_gpu")
 #: The settings the engine resolved (``resolved_*`` columns), shown as the configuration's runs had them.
 RESOLVED_COLUMNS = [f"resolved_{name}" for name in RESOLVED]
 STATS = ["n", "mean", "median", "std", "cv", "ci_low", "ci_high"]
@@ -162,6 +165,8 @@ def config_summaries(df: pd.DataFrame, cv_threshold: float = CV_THRESHOLD) -> pd
         parts.append(by[counters].median().reset_index(drop=True))
     if any(c in d.columns and d[c].notna().any() for c in EFFICIENCY):
         parts.append(by[[c for c in EFFICIENCY if c in d.columns]].median().reset_index(drop=True))
+    if any(c in d.columns and d[c].notna().any() for c in CAPACITY):
+        parts.append(by[list(CAPACITY)].median().reset_index(drop=True))
     settings = [c for c in ["energy_parts", "bound_by", *RESOLVED_COLUMNS] if c in d.columns and d[c].notna().any()]
     if settings:  # one engine per group: a configuration's runs share them; where not, its first run's
         parts.append(by[settings].first().reset_index(drop=True))

@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 from infpop.atomic import atomic_file
+from infpop.capacity import Capacity
 from infpop.errors import InputError
 from infpop.filemodes import file_mode
 from infpop.manifest import SAFE_NAME
@@ -106,6 +107,14 @@ COLUMNS: dict[str, str] = {
     "request_throughput": "float64",
     "goodput": "float64",
     "send_lateness_p99_s": "float64",
+    # A capacity search (a result's ``capacity``): the highest rate meeting the SLO, the generated
+    # tokens/s there, each per GPU, the failing rate above it, and why the search stopped.
+    "capacity_rps": "float64",
+    "capacity_tokens_s": "float64",
+    "capacity_rps_per_gpu": "float64",
+    "capacity_tokens_s_per_gpu": "float64",
+    "capacity_violated_rps": "float64",
+    "capacity_stopped": "string",
     **{
         f"{measure}_{p}_s": "float64"
         for measure in ("latency", "ttft", "latency_per_token", "tpot", "itl")
@@ -246,6 +255,8 @@ def _scenario_columns(result: TrialResult) -> dict:
         "valid": result.valid,
         "outputs": None if result.outputs is None else " ".join(f or "-" for f in result.outputs),
     }
+    if result.capacity is not None:
+        out.update(_capacity_columns(result.capacity, t.n_gpus))
     if online is not None:
         out.update(n_requests=online.n_requests, request_throughput=online.request_throughput, goodput=online.goodput)
         out["send_lateness_p99_s"] = online.send_lateness_s.p99 if online.send_lateness_s is not None else None
@@ -254,6 +265,19 @@ def _scenario_columns(result: TrialResult) -> dict:
             for p in ("p50", "p90", "p99"):
                 out[f"{measure}_{p}_s"] = getattr(pct, p) if pct is not None else None
     return out
+
+
+def _capacity_columns(found: Capacity, n_gpus: int) -> dict:
+    """The search's outcome, per GPU too: what tells which configuration serves most per GPU."""
+    rps, tokens = found.capacity_rps, found.capacity_tokens_s
+    return {
+        "capacity_rps": rps,
+        "capacity_tokens_s": tokens,
+        "capacity_rps_per_gpu": None if rps is None else rps / n_gpus,
+        "capacity_tokens_s_per_gpu": None if tokens is None else tokens / n_gpus,
+        "capacity_violated_rps": found.violated_rps,
+        "capacity_stopped": found.stopped,
+    }
 
 
 def aggregate(root: str | Path) -> tuple[pd.DataFrame, list[str]]:

@@ -22,6 +22,7 @@ from typing import Any
 import psutil
 import pytest
 import tomllib
+from capacity_checks import CALIBRATION, assert_bracketed, calibrated_fields
 from conftest import write_humaneval_like
 from infpop.engines.options import SIGNATURES
 from infpop.engines.vllm import EngineOutOfMemory, StderrTail, VLLMEngine
@@ -471,3 +472,20 @@ def test_an_engine_death_fails_its_trial_and_the_next_one_starts_on_a_fresh_engi
     assert dead.status == "error" and "EngineDeadError" in dead.error, dead.error
     assert fresh.status == "ok" and fresh.online.completed == fresh.online.n_requests > 0, fresh.error
     assert fresh.generated_tokens == 2 * fresh.online.completed
+
+
+def test_a_capacity_search_on_the_async_engine(write_manifest) -> None:
+    """vLLM's CPU build serves the capacity search's probes continuously in one loaded engine,
+    the search set from a run on this machine (:func:`capacity_checks.calibrated_fields`)."""
+    tokens, cap = 8, 4
+    shape = {"batch_sizes": [cap], "max_new_tokens": [tokens]}
+    (calibration,) = run_group(_groups(write_manifest, "calibrate.yaml", scenario=CALIBRATION, **shape)[0])
+    fields = calibrated_fields(calibration, cap)
+    scenario = fields["scenario"]
+    (group,) = _groups(write_manifest, "capacity.yaml", **fields, **shape)
+    (result,) = run_group(group)
+    found = result.capacity
+    print(found.why, [(p.rate, p.met, p.latency_s.p99 if p.latency_s else None) for p in found.probes])
+    assert result.status == "ok" and result.batching == "continuous" and found.stopped == "converged", found.why
+    assert_bracketed(found, scenario["capacity"]["tolerance"])
+    assert all(p.ttft_s is not None and p.tpot_s is not None for p in found.probes), "streamed: every measure"

@@ -182,13 +182,57 @@ class GoodputTargets(_Strict):
         return self
 
 
+class Slo(_Strict):
+    """A latency service-level objective: p99s, in seconds, each measured as the online scenario
+    measures it (from arrival; :mod:`infpop.scenarios.metrics`); a rate meets it when every p99
+    given is at or below its target."""
+
+    ttft_p99_s: float | None = Field(default=None, gt=0, description="p99 time to first token")
+    tpot_p99_s: float | None = Field(default=None, gt=0, description="p99 time per output token after the first")
+    e2e_p99_s: float | None = Field(default=None, gt=0, description="p99 end-to-end latency")
+
+    @model_validator(mode="after")
+    def _some_target(self) -> Slo:
+        if self.ttft_p99_s is None and self.tpot_p99_s is None and self.e2e_p99_s is None:
+            raise ValueError("give at least one of ttft_p99_s, tpot_p99_s, e2e_p99_s")
+        return self
+
+
+class CapacitySearch(_Strict):
+    """The search for the highest request rate that meets the SLO (:mod:`infpop.capacity`):
+    probe ``min_rate`` and ``max_rate``, then bisect the bracket until it is narrower than
+    ``tolerance`` (requests/s), or until ``max_probes`` probes ran."""
+
+    min_rate: float = Field(gt=0, description="requests/s; the search stops if the SLO fails here")
+    max_rate: float = Field(gt=0, description="requests/s; the search stops if the SLO holds here")
+    tolerance: float = Field(gt=0, description="requests/s: the bracket's width at which the search stops")
+    max_probes: int = Field(default=12, ge=2, description="a bound on the search's time")
+
+    @model_validator(mode="after")
+    def _a_bracket(self) -> CapacitySearch:
+        if self.max_rate <= self.min_rate:
+            raise ValueError(f"max_rate {self.max_rate:g} is not above min_rate {self.min_rate:g}")
+        if self.tolerance >= self.max_rate - self.min_rate:
+            raise ValueError(
+                f"tolerance {self.tolerance:g} is not below max_rate - min_rate ({self.max_rate - self.min_rate:g}): "
+                "there is nothing to search"
+            )
+        return self
+
+
 class OnlineScenario(_Validity):
     """Requests arrive as a seeded Poisson process at each rate for ``duration_s``, and the
     engine serves them as they come. Each rate is one trial; the arrival times depend only on
-    (rate, duration_s, seed), so a rerun replays the same load."""
+    (rate, duration_s, seed), so a rerun replays the same load. With ``capacity`` (and ``slo``)
+    instead of ``request_rates``, each configuration is one trial that searches the rate
+    (:mod:`infpop.capacity`), every probe measured as a trial at one rate is."""
 
     kind: Literal["online"]
-    request_rates: list[float] = Field(min_length=1, description="requests per second, one trial each")
+    request_rates: list[float] | None = Field(
+        default=None, min_length=1, description="requests per second, one trial each"
+    )
+    slo: Slo | None = None
+    capacity: CapacitySearch | None = None
     duration_s: float = Field(gt=0, description="requests arrive during this window; every one is served")
     seed: int = 0
     goodput: GoodputTargets | None = None
@@ -197,7 +241,9 @@ class OnlineScenario(_Validity):
 
     @field_validator("request_rates")
     @classmethod
-    def _positive_rates(cls, values: list[float]) -> list[float]:
+    def _positive_rates(cls, values: list[float] | None) -> list[float] | None:
+        if values is None:
+            return None
         bad = [v for v in values if v <= 0]
         if bad:
             raise ValueError(f"must be positive, got {bad}")
@@ -212,6 +258,14 @@ class OnlineScenario(_Validity):
         if minimum is not None and value < minimum:
             raise ValueError(f"is below min_duration_s {minimum:g}: every run would be invalid")
         return value
+
+    @model_validator(mode="after")
+    def _rates_or_search(self) -> OnlineScenario:
+        if (self.request_rates is None) == (self.capacity is None):
+            raise ValueError("give request_rates (one trial per rate) or capacity (a search of the rate), one of them")
+        if (self.capacity is None) != (self.slo is None):
+            raise ValueError("capacity and slo go together: the search looks for the highest rate that meets the slo")
+        return self
 
 
 Scenario = Annotated[OfflineScenario | OnlineScenario, Field(discriminator="kind")]

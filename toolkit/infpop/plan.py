@@ -109,9 +109,12 @@ class TrialSpec(BaseModel):
     def trial_id(self) -> str:
         """Readable and unique within an output root: ``<study>/<hw>/<engine>/<model>/g_b_t_r``,
         then the group suffix, ``_ref`` (reference output lengths capped at t) and
-        ``_rate<req/s>`` (online) where they apply, so the study's own ids never change."""
+        ``_rate<req/s>`` (online) or ``_capacity`` (online, searching its rate) where they apply,
+        so the study's own ids never change."""
         ref = "_ref" if self.output_length == "reference" else ""
         rate = f"_rate{self.request_rate:g}" if self.request_rate is not None else ""
+        if self.scenario.kind == "online" and self.scenario.capacity is not None:
+            rate = "_capacity"
         return (
             f"{self.study}/{self.hardware}/{self.engine}/{self.model.name}/"
             f"g{self.n_gpus}_b{self.batch_size}_t{self.max_new_tokens}_r{self.repetition}"
@@ -219,7 +222,8 @@ def expand_trials(loaded: LoadedManifest, partition: str, part: PartitionProfile
                 f"{loaded.path}: engines: {unsized[0]!r} on CPU (partition {partition!r}) needs an explicit KV-cache "
                 "size: set kv_cache_bytes (e.g. [268435456]); its default would take 90% of the machine's memory"
             )
-    rates = m.scenario.request_rates if m.scenario.kind == "online" else [None]
+    # A capacity search (no rates listed) is one trial per configuration that tries its own rates.
+    rates = (m.scenario.request_rates if m.scenario.kind == "online" else None) or [None]
 
     def memory_axis(engine: str) -> list[tuple[float | None, int | None]]:
         if not ENGINES.entry(engine).capabilities.memory_sized:

@@ -18,6 +18,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError
 
 from infpop.atomic import write_atomic
+from infpop.capacity import Capacity
 from infpop.fingerprints import PATTERN
 from infpop.manifest import SAFE_NAME
 from infpop.plan import TrialSpec
@@ -134,6 +135,9 @@ class TrialResult(BaseModel):
     invalid_reason: str | None = None
     #: Latency percentiles, goodput and per-request timings of an online trial.
     online: OnlineMetrics | None = None
+    #: A capacity search's probes and outcome (:mod:`infpop.capacity`); the record's other fields
+    #: are its probe at the capacity (else the last probe that decided the search).
+    capacity: Capacity | None = None
     #: The batching discipline that served the trial; ``None`` in records from before it was kept.
     batching: Batching | None = None
     #: KV-cache blocks the engine allocated at load (vLLM), and requests it preempted during the

@@ -16,6 +16,7 @@ from infpop_analysis import layout
 from infpop_analysis.formatting import esc
 from infpop_analysis.report import (
     best,
+    capacity,
     curves,
     efficiency,
     engines,
@@ -31,7 +32,20 @@ from infpop_analysis.report.sources import Sources
 from infpop_analysis.stats import choose_tokens
 
 #: The sections in page order; each has ``KEY``, ``HEADING`` and ``render(df, src, tokens)``.
-SECTIONS = (summary, outcomes, best, equivalence, efficiency, engines, landscapes, curves, statistics, online, search)
+SECTIONS = (
+    summary,
+    outcomes,
+    best,
+    equivalence,
+    efficiency,
+    engines,
+    landscapes,
+    curves,
+    statistics,
+    online,
+    capacity,
+    search,
+)
 
 
 def render_report(df: pd.DataFrame, src: Sources, max_new_tokens: int | None = None) -> str:

@@ -20,6 +20,8 @@ class Sources:
     figures: Path
     hpo: Path
     search: Path
+    #: The capacity searches' probes, beside the table (:data:`infpop_analysis.layout.CAPACITY_PROBES`).
+    probes: Path
 
     @classmethod
     def beside(cls, table: Path, **given: Path | None) -> Sources:
@@ -33,4 +35,5 @@ class Sources:
             figures=given.get("figures") or base / layout.FIGURES_DIR,
             hpo=given.get("hpo") or base / layout.HPO_DIR,
             search=search or search_folder(study_dir(base.parent, base.name)),
+            probes=base / layout.CAPACITY_PROBES,
         )

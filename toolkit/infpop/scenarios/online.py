@@ -29,6 +29,7 @@ import asyncio
 import random
 import time
 
+from infpop.capacity import Probe, probe_record, search
 from infpop.engines.base import Engine
 from infpop.fingerprints import by_prompt
 from infpop.plan import TrialSpec
@@ -54,8 +55,41 @@ def poisson_arrivals(rate: float, duration_s: float, seed: int) -> list[float]:
 def run_online(
     engine: Engine, trial: TrialSpec, prompts: list[Prompt], rec: Recorder, timeout_s: float | None
 ) -> TrialResult:
+    """Serve the trial's arrivals at its rate, or search its capacity where the scenario asks."""
+    assert trial.scenario.kind == "online", "run_online needs an online trial"
+    if trial.scenario.capacity is not None:
+        return _run_capacity(engine, trial, prompts, rec, timeout_s)
+    return _run_rate(engine, trial, prompts, rec, timeout_s)
+
+
+def _run_capacity(
+    engine: Engine, trial: TrialSpec, prompts: list[Prompt], rec: Recorder, timeout_s: float | None
+) -> TrialResult:
+    """The capacity search (:func:`infpop.capacity.search`), each probe measured by :func:`_run_rate`
+    as a trial at that rate, in this one loaded engine. The record returned is the probe at the
+    capacity (else the last one), under the configuration's own trial spec, with the search in it."""
+    scenario = trial.scenario
+    assert scenario.kind == "online" and scenario.capacity is not None and scenario.slo is not None
+    measured: dict[float, TrialResult] = {}
+
+    def probe(rate: float) -> Probe:
+        result = _run_rate(engine, trial.model_copy(update={"request_rate": rate}), prompts, rec, timeout_s)
+        measured[rate] = result
+        online = result.online
+        return probe_record(
+            rate, result.status, online, result.throughput, result.valid, result.invalid_reason, scenario.slo
+        )
+
+    found = search(scenario.capacity, scenario.slo, probe)
+    chosen = measured[found.capacity_rps if found.capacity_rps is not None else found.probes[-1].rate]
+    return chosen.model_copy(update={"trial": trial, "capacity": found})
+
+
+def _run_rate(
+    engine: Engine, trial: TrialSpec, prompts: list[Prompt], rec: Recorder, timeout_s: float | None
+) -> TrialResult:
     """Serve the trial's arrivals: continuously where the engine streams, else in dynamic batches."""
-    assert trial.scenario.kind == "online" and trial.request_rate is not None, "run_online needs an online trial"
+    assert trial.scenario.kind == "online" and trial.request_rate is not None, "a rate to serve"
     started_at = utcnow()
     arrivals = poisson_arrivals(trial.request_rate, trial.scenario.duration_s, trial.scenario.seed)
     preempted = engine.preemptions()
@@ -225,6 +259,9 @@ def _serve_continuous(
     async def main() -> None:
         clock0 = time.perf_counter()
         tasks = [asyncio.create_task(request(i, clock0)) for i in range(len(arrivals))]
+        if not tasks:  # no arrival in the window: nothing to serve (asyncio.wait refuses an empty set)
+            served.wall_s = time.perf_counter() - clock0
+            return
         try:
             finished, pending = await asyncio.wait(tasks, timeout=timeout_s, return_when=asyncio.FIRST_EXCEPTION)
             failed = next((t.exception() for t in finished if t.exception() is not None), None)
