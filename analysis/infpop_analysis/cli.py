@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import sys
 from pathlib import Path
@@ -101,9 +102,10 @@ def cmd_workloads(args: argparse.Namespace) -> int:
 
 
 def non_negative(text: str) -> float:
-    """A non-negative number, for argparse (which names the option and value when this raises)."""
+    """A finite non-negative number, for argparse (which names the option and value when this
+    raises): ``inf`` would silence a test without saying so, ``nan`` compares false everywhere."""
     value = float(text)
-    if not value >= 0:
+    if not (math.isfinite(value) and value >= 0):
         raise ValueError(text)
     return value
 

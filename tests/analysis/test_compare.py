@@ -154,4 +154,57 @@ def test_min_effect_sets_the_smallest_change_reported(tmp_path: Path) -> None:
             == flagged
         )
         page = (out / "compare.html").read_text()
-        assert f"changed by more than {float(margin):.0%}" in page and "moved by a median ratio of" in page
+        assert f"changed by more than {float(margin):.0%}" in page and "a median ratio of" in page
+
+
+def _demo_pair(rng: np.random.Generator, drift: dict[str, float], slow: float = 1.0) -> tuple:
+    """Two runs of a demo-sized study: 2 engines x 2 GPU counts x 4 batch sizes, 5 repetitions
+    with 2% log-normal noise; in B each engine's configurations share a drift (each engine runs
+    in its own jobs), and vLLM's 1-GPU batch-16 configuration is multiplied by ``slow``."""
+    rows = []
+    for side, shift in (("a", {}), ("b", drift)):
+        for e_i, engine in enumerate(("hf", "vllm")):
+            for n_gpus in (1, 2):
+                for batch in (1, 4, 16, 64):
+                    true = 30.0 * (e_i + 1) * n_gpus * np.sqrt(batch) * shift.get(engine, 1.0)
+                    if side == "b" and (engine, n_gpus, batch) == ("vllm", 1, 16):
+                        true *= slow
+                    for rep, x in enumerate(true * rng.lognormal(0, 0.02, 5)):
+                        rows.append(
+                            dict(study="s", side=side, hardware="cpu", engine=engine, model="m", n_gpus=n_gpus,
+                                 batch_size=batch, max_new_tokens=5, repetition=rep, status="ok", throughput=float(x))
+                        )  # fmt: skip
+    df = pd.DataFrame(rows)
+    return tuple(conform(df[df["side"] == s].drop(columns="side")) for s in ("a", "b"))
+
+
+def test_an_engine_wide_drift_is_a_shift_and_a_config_that_moved_apart_is_flagged() -> None:
+    """Reruns whose engines drifted by 0.6-1.5 (as this machine's demo runs did): the plain test
+    flags the drift, the test against the engine's shift keeps its stated rate (a rerun with any
+    flag at most 5% of the time: at most 4 of 20, the binomial's 99th percentile being 4), and a
+    configuration slowed by 20% on top of the drift is flagged apart from its engine (about 45 s:
+    Holm's statsmodels call collects garbage each time)."""
+    rng = np.random.default_rng(2026)
+    noisy_pairs = apart_pairs = found = 0
+    for _ in range(20):
+        drift = {e: float(rng.uniform(0.6, 1.5)) for e in ("hf", "vllm")}
+        result = compare(*_demo_pair(rng, drift))[0]
+        noisy_pairs += bool(result["beyond_noise"].any())
+        apart_pairs += bool(result["beyond_shift"].any())
+        slowed = compare(*_demo_pair(rng, drift, slow=0.8))[0]
+        flagged = slowed[slowed["beyond_shift"]]
+        found += list(zip(flagged["engine"], flagged["n_gpus"], flagged["batch_size"])) == [("vllm", 1, 16)]
+    assert noisy_pairs >= 16, "the drift is real and the plain test sees it"
+    assert apart_pairs <= 4
+    assert found >= 18
+
+
+@pytest.mark.parametrize("value", ["inf", "nan", "-0.1", "five", ""])
+def test_min_effect_refuses_what_is_not_a_finite_fraction(tmp_path: Path, capsys, value: str) -> None:
+    rng = np.random.default_rng(5)
+    write_table(_study(rng, "s"), tmp_path / "a.parquet")
+    with pytest.raises(SystemExit) as exit_:
+        main(["compare", str(tmp_path / "a.parquet"), str(tmp_path / "a.parquet"), "-o", str(tmp_path / "out"),
+              "--min-effect", value])  # fmt: skip
+    assert exit_.value.code == 2 and "--min-effect" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()

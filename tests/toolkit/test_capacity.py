@@ -129,6 +129,14 @@ def _scenario(**fields: object) -> dict:
             _scenario(slo={"e2e_p99_s": 1}, capacity={"min_rate": 1, "max_rate": 2, "tolerance": 3}),
             "nothing to search",
         ),
+        (
+            _scenario(slo={"e2e_p99_s": 1}, capacity={"min_rate": 1, "max_rate": float("inf"), "tolerance": 1}),
+            "max_rate.*finite number",
+        ),
+        (
+            _scenario(slo={"ttft_p99_s": float("nan")}, capacity={"min_rate": 1, "max_rate": 2, "tolerance": 0.5}),
+            "ttft_p99_s.*finite",
+        ),
     ],
 )
 def test_malformed_capacity_scenarios_name_the_field(scenario: dict, message: str) -> None:

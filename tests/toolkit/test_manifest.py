@@ -98,6 +98,8 @@ CASES = [
     ("engine options for unlisted engine", _set("engine_options", {"vllm": {"seed": 1}}), "engine_options", "'vllm'"),
     ("partitions empty", _set("partitions", []), "partitions", "[]"),
     ("prune_oom not bool", _set("prune_oom", "sometimes"), "prune_oom", "'sometimes'"),
+    ("params NaN", _set("models.0.params_b", float("nan")), "models[0].params_b", "nan"),
+    ("trial timeout infinite", _set("trial_timeout_s", float("inf")), "trial_timeout_s", "inf"),
 ]
 
 

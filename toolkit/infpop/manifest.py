@@ -33,7 +33,9 @@ DEFAULT_WORKLOAD = "humaneval-infilling"
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    #: No manifest number is ever infinite or NaN: ``.inf`` as a rate bound or ``.nan`` as a size
+    #: would pass every ``gt``/``ge`` check and only fail (or hang) on the cluster.
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
 class ModelSpec(_Strict):
