@@ -10,7 +10,7 @@ from many ``.cu`` files. Where this venv has triton (vLLM's CPU build pulls it i
 NVIDIA's tool checks the stand-in's layout. The real validation is on the GPU locks' wheels:
 every CUDA library of torch 2.13.0/2.8.0 and vLLM 0.32.0/0.10.2 read the same as cuobjdump 13.1
 lists it, and libtorch_cuda.so's architectures common to all its fatbins equal
-``torch._C._cuda_getArchFlags()`` (docs/containers.md, "What vLLM's kernels are built for").
+``torch._C._cuda_getArchFlags()`` (docs/containers.md, "What the GPU images' kernels are built for").
 """
 
 from __future__ import annotations
@@ -77,7 +77,8 @@ def _link(tmp: Path, *sections: bytes, name: str = "lib_C.so") -> Path:
     sources = [tmp / "host.c"]
     for i, data in enumerate(sections):
         (tmp / f"k{i}.bin").write_bytes(data)
-        asm = f'.section .nv_fatbin,"a"\n.balign 8\n.incbin "{tmp / f"k{i}.bin"}"\n.section .note.GNU-stack,"",@progbits\n'
+        asm = f'.section .nv_fatbin,"a"\n.balign 8\n.incbin "{tmp / f"k{i}.bin"}"\n'
+        asm += '.section .note.GNU-stack,"",@progbits\n'  # no executable stack
         (tmp / f"k{i}.s").write_text(asm)
         sources.append(tmp / f"k{i}.s")
     out = tmp / name
@@ -201,7 +202,8 @@ def test_arches_cli_lists_a_library_and_exits_1_when_nothing_loads_on_the_gpu(tm
     so = _library(tmp_path)
     assert main(["arches", str(so), "--cc", "7.0"]) == 0
     assert capsys.readouterr().out == (
-        f"{so}: 2 fatbins; cubins sm_70 sm_80 sm_90a; PTX compute_70 compute_80; 2 of 2 load on compute capability 7.0\n"
+        f"{so}: 2 fatbins; cubins sm_70 sm_80 sm_90a; PTX compute_70 compute_80; "
+        "2 of 2 load on compute capability 7.0\n"
     )
     assert main(["arches", str(so), "--cc", "6.1"]) == 1
     assert "0 of 2 load on compute capability 6.1" in capsys.readouterr().out
