@@ -12,9 +12,10 @@ toolkit, which the images do not hold (triton's wheel carries a copy, not a depe
 rely on); this reader needs only the standard library, so a site checks a ``.so`` on a login
 node (``python -m infpop.images arches FILE``) and the smoke test checks an image without a GPU.
 
-The layout (little-endian), as NVIDIA's ``fatbinary_section.h`` and the public fatbin parsers
-describe it, and as checked against cuobjdump 13.1 on every CUDA library of the GPU locks'
-torch and vLLM wheels (docs/containers.md):
+The layout (little-endian), as NVIDIA's ``fatbinary.h`` (the container header) and public
+fatbin parsers (the entry header: e.g. n-eiling/cuda-fatbin-decompression) describe it, and as
+checked against cuobjdump 13.1 on every CUDA library of the GPU locks' torch and vLLM wheels
+(docs/containers.md):
 
 - container header, 16 bytes: magic ``0xBA55ED50`` (u32), version 1 (u16), header size
   (u16, 16), size of the entries that follow (u64);
