@@ -11,6 +11,10 @@ builds N images side by side, each logging to ``IMAGE.build.log``.
 ``python -m infpop.images resolve [NAME ...]`` checks that each GPU lock (or each one named)
 resolves on PyPI with exactly its pins, without installing (:mod:`infpop.images.resolve`).
 
+``python -m infpop.images arches FILE ... [--cc 8.0]`` lists the GPU architectures a CUDA shared
+object holds kernels for (:mod:`infpop.images.fatbin`), so a site checks a library without
+``cuobjdump``; with ``--cc`` it exits 1 when a file holds nothing that loads on that GPU.
+
 The one module of :mod:`infpop.images` that reads a profile and picks runtimes: it is the command,
 at the top of the import graph, where the rest of the package sits at the bottom.
 """
@@ -18,12 +22,14 @@ at the top of the import graph, where the rest of the package sits at the bottom
 from __future__ import annotations
 
 import argparse
+import re
 import sys
 from pathlib import Path
 
 from infpop.errors import InputError
 from infpop.images.build import Target, build_all
 from infpop.images.context import BuildOptions
+from infpop.images.fatbin import fatbins
 from infpop.images.lock import image_lock, locks
 from infpop.images.recipe import stale_recipes
 from infpop.images.resolve import resolve
@@ -69,8 +75,13 @@ def main(argv: list[str] | None = None) -> int:
     r.add_argument("--check", action="store_true", help="only list recipes that differ from their lock's render")
     s = sub.add_parser("resolve", help="check that GPU locks resolve on PyPI with exactly their pins (no install)")
     s.add_argument("names", nargs="*", help="locks to check (default: every GPU lock)")
+    a = sub.add_parser("arches", help="list the GPU architectures a CUDA shared object holds kernels for")
+    a.add_argument("files", nargs="+", type=Path, help="shared objects (vllm/_C.abi3.so, libtorch_cuda.so, ...)")
+    a.add_argument("--cc", default=None, help="compute capability (8.0): exit 1 when a file holds nothing for it")
     args = parser.parse_args(argv)
     try:
+        if args.command == "arches":
+            return _arches(args.files, args.cc)
         if args.command == "resolve":
             return _resolve(args.names)
         if args.command == "recipes":
@@ -102,3 +113,21 @@ def _resolve(names: list[str]) -> int:
         resolved = resolve(lock)
         print(f"{lock.name}: resolves on PyPI, {len(resolved)} packages, every pin at its version")
     return 0
+
+
+def _arches(files: list[Path], cc: str | None) -> int:
+    """One line per file: its cubin and PTX architectures; with ``cc``, how many of its fatbins
+    load on that GPU, and exit 1 when one file has none. Every file is read before anything is
+    printed, so a bad one (InputError) prints nothing."""
+    if cc is not None and not re.fullmatch(r"\d{1,2}\.\d", cc):
+        raise InputError(f"arches: --cc {cc!r} is not a compute capability such as 8.0")
+    read = [fatbins(path) for path in files]
+    missing = 0
+    for found in read:
+        line = f"{found.path}: {found.summary()}"
+        if cc is not None:
+            n = found.loading_on(cc)
+            missing += n == 0
+            line += f"; {n} of {len(found.containers)} load on compute capability {cc}"
+        print(line)
+    return 1 if missing else 0

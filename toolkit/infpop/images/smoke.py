@@ -2,11 +2,12 @@
 
 ``python -m infpop.images.smoke /opt/infpop/lock.toml NAME`` imports the lock's ``[smoke_test]``
 modules and checks, without a GPU: every pinned package is installed at the lock's version; on a
-GPU image, torch is the lock's CUDA build and holds code for the lock's architecture; the image
-holds no CUDA driver library (the host's is bound in at run time, ``--nv`` or ``ch-fromhost
---nvidia``; one in the image would shadow it) and no Hugging Face token. A failed check exits 1
-and fails the build, so a wrong image never reaches a queue. Its report (versions, CUDA,
-architectures) is what docs/containers.md records per image.
+GPU image, torch is the lock's CUDA build and holds code for the lock's architecture, and so do
+the CUDA shared objects of the imported packages (vLLM's ``_C``, ``_moe_C``, flash-attention's,
+read by :mod:`infpop.images.fatbin`); the image holds no CUDA driver library (the host's is bound
+in at run time, ``--nv`` or ``ch-fromhost --nvidia``; one in the image would shadow it) and no
+Hugging Face token. A failed check exits 1 and fails the build, so a wrong image never reaches a
+queue. Its report (versions, CUDA, architectures) is what docs/containers.md records per image.
 """
 
 from __future__ import annotations
@@ -17,6 +18,8 @@ import os
 import sys
 from pathlib import Path
 
+from infpop.errors import InputError
+from infpop.images.fatbin import read_fatbins
 from infpop.images.lock import ImageLock, read_lock
 
 #: The CUDA driver library: provided by the host, never by an image.
@@ -44,6 +47,41 @@ def driver_libraries(root: Path = Path("/")) -> list[str]:
     return found
 
 
+def kernel_check(packages: dict[str, Path], cc: str) -> tuple[list[str], list[str]]:
+    """(report lines, failures) of the CUDA shared objects under each package's folder, read for
+    compute capability ``cc``.
+
+    Each object is reported with its cubin and PTX architectures and how many of its fatbins (about
+    one per compiled ``.cu`` file) hold code that loads on ``cc``. A package fails when none of its
+    objects holds any: its kernels would stop with "no kernel image is available" on the first GPU
+    call. One object without the architecture is no failure: vLLM ships kernels that serve only
+    some GPUs (FlashAttention 3 and FlashMLA are Hopper-only, FlashAttention 2 starts at sm_80) and
+    loads them only there. A package without CUDA objects (pure Python) is not reported.
+    """
+    report, failures = [], []
+    for name, folder in packages.items():
+        loading = found = 0
+        for path in sorted(folder.rglob("*.so")):
+            try:
+                fatbins = read_fatbins(path)
+            except InputError as err:
+                failures.append(str(err))
+                continue
+            if fatbins is None:
+                continue
+            found += 1
+            n = fatbins.loading_on(cc)
+            loading += n > 0
+            rel = path.relative_to(folder.parent)
+            report.append(f"{rel}: {fatbins.summary()}; {n} of {len(fatbins.containers)} load on {cc}")
+        if found and not loading:
+            failures.append(
+                f"{name} holds no kernels that load on compute capability {cc} (no cubin of its major "
+                f"version at or below it, no PTX at or below it) in its {found} CUDA shared objects"
+            )
+    return report, failures
+
+
 def check(lock: ImageLock, root: Path = Path("/")) -> tuple[list[str], list[str]]:
     """(report lines, failures) of ``lock``'s image, checked from the Python running this."""
     report, failures = [], []
@@ -67,6 +105,11 @@ def check(lock: ImageLock, root: Path = Path("/")) -> tuple[list[str], list[str]
             failures.append(f"torch is the CUDA {torch.version.cuda} build, the lock says CUDA {lock.cuda}")
         if want not in archs:
             failures.append(f"torch holds no {want} code (it has {' '.join(archs) or 'none'})")
+        tops = dict.fromkeys(m.split(".")[0] for m in lock.smoke_imports if not m.startswith("infpop"))
+        folders = {top: Path(importlib.import_module(top).__file__).parent for top in tops}
+        kernels, kernel_failures = kernel_check(folders, lock.compute_capability)
+        report += kernels
+        failures += kernel_failures
     drivers = driver_libraries(root)
     if drivers:
         failures.append(f"the image holds CUDA driver libraries, which would shadow the host's: {', '.join(drivers)}")
