@@ -14,6 +14,7 @@ the reference of the family's first engine by name.
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 
 import pandas as pd
 from infpop.errors import InputError
@@ -50,9 +51,14 @@ Print = tuple[str, tuple[int, ...]]
 
 def parse(cell: str) -> list[Print | None]:
     """The fingerprints of a table's ``outputs`` cell (``-``: a prompt the trial did not serve)."""
+    return prints(None if item == "-" else item for item in cell.split())
+
+
+def prints(outputs: Iterable[str | None]) -> list[Print | None]:
+    """The fingerprints of a result's ``outputs`` (``None``: a prompt the trial did not serve)."""
     out: list[Print | None] = []
-    for item in cell.split():
-        if item == "-":
+    for item in outputs:
+        if item is None:
             out.append(None)
             continue
         digest, head = item.split(":")

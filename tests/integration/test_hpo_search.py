@@ -148,3 +148,52 @@ def test_the_pick_carries_the_interval_configs_csv_gives_and_ties_by_it(write_ma
     assert wide.tied_with == ["g1_b4"], "5% below, but within the noise"
     apart = picked({1: [100.0, 101.0, 99.0, 100.5, 99.5], 4: [95.0, 95.5, 94.5, 95.2, 94.8]}, tmp_path / "b")
     assert apart.tied_with == [], "5% below and well outside the interval"
+
+
+def test_require_equivalent_runs_the_reference_first_and_picks_only_what_says_the_same(
+    write_manifest, humaneval_path: Path, tmp_path: Path, capsys
+) -> None:
+    """The real case of tests/analysis/test_equivalence.py: the tiny model in bfloat16 with left
+    padding, where batch 8 changes a prompt's output. The search runs the reference (batch 1)
+    first, judges each trial by its recorded fingerprints, picks only an equivalent configuration,
+    and the state, the log and `infpop status` say what the constraint cost."""
+    workload = {"path": str(humaneval_path), "limit": 8}
+    manifest = write_manifest(dtype="bfloat16", batch_sizes=[1, 8], max_new_tokens=[16], workload=workload)
+    assert main(["hpo", "search", str(manifest), "--partition", "local", "--require-equivalent"]) == 0
+    study = tmp_path / "runs" / "t"
+    state = json.loads(next((study / ".infpop" / "search").glob("*.json")).read_text())
+    eq = state["equivalence"]
+    assert eq["reference"] == "g1_b1" and state["trials"][0]["config"] == "g1_b1"
+    # Each trial's recorded judgement is what its result file's fingerprints say.
+    results = {f"g{r.trial.n_gpus}_b{r.trial.batch_size}": r for r in iter_results(tmp_path / "runs")}
+    reference = results["g1_b1"].outputs
+    for trial in state["trials"]:
+        pairs = [(a, b) for a, b in zip(results[trial["config"]].outputs, reference) if a and b]
+        assert trial["identical"] == sum(a == b for a, b in pairs) / len(pairs)
+        assert trial["equivalent"] == (trial["status"] == "ok" and all(a == b for a, b in pairs))
+    assert [t["equivalent"] for t in state["trials"]] == [True, False], "batch 8 diverges, as in test_equivalence"
+    # The pick is the best equivalent trial; the unconstrained best and the ratio beside it.
+    ok = [t for t in state["trials"] if t["status"] == "ok"]
+    best = max(ok, key=lambda t: t["throughput"])
+    assert state["pick"]["config"] == "g1_b1"
+    assert eq["unconstrained"]["config"] == best["config"]
+    assert eq["throughput_ratio"] == pytest.approx(state["pick"]["throughput"] / best["throughput"])
+    out = capsys.readouterr().out
+    assert "g1_b8: ok" in out and "NOT equivalent to the reference g1_b1" in out
+    cost = "the constraint cost nothing" if best["config"] == "g1_b1" else f"{eq['throughput_ratio']:.0%} of the best"
+    assert cost in out
+    line = status_report([study])
+    assert "2 trial(s), 1 equivalent to the reference g1_b1" in line and "pick g1_b1" in line and cost in line
+
+
+def test_require_equivalent_refuses_a_share_that_is_no_share(write_manifest, tmp_path: Path, capsys) -> None:
+    manifest = str(write_manifest())
+    for bad in ("nan", "inf", "0", "-0.5", "1.5"):
+        assert (
+            main(["hpo", "search", manifest, "--partition", "local", "--require-equivalent", "--min-identical", bad])
+            == 2
+        )
+        assert "share of identical prompts must be in (0, 1]" in capsys.readouterr().err
+    assert main(["hpo", "search", manifest, "--partition", "local", "--min-identical", "0.9"]) == 2
+    assert "--min-identical is a condition of --require-equivalent" in capsys.readouterr().err
+    assert not (tmp_path / "runs").exists(), "nothing planned or written"

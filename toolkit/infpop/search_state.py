@@ -35,6 +35,11 @@ class SearchTrial(BaseModel):
     throughput: float | None
     load_s: float | None
     trial_id: str
+    #: With ``--require-equivalent``: the share of prompts (served by both) whose outputs are
+    #: identical to the reference's; None without the constraint or with no prompt to compare.
+    identical: float | None = None
+    #: With ``--require-equivalent``: whether it may be the pick (ran ok, outputs equivalent).
+    equivalent: bool | None = None
 
 
 class Pick(BaseModel):
@@ -48,6 +53,37 @@ class Pick(BaseModel):
     interval: tuple[float, float] | None
     interval_note: str
     tied_with: list[str]
+
+
+class Equivalence(BaseModel):
+    """``--require-equivalent``: the pick restricted to configurations whose outputs match the
+    reference's, and what that restriction cost in throughput."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    #: The reference configuration (fewest GPUs, then smallest batch), run first.
+    reference: str
+    #: What equivalent means here (the share of identical prompts required).
+    definition: str
+    #: The best configuration measured whatever its outputs; None where none ran ok.
+    unconstrained: Pick | None
+    #: The pick's throughput over the unconstrained best's (1: the constraint cost nothing);
+    #: None where either is missing.
+    throughput_ratio: float | None
+    #: What the ratio is based on.
+    basis: str
+
+    def outcome(self, pick: Pick | None) -> str:
+        """What the constraint did to ``pick``, as the search's log and ``infpop status`` say it."""
+        if pick is None:
+            return f"no configuration equivalent to the reference {self.reference}: nothing picked"
+        best = self.unconstrained
+        if best is None or best.config == pick.config:
+            return f"equivalent to the reference {self.reference}, and the best measured: the constraint cost nothing"
+        return (
+            f"the best equivalent to the reference {self.reference}: {self.throughput_ratio:.0%} of the best "
+            f"measured, {best.config} {best.throughput:.1f} tok/s, whose outputs differ"
+        )
 
 
 class SearchState(BaseModel):
@@ -67,6 +103,9 @@ class SearchState(BaseModel):
     stop_reason: str | None = None
     job: SearchJob | None = None
     pick: Pick | None = None
+    #: The constraint ``--require-equivalent`` puts on the pick (None: none); ``pick`` is then
+    #: the best equivalent configuration.
+    equivalence: Equivalence | None = None
     trials: list[SearchTrial] = []
 
     def write(self, path: Path) -> None:

@@ -24,7 +24,7 @@ from infpop.executors.slurm import FAILED_STATES, job_elapsed, job_states
 from infpop.joblogs import failure_note, stdout_log
 from infpop.jobs import read_group
 from infpop.results import DONE, CorruptResult, TrialResult, iter_results
-from infpop.search_state import Pick, read_searches, search_folder
+from infpop.search_state import Equivalence, Pick, read_searches, search_folder
 from infpop.submissions import JobRecord, latest, read_submissions
 
 #: SLURM states in which a group's missing trials are being worked on.
@@ -64,6 +64,10 @@ class Search:
     stop_reason: str | None
     pick: Pick | None
     job: Task | None
+    #: ``--require-equivalent``: the constraint and its cost; None without it.
+    equivalence: Equivalence | None = None
+    #: Trials whose outputs are equivalent to the reference's (under the constraint).
+    equivalent: int = 0
 
 
 @dataclass
@@ -137,6 +141,8 @@ def study_status(path: str | Path) -> StudyStatus:
             stop_reason=s.stop_reason,
             pick=s.pick,
             job=_task(s.job, f"{s.target} at {s.job.n_gpus} GPU(s)", states) if s.job else None,
+            equivalence=s.equivalence,
+            equivalent=sum(bool(t.equivalent) for t in s.trials),
         )
         for s in searches
     ]
@@ -189,12 +195,17 @@ def format_status(st: StudyStatus) -> str:
 
 def _search_line(search: Search) -> str:
     head = f"  search {search.target} ({search.method}): {search.trials} trial(s)"
+    eq = search.equivalence
+    if eq is not None:
+        head += f", {search.equivalent} equivalent to the reference {eq.reference}"
     if search.job is not None:
         j = search.job
         return f"{head}; job {j.job_id} on {j.partition} {j.state}: {j.group}; log {_log_text(j.log)}"
     if search.stop_reason:
         pick = search.pick
         chosen = f"; pick {pick.config} {pick.throughput:.1f} tok/s" if pick else "; no successful trial"
+        if eq is not None:
+            chosen = f"{chosen}, {eq.outcome(pick)}" if pick else f"; {eq.outcome(pick)}"
         return f"{head}; stopped: {search.stop_reason}{chosen}"
     return f"{head}; no job in flight (rerun `infpop hpo search` to resume)"
 

@@ -16,4 +16,6 @@
   :mod:`.crossval` (tuned constants chosen on other folds), :mod:`.summary` (typed summaries)
   and :mod:`.benchmark_output` (the table printed, the JSON written);
 - :mod:`.search` — the same optimizers driving real trial jobs (local or SLURM).
+- :mod:`.equivalent` — ``--require-equivalent``: the search's pick restricted to configurations
+  whose outputs match the reference's.
 """

@@ -101,11 +101,17 @@ def cmd_benchmark(args: argparse.Namespace) -> int:
 
 
 def cmd_search(args: argparse.Namespace) -> int:
+    from infpop.errors import InputError
     from infpop.manifest import load_manifest
     from infpop.profile import load_profile
 
     from infpop_analysis.hpo.search import search
 
+    share = None
+    if args.require_equivalent:
+        share = 1.0 if args.min_identical is None else args.min_identical
+    elif args.min_identical is not None:
+        raise InputError("search: --min-identical is a condition of --require-equivalent, which is not given")
     loaded = load_manifest(args.manifest)
     partition = args.partition or loaded.manifest.partitions[0]
     profile = load_profile(args.profile)
@@ -121,6 +127,7 @@ def cmd_search(args: argparse.Namespace) -> int:
         output_root=args.output_root,
         prior_lands=prior_lands,
         prior_source=f"every landscape of the target's engine in {args.prior}" if args.prior else "",
+        require_equivalent=share,
     )
     return 0 if all(picks.values()) else 1
 
@@ -202,4 +209,17 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="tidy table or published allData.csv whose landscapes guide ours+history (e.g. your sweeps on the old GPU)",
     )
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument(
+        "--require-equivalent",
+        action="store_true",
+        help="pick only a configuration whose outputs are identical to the reference's (the fewest GPUs at the "
+        "smallest batch, run first); reports what that costs in throughput",
+    )
+    p.add_argument(
+        "--min-identical",
+        type=float,
+        default=None,
+        metavar="SHARE",
+        help="with --require-equivalent: the share of prompts whose outputs must be identical (default 1: every one)",
+    )
     p.set_defaults(func=cmd_search)

@@ -59,7 +59,9 @@ class Stopping:
         """Why the search stops before proposing anything more, or None while it goes on."""
         if self.budget is not None and len(history) >= self.budget:
             return f"budget of {self.budget} trials reached"
-        if self.patience is not None and no_improvement([o.value for o in history], self.patience, self.tolerance):
+        # Only an eligible trial can improve on the incumbent (a constraint's: ``Observation.eligible``).
+        values = [o.value if o.eligible else None for o in history]
+        if self.patience is not None and no_improvement(values, self.patience, self.tolerance):
             return f"{self.patience} trials without improvement"
         return None
 

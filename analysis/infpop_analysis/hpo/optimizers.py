@@ -43,6 +43,10 @@ class Observation(NamedTuple):
     config: Config
     #: Throughput, or None for a failed trial.
     value: float | None
+    #: Whether it may be the incumbent and the pick. False: a real measurement of the landscape's
+    #: shape that a constraint rules out as a pick (``--require-equivalent``: outputs that differ
+    #: from the reference's, :mod:`~infpop_analysis.hpo.equivalent`).
+    eligible: bool = True
 
 
 class Optimizer(Protocol):
@@ -229,7 +233,16 @@ class Structured:
     def candidates(self, space: Sequence[Config], history: Sequence[Observation]) -> list[Config]:
         """The untried configurations that could still beat the incumbent (empty: stop)."""
         seen = {o.config: o.value for o in history}
-        return plausible(space, seen, tolerance=TOLERANCE, slack=self.slack, physics=self.physics, without=self.without)
+        eligible = {o.config for o in history if o.eligible}
+        return plausible(
+            space,
+            seen,
+            tolerance=TOLERANCE,
+            slack=self.slack,
+            physics=self.physics,
+            without=self.without,
+            eligible=eligible,
+        )
 
     def stop_reason(self, space: Sequence[Config], history: Sequence[Observation]) -> str | None:
         """Why the search stops now, or None while it goes on."""
@@ -370,7 +383,11 @@ class HillClimb:
         gpus = sorted(levels)
         incumbent: Observation | None = None
         for o in history:
-            if o.value is not None and (incumbent is None or o.value >= incumbent.value * (1 + self.GAIN)):
+            if (
+                o.value is not None
+                and o.eligible
+                and (incumbent is None or o.value >= incumbent.value * (1 + self.GAIN))
+            ):
                 incumbent = o
         if incumbent is None:
             if not history and self.physics is not None and self.physics.estimate:

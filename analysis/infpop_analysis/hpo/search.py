@@ -49,6 +49,7 @@ from infpop.results import ResultStore, TrialResult
 from infpop.search_state import Pick, SearchJob, SearchState, SearchTrial, search_folder, state_path
 from infpop.sweep import executor_for, plan_jobs, record
 
+from infpop_analysis.hpo.equivalent import Judged, RequireEquivalent, required_share
 from infpop_analysis.hpo.landscape import Config, Landscape
 from infpop_analysis.hpo.methods import METHODS, Stopping
 from infpop_analysis.hpo.optimizers import Observation, Optimizer
@@ -135,10 +136,11 @@ class Session:
     n_gpus: int
     optimizer: Optimizer
     stopping: Stopping
+    constraint: RequireEquivalent | None = None
 
     def next_config(self, store: ResultStore) -> Config | None:
-        history = [o for o, _ in observe(store, self.target)]
-        step = self.stopping.next(self.optimizer, sorted(self.target.trials), history)
+        history = observe(store, self.target)
+        step = next_step(self.stopping, self.optimizer, sorted(self.target.trials), history, self.constraint)
         return step if isinstance(step, Config) and step.n_gpus == self.n_gpus else None
 
     def __call__(self) -> list[str]:
@@ -163,8 +165,27 @@ class Session:
         return ran
 
 
+def next_step(
+    stopping: Stopping,
+    optimizer: Optimizer,
+    space: Sequence[Config],
+    history: Sequence[tuple[Observation, TrialResult]],
+    constraint: RequireEquivalent | None,
+) -> Config | str:
+    """The next configuration to run, or why the search stops: the driver and its jobs ask this
+    one function, so a job at one GPU count goes on exactly as long as the driver would."""
+    if constraint is None:
+        return stopping.next(optimizer, space, [o for o, _ in history])
+    return constraint.next(stopping, optimizer, space, history)
+
+
 def submit_session(
-    target: Target, config: Config, optimizer: Optimizer, stopping: Stopping, executor: Executor
+    target: Target,
+    config: Config,
+    optimizer: Optimizer,
+    stopping: Stopping,
+    executor: Executor,
+    constraint: RequireEquivalent | None = None,
 ) -> submitit.Job:
     """Submit the job that runs the trials the optimizer wants at ``config.n_gpus``, from ``config`` on."""
     group = target.groups[config.n_gpus]
@@ -173,7 +194,7 @@ def submit_session(
         one = target.group_at(config.n_gpus, [config])
         path = search_folder(study_dir(one.output_root, one.first.study)) / "groups" / f"{target.name}__{config}.json"
         return executor.submit([one], [group_job(one, executor.cpu_threads([one]), path)])[0]
-    return executor.submit([group], [Session(target, config.n_gpus, optimizer, stopping)])[0]
+    return executor.submit([group], [Session(target, config.n_gpus, optimizer, stopping, constraint)])[0]
 
 
 def _interval(store: ResultStore, trial: TrialSpec, repetitions: int) -> tuple[float, float] | None:
@@ -217,15 +238,46 @@ def pick(
     )
 
 
-def write_state(path: Path, state: SearchState, history: Sequence[tuple[Observation, TrialResult]]) -> None:
-    """Rewrite the target's state file with the trials of ``history`` (``infpop status`` reads it)."""
+def write_state(
+    path: Path,
+    state: SearchState,
+    history: Sequence[tuple[Observation, TrialResult]],
+    constraint: RequireEquivalent | None = None,
+) -> None:
+    """Rewrite the target's state file with the trials of ``history`` (``infpop status`` reads
+    it), each judged against the reference under ``constraint``."""
+    judged = constraint.judge(history) if constraint else [None] * len(history)
     trials = [
         SearchTrial(
-            config=str(o.config), status=r.status, throughput=r.throughput, load_s=r.load_s, trial_id=r.trial.trial_id
+            config=str(o.config),
+            status=r.status,
+            throughput=r.throughput,
+            load_s=r.load_s,
+            trial_id=r.trial.trial_id,
+            **({} if j is None else {"identical": j.identical, "equivalent": j.observation.eligible}),
         )
-        for o, r in history
+        for (o, r), j in zip(history, judged)
     ]
     state.model_copy(update={"trials": trials}).write(path)
+
+
+def conclude(
+    state: SearchState,
+    history: Sequence[tuple[Observation, TrialResult]],
+    store: ResultStore,
+    target: Target,
+    repetitions: int,
+    constraint: RequireEquivalent | None,
+) -> None:
+    """Set a stopped search's pick: the best measured, or under ``constraint`` the best
+    equivalent one, beside the best measured whatever its outputs and the ratio of the two."""
+    best = pick(history, store, target, repetitions)
+    if constraint is None:
+        state.pick = best
+        return
+    eligible = [(j.observation, r) for j, (_, r) in zip(constraint.judge(history), history) if j.observation.eligible]
+    state.pick = pick(eligible, store, target, repetitions)
+    state.equivalence = constraint.record(state.pick, best)
 
 
 def physics_of(target: Target) -> Physics | None:
@@ -257,17 +309,21 @@ def search(
     output_root: Path | None = None,
     prior_lands: Sequence[Landscape] = (),
     prior_source: str = "",
+    require_equivalent: float | None = None,
     log: Callable[[str], None] = print,
 ) -> dict[str, Pick | None]:
     """Search every (model, engine) of the manifest until the stopping rule (or ``budget``) ends it.
 
     The trials are planned and submitted as a sweep's are (:mod:`infpop.sweep`): with the
     profile's runtime (images, binds, model cache) and, where the profile says so, group-writable
-    in a setgid study folder. Returns, per target, its pick (configuration, throughput,
-    interval, ties) or None.
+    in a setgid study folder. ``require_equivalent``: the share of prompts whose outputs must be
+    identical to the reference's for a configuration to be picked (:mod:`.equivalent`; None: no
+    constraint). Returns, per target, its pick (configuration, throughput, interval, ties) or None.
     """
     if budget is not None and budget < 1:
         raise InputError(f"search: budget: must be at least 1, got {budget}")
+    if require_equivalent is not None:
+        required_share(require_equivalent)  # refused before anything is planned or written
     chosen = METHODS[method]
     if (chosen.prior is not None) != bool(prior_lands):
         raise InputError(f"search: method {method!r}: a prior table is {'required' if not prior_lands else 'not used'}")
@@ -293,6 +349,7 @@ def search(
         stopping = used.stopping(budget)
         store = ResultStore(groups[0].output_root)
         space = sorted(target.trials)
+        constraint = None if require_equivalent is None else RequireEquivalent.of(space, require_equivalent)
         bookkeeping = study_dir(groups[0].output_root, first.study)
         summary = state_path(bookkeeping, target.name)
         executor = executor_for(partition, profile.partition(partition), search_folder(bookkeeping) / "logs" / "%j")
@@ -303,38 +360,55 @@ def search(
             budget=budget,
             prior=prior.provenance if prior else None,
             physics=physics is not None,
+            equivalence=constraint.record() if constraint else None,
         )
+        if constraint is not None:
+            log(f"{target.name}: --require-equivalent: {constraint.definition}")
         while True:
             history = observe(store, target)
-            observations = [o for o, _ in history]
-            config = stopping.next(optimizer, space, observations)
+            config = next_step(stopping, optimizer, space, history, constraint)
             if not isinstance(config, Config):
                 state.stop_reason = config
-                state.pick = pick(history, store, target, m.max_repetitions)
-                write_state(summary, state, history)
+                conclude(state, history, store, target, m.max_repetitions, constraint)
+                write_state(summary, state, history, constraint)
                 break
-            job = submit_session(target, config, optimizer, stopping, executor)
+            job = submit_session(target, config, optimizer, stopping, executor, constraint)
             state.stop_reason = None
             state.job = SearchJob(**record(job, executor).model_dump(), n_gpus=config.n_gpus)
-            write_state(summary, state, history)
+            write_state(summary, state, history, constraint)
             failure = executor.wait(job)
             state.job = None
             after = observe(store, target)
-            for o, r in after[len(history) :]:
+            judged = constraint.judge(after) if constraint else []
+            for i, (o, r) in enumerate(after[len(history) :], start=len(history)):
                 log(
-                    f"{target.name}: trial {after.index((o, r)) + 1} {o.config}: {r.status}"
+                    f"{target.name}: trial {i + 1} {o.config}: {r.status}"
                     + (f" {o.value:.1f} tok/s" if o.value is not None else "")
+                    + (_judgement(judged[i], constraint) if constraint else "")
                 )
             if len(after) == len(history):
                 log(f"{target.name}: {config}: no result appeared ({failure or 'no trial ran'}); stopping this target")
                 state.stop_reason = f"no result for {config}: {failure or 'no trial ran'}"
-                state.pick = pick(after, store, target, m.max_repetitions)
-                write_state(summary, state, after)
+                conclude(state, after, store, target, m.max_repetitions, constraint)
+                write_state(summary, state, after, constraint)
                 break
-        result = state.pick
-        picks[target.name] = result
-        if result:
-            log(f"{target.name}: pick {result.config} {result.throughput:.1f} tok/s; stopped: {state.stop_reason}")
-        else:
-            log(f"{target.name}: no successful trial; stopped: {state.stop_reason}")
+        picks[target.name] = state.pick
+        log(f"{target.name}: {_outcome(state)}")
     return picks
+
+
+def _judgement(judged: Judged, constraint: RequireEquivalent) -> str:
+    """How a trial's log line says its outputs compare with the reference's."""
+    if judged.identical is None:
+        return f"; outputs not compared with the reference {constraint.reference}"
+    verdict = "equivalent" if judged.observation.eligible else "NOT equivalent"
+    return f"; {verdict} to the reference {constraint.reference} ({judged.identical:.0%} of prompts identical)"
+
+
+def _outcome(state: SearchState) -> str:
+    """The log's last line for a target: its pick and why it stopped; under the constraint, what it cost."""
+    p, eq = state.pick, state.equivalence
+    chosen = f"pick {p.config} {p.throughput:.1f} tok/s" if p else "no successful trial"
+    if eq is not None:
+        chosen = f"{chosen}, {eq.outcome(p)}" if p else eq.outcome(p)
+    return f"{chosen}; stopped: {state.stop_reason}"

@@ -21,6 +21,12 @@ than the tolerance, given the evidence a search has:
   size, so a scaled roofline is no bound (``Physics.estimate``, scaled, only picks the first
   trial).
 
+A constraint may restrict the incumbent to some configurations (``eligible``:
+``--require-equivalent`` admits only those whose outputs match the reference's). Every trial
+still shapes the trends, but a falling trend then rules out only what it keeps at or below the
+incumbent, and the GPU-count rule scales a GPU count's value by how far the incumbent's own
+GPU count peaks above the incumbent. Without a constraint both are as above.
+
 Each part can be removed (``without``, a set of :data:`PARTS`) to measure what it does: the
 benchmark's ablations.
 
@@ -35,7 +41,7 @@ configurations whose intervals overlap as tied (:func:`tied`).
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from infpop_analysis.hpo.landscape import Config
@@ -89,17 +95,21 @@ def _levels(space: Sequence[Config]) -> dict[int, list[int]]:
     return {g: sorted(bs) for g, bs in out.items()}
 
 
-def _trend_excluded(xs: list[int], values: Mapping[int, float | None], x: int, limit: float, tolerance: float) -> bool:
+def _trend_excluded(
+    xs: list[int], values: Mapping[int, float | None], x: int, limit: float, tolerance: float, target: float
+) -> bool:
     """Along one axis (sorted levels ``xs``), whether ``x`` (untried) cannot exceed ``limit``:
     two measured successes on one side of it falling towards it by more than ``tolerance`` (a
-    smaller fall is a tie, not a trend: on a plateau it is noise), or measured neighbours on
-    both sides whose better one (plus slack, folded into ``limit`` by the caller) stays below."""
+    smaller fall is a tie, not a trend: on a plateau it is noise), the nearer of them not above
+    ``target`` (the incumbent plus the tolerance: always so unless the incumbent is constrained
+    below the best measured), or measured neighbours on both sides whose better one (plus slack,
+    folded into ``limit`` by the caller) stays below."""
     i = xs.index(x)
     below = [values[v] for v in xs[:i] if values.get(v) is not None]
     above = [values[v] for v in xs[i + 1 :] if values.get(v) is not None]
-    if len(below) >= 2 and below[-1] * (1 + tolerance) < below[-2]:
+    if len(below) >= 2 and below[-1] * (1 + tolerance) < below[-2] and below[-1] <= target:
         return True
-    if len(above) >= 2 and above[0] * (1 + tolerance) < above[1]:
+    if len(above) >= 2 and above[0] * (1 + tolerance) < above[1] and above[0] <= target:
         return True
     if below and above:
         return max(below[-1], above[0]) <= limit
@@ -114,20 +124,24 @@ def plausible(
     slack: float = SLACK,
     physics: Physics | None = None,
     without: frozenset[str] = frozenset(),
+    eligible: Collection[Config] | None = None,
 ) -> list[Config]:
     """Untried configurations that could still beat the incumbent by more than ``tolerance``;
-    ``without``: the parts of the rule (:data:`PARTS`) left out."""
+    ``without``: the parts of the rule (:data:`PARTS`) left out. ``eligible``: the configurations
+    that may be the incumbent (None: every one); a constraint (``--require-equivalent``) leaves
+    the others out of it, while their throughputs still say where the landscape rises and falls."""
     untried = [c for c in space if c not in seen]
     ok = {c: v for c, v in seen.items() if v is not None}
-    if not ok:
-        # Nothing measured yet: everything not known (or predicted) to fail is open.
+    candidates = {c: v for c, v in ok.items() if eligible is None or c in eligible}
+    if not candidates:
+        # Nothing (eligible) measured yet: everything not known (or predicted) to fail is open.
         failed = {c for c, v in seen.items() if v is None}
         out = [c for c in untried if not _above_failure(c, failed)]
         if physics is not None and "predicted_oom" not in without:
             out = [c for c in out if c not in physics.oom] or out
         return out
-    best = max(ok, key=lambda c: ok[c])
-    incumbent = ok[best]
+    best = max(candidates, key=lambda c: candidates[c])
+    incumbent = candidates[best]
     target = incumbent * (1 + tolerance)
     limit = target / (1 + slack)
     levels = _levels(space)
@@ -149,13 +163,16 @@ def plausible(
             continue
         column = {b: seen.get(Config(c.n_gpus, b), None) for b in levels[c.n_gpus]}
         column = {b: v for b, v in column.items() if Config(c.n_gpus, b) in ok}
-        if _trend_excluded(levels[c.n_gpus], column, c.batch_size, limit, tolerance):
+        if _trend_excluded(levels[c.n_gpus], column, c.batch_size, limit, tolerance, target):
             continue
-        if per_g_best[c.n_gpus] is None and _trend_excluded(gpus, per_g_best, c.n_gpus, limit, tolerance):
+        if per_g_best[c.n_gpus] is None and _trend_excluded(gpus, per_g_best, c.n_gpus, limit, tolerance, target):
             continue
         at_best = ok.get(Config(c.n_gpus, best.batch_size))
+        # The profile keeps its shape across GPU counts, so its peak there is ``at_best`` lifted as
+        # the incumbent's GPU count rises above the incumbent (1 unless the incumbent is constrained).
+        lift = per_g_best[best.n_gpus] / incumbent if incumbent > 0 else 1.0
         gpu_rule = "gpu_count_rule" not in without
-        if gpu_rule and c.n_gpus != best.n_gpus and at_best is not None and at_best * (1 + slack) ** 2 < target:
+        if gpu_rule and c.n_gpus != best.n_gpus and at_best is not None and at_best * lift * (1 + slack) ** 2 < target:
             continue
         if physics is not None and "roofline_bound" not in without and physics.bound.get(c, math.inf) < target:
             continue
