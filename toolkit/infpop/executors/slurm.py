@@ -186,8 +186,10 @@ def job_states(job_ids: Iterable[str]) -> dict[str, str]:
         found.update({j: s for j, s in live.items() if s in ACTIVE_STATES})
         states = {j: found.get(j, "UNKNOWN") for j in job_ids}
         # A run that ends in a requeue is recorded FAILED for a moment before the job is queued
-        # again: a failure is only believed when a second look, a few seconds later, agrees.
-        if attempt or not any(s in FAILED_STATES for s in states.values()):
+        # again, while the controller still lists it: such a failure is only believed when a
+        # second look, a few seconds later, agrees. A failed job the controller no longer lists
+        # has ended for good, and ``infpop status`` need not wait to say so.
+        if attempt or not any(s in FAILED_STATES and j in live for j, s in states.items()):
             return states
         time.sleep(3)
     return states
