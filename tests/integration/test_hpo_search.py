@@ -36,7 +36,8 @@ def test_local_search_stops_by_itself_loads_once_per_gpu_count_and_resumes(
     # It stopped by its own rule, before trying the whole grid, and names its pick and why.
     assert state["stop_reason"] and "budget" not in state["stop_reason"]
     assert 1 <= len(first) == len(state["trials"]) <= 6
-    assert state["pick"]["throughput"] > 0 and state["pick"]["interval"] is None
+    assert state["pick"]["value"] > 0 and state["pick"]["interval"] is None
+    assert (state["objective"], state["unit"]) == ("throughput", "tok/s")
     assert "pick g" in capsys.readouterr().out
     # One job (one model load) per stretch of trials at one GPU count, not one per trial.
     gpus = [t["config"].split("_")[0] for t in state["trials"]]
