@@ -141,11 +141,16 @@ def test_replay_and_benchmark_search_capacity_landscapes(capacity_manifest: Path
     from infpop_analysis.table import write_table
 
     table = tmp_path / "capacity.parquet"
-    write_table(_table(capacity_manifest, tmp_path), table)
+    rows = _table(capacity_manifest, tmp_path)
+    # A model whose every configuration met the SLO at no rate: nothing to find, left out.
+    nowhere = rows.assign(model="z", capacity_rps=math.nan, capacity_rps_per_gpu=math.nan)
+    nowhere["capacity_stopped"] = nowhere["capacity_stopped"].where(nowhere["status"] == "oom", "violated_at_min_rate")
+    write_table(pd.concat([rows, nowhere], ignore_index=True), table)
     common = ["--objective", "capacity", "--max-new-tokens", "5"]
     assert main(["hpo", "benchmark", str(table), "-o", str(tmp_path / "b"), "--seeds", "1", *common]) == 0
     result = json.loads((tmp_path / "b" / "hpo_benchmark.json").read_text())
     assert result["objective"] == "capacity per GPU (requests/s per GPU at the SLO)"
+    assert sorted(result["landscapes"]) == ["hf/m/a100", "hf/m/v100"]
     ours = result["landscapes"]["hf/m/a100"]["ours"]
     assert ours["pick"] == "g1_b4" and ours["final_hit_rate"] == 1.0, "the best per GPU, not the best total"
     argv = ["hpo", "replay", str(table), "-o", str(tmp_path / "r"), "--repetitions", "1", "--evaluations", "8"]

@@ -80,8 +80,10 @@ class Landscape:
         return point.throughput
 
     def optimum(self, failures: FailurePolicy = "strict") -> float | None:
+        """The best value; None where none is positive: nothing to find (no success, or a capacity
+        landscape whose every configuration met the SLO at no rate), so no search is scored on it."""
         values = [v for c in self.points if (v := self.score(c, failures)) is not None]
-        return max(values) if values else None
+        return max(values) if values and max(values) > 0 else None
 
     def gpu_seconds(self, config: Config) -> float:
         """GPU-seconds a trial at ``config`` occupies, model loading excluded (as in throughput).
