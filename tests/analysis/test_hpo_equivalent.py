@@ -90,16 +90,16 @@ def test_the_pick_is_the_best_equivalent_configuration_and_the_cost_is_reported(
     state, ran = search(tmp_path / "constrained", diverging)
     assert ran[0] == "g1_b1", "the reference runs first"
     assert "g2_b8" in ran, "non-equivalent trials are still measured"
-    assert state.pick.config == "g2_b2" and state.pick.throughput == 23.0
+    assert state.pick.config == "g2_b2" and state.pick.value == 23.0
     eq = state.equivalence
     assert eq.reference == "g1_b1" and eq.unconstrained.config == "g2_b8"
-    assert eq.throughput_ratio == pytest.approx(23.0 / 80.0)
+    assert eq.value_ratio == pytest.approx(23.0 / 80.0)
     assert "every prompt" in eq.definition and "repetition 0" in eq.basis
     assert "29% of the best measured, g2_b8 80.0 tok/s, whose outputs differ" in eq.outcome(state.pick)
 
     # Where the fastest is equivalent, the constraint costs nothing.
     same, _ = search(tmp_path / "same", {Config(1, 8)})
-    assert same.pick.config == "g2_b8" and same.equivalence.throughput_ratio == 1.0
+    assert same.pick.config == "g2_b8" and same.equivalence.value_ratio == 1.0
     assert "the constraint cost nothing" in same.equivalence.outcome(same.pick)
 
 

@@ -36,7 +36,8 @@ def test_local_search_stops_by_itself_loads_once_per_gpu_count_and_resumes(
     # It stopped by its own rule, before trying the whole grid, and names its pick and why.
     assert state["stop_reason"] and "budget" not in state["stop_reason"]
     assert 1 <= len(first) == len(state["trials"]) <= 6
-    assert state["pick"]["throughput"] > 0 and state["pick"]["interval"] is None
+    assert state["pick"]["value"] > 0 and state["pick"]["interval"] is None
+    assert (state["objective"], state["unit"]) == ("throughput", "tok/s")
     assert "pick g" in capsys.readouterr().out
     # One job (one model load) per stretch of trials at one GPU count, not one per trial.
     gpus = [t["config"].split("_")[0] for t in state["trials"]]
@@ -174,13 +175,13 @@ def test_require_equivalent_runs_the_reference_first_and_picks_only_what_says_th
     assert [t["equivalent"] for t in state["trials"]] == [True, False], "batch 8 diverges, as in test_equivalence"
     # The pick is the best equivalent trial; the unconstrained best and the ratio beside it.
     ok = [t for t in state["trials"] if t["status"] == "ok"]
-    best = max(ok, key=lambda t: t["throughput"])
+    best = max(ok, key=lambda t: t["value"])
     assert state["pick"]["config"] == "g1_b1"
     assert eq["unconstrained"]["config"] == best["config"]
-    assert eq["throughput_ratio"] == pytest.approx(state["pick"]["throughput"] / best["throughput"])
+    assert eq["value_ratio"] == pytest.approx(state["pick"]["value"] / best["value"])
     out = capsys.readouterr().out
     assert "g1_b8: ok" in out and "NOT equivalent to the reference g1_b1" in out
-    cost = "the constraint cost nothing" if best["config"] == "g1_b1" else f"{eq['throughput_ratio']:.0%} of the best"
+    cost = "the constraint cost nothing" if best["config"] == "g1_b1" else f"{eq['value_ratio']:.0%} of the best"
     assert cost in out
     line = status_report([study])
     assert "2 trial(s), 1 equivalent to the reference g1_b1" in line and "pick g1_b1" in line and cost in line

@@ -64,8 +64,15 @@ def test_an_old_search_state_reads_and_a_broken_one_is_named(tmp_path: Path) -> 
     (tmp_path / "cpu__hf__tiny.json").write_text(json.dumps(OLD_STATE, indent=1))
     (state,) = read_searches(tmp_path)
     assert state.job is None and state.pick is not None and state.pick.interval == (40.0, 43.0)
-    trials = [{**t, "identical": None, "equivalent": None} for t in OLD_STATE["trials"]]  # not constrained
-    assert json.loads(state.model_dump_json()) == {**OLD_STATE, "job": None, "equivalence": None, "trials": trials}
+    # Written before searches had an objective: a throughput search, its throughputs the values.
+    assert (state.objective, state.unit, state.pick.value, state.trials[0].value) == ("throughput", "tok/s", 41.5, 41.5)
+    rewritten = {**OLD_STATE, "job": None, "objective": "throughput", "unit": "tok/s", "equivalence": None}
+    rewritten["pick"] = {("value" if k == "throughput" else k): v for k, v in OLD_STATE["pick"].items()}
+    rewritten["trials"] = [
+        {**{("value" if k == "throughput" else k): v for k, v in t.items()}, "identical": None, "equivalent": None}
+        for t in OLD_STATE["trials"]
+    ]  # not constrained
+    assert json.loads(state.model_dump_json()) == rewritten
     (tmp_path / "cpu__vllm__tiny.json").write_text('{"target": "cpu__vllm__tiny"}')
     with pytest.raises(InputError, match="cpu__vllm__tiny.json"):
         read_searches(tmp_path)

@@ -2,7 +2,9 @@
 
 The search (:mod:`infpop_analysis.hpo.search`) rewrites ``<root>/<study>/.infpop/search/<target>.json``
 around each job it submits: the trials so far, the job in flight, and once it stops, why and
-its pick. ``infpop status`` and the report read it back through :func:`read_searches`, which
+its pick. Values are of the objective the search maximised (``objective``, in ``unit``: offline
+throughput in tok/s, or capacity per GPU under the scenario's SLO). A state written before
+searches had an objective reads as a throughput search, its ``throughput`` fields as the values. ``infpop status`` and the report read it back through :func:`read_searches`, which
 refuses a file that is no search state (exit 2, naming it). The
 results on disk stay the search's real state (a rerun resumes from them); this file says what a
 user asks while it runs or after it stopped.
@@ -12,7 +14,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field, ValidationError
 
 from infpop.atomic import write_atomic
 from infpop.errors import InputError
@@ -25,6 +27,10 @@ class SearchJob(JobRecord):
     n_gpus: int
 
 
+#: A value's field, read from ``throughput`` in a state of a search before objectives.
+_VALUE = AliasChoices("value", "throughput")
+
+
 class SearchTrial(BaseModel):
     """A finished trial of the search, in the order trials finished."""
 
@@ -32,7 +38,8 @@ class SearchTrial(BaseModel):
 
     config: str
     status: str
-    throughput: float | None
+    #: The objective measured (the state's ``unit``); None for a failure.
+    value: float | None = Field(validation_alias=_VALUE)
     load_s: float | None
     trial_id: str
     #: With ``--require-equivalent``: the share of prompts (served by both) whose outputs are
@@ -48,8 +55,9 @@ class Pick(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     config: str
-    throughput: float
-    #: (low, high) of the mean throughput over the repetitions on disk; None below two.
+    #: The objective measured there (the state's ``unit``).
+    value: float = Field(validation_alias=_VALUE)
+    #: (low, high) of the mean objective over the repetitions on disk; None below two.
     interval: tuple[float, float] | None
     interval_note: str
     tied_with: list[str]
@@ -57,7 +65,7 @@ class Pick(BaseModel):
 
 class Equivalence(BaseModel):
     """``--require-equivalent``: the pick restricted to configurations whose outputs match the
-    reference's, and what that restriction cost in throughput."""
+    reference's, and what that restriction cost in the searched objective."""
 
     model_config = ConfigDict(extra="forbid")
 
@@ -67,13 +75,13 @@ class Equivalence(BaseModel):
     definition: str
     #: The best configuration measured whatever its outputs; None where none ran ok.
     unconstrained: Pick | None
-    #: The pick's throughput over the unconstrained best's (1: the constraint cost nothing);
+    #: The pick's value over the unconstrained best's (1: the constraint cost nothing);
     #: None where either is missing.
-    throughput_ratio: float | None
+    value_ratio: float | None
     #: What the ratio is based on.
     basis: str
 
-    def outcome(self, pick: Pick | None) -> str:
+    def outcome(self, pick: Pick | None, unit: str) -> str:
         """What the constraint did to ``pick``, as the search's log and ``infpop status`` say it."""
         if pick is None:
             return f"no configuration equivalent to the reference {self.reference}: nothing picked"
@@ -81,8 +89,8 @@ class Equivalence(BaseModel):
         if best is None or best.config == pick.config:
             return f"equivalent to the reference {self.reference}, and the best measured: the constraint cost nothing"
         return (
-            f"the best equivalent to the reference {self.reference}: {self.throughput_ratio:.0%} of the best "
-            f"measured, {best.config} {best.throughput:.1f} tok/s, whose outputs differ"
+            f"the best equivalent to the reference {self.reference}: {self.value_ratio:.0%} of the best "
+            f"measured, {best.config} {best.value:.4g} {unit}, whose outputs differ"
         )
 
 
@@ -94,6 +102,9 @@ class SearchState(BaseModel):
     target: str
     #: The method that ran (the one asked for, or what it fell back to without physics or prior).
     method: str
+    #: What the search maximised ("throughput", "capacity per GPU") and its unit.
+    objective: str = "throughput"
+    unit: str = "tok/s"
     seed: int
     budget: int | None
     #: Where the prior's landscapes came from; None without one.

@@ -60,6 +60,9 @@ class Search:
 
     target: str
     method: str
+    #: What the search maximised, and its unit.
+    objective: str
+    unit: str
     trials: int
     stop_reason: str | None
     pick: Pick | None
@@ -137,6 +140,8 @@ def study_status(path: str | Path) -> StudyStatus:
         Search(
             target=s.target,
             method=s.method,
+            objective=s.objective,
+            unit=s.unit,
             trials=len(s.trials),
             stop_reason=s.stop_reason,
             pick=s.pick,
@@ -194,7 +199,7 @@ def format_status(st: StudyStatus) -> str:
 
 
 def _search_line(search: Search) -> str:
-    head = f"  search {search.target} ({search.method}): {search.trials} trial(s)"
+    head = f"  search {search.target} ({search.method}, {search.objective}): {search.trials} trial(s)"
     eq = search.equivalence
     if eq is not None:
         head += f", {search.equivalent} equivalent to the reference {eq.reference}"
@@ -203,9 +208,9 @@ def _search_line(search: Search) -> str:
         return f"{head}; job {j.job_id} on {j.partition} {j.state}: {j.group}; log {_log_text(j.log)}"
     if search.stop_reason:
         pick = search.pick
-        chosen = f"; pick {pick.config} {pick.throughput:.1f} tok/s" if pick else "; no successful trial"
+        chosen = f"; pick {pick.config} {pick.value:.4g} {search.unit}" if pick else "; no successful trial"
         if eq is not None:
-            chosen = f"{chosen}, {eq.outcome(pick)}" if pick else f"; {eq.outcome(pick)}"
+            chosen = f"{chosen}, {eq.outcome(pick, search.unit)}" if pick else f"; {eq.outcome(pick, search.unit)}"
         return f"{head}; stopped: {search.stop_reason}{chosen}"
     return f"{head}; no job in flight (rerun `infpop hpo search` to resume)"
 

@@ -1,5 +1,7 @@
-"""InfPop: hyperparameter optimisation of inference throughput over (GPU count, batch size).
+"""InfPop: hyperparameter optimisation of inference throughput (or of serving capacity per GPU
+under a latency SLO) over (GPU count, batch size).
 
+- :mod:`.objective` — what a search maximises, read from results and tables: throughput, or capacity per GPU;
 - :mod:`.landscape` — a measured grid for one (engine, model, hardware), with its failures;
 - :mod:`.optimizers` — grid, random, TPE (hyperopt, the study's) and a structured search, all
   proposing the next configuration from what has been measured so far;

@@ -7,21 +7,26 @@ import time
 from pathlib import Path
 
 
-def _landscapes(table: Path, max_new_tokens: int):
-    """Landscapes of a tidy table, or of the published allData.csv (recognised by its columns)."""
+def _landscapes(table: Path, max_new_tokens: int, objective: str = "throughput"):
+    """Landscapes of ``objective`` in a tidy table, or in the published allData.csv (recognised
+    by its columns; throughput only)."""
     from infpop.errors import InputError
 
     from infpop_analysis.hpo.landscape import landscapes
+    from infpop_analysis.hpo.objective import OBJECTIVES
     from infpop_analysis.table import read_csv, read_table
 
+    chosen = OBJECTIVES[objective]
     if table.suffix == ".csv" and "errors_l" in read_csv(table, nrows=0).columns:
         from infpop_analysis.published import import_published
 
-        found = landscapes(import_published(table), max_new_tokens)
+        found = landscapes(import_published(table), max_new_tokens, chosen)
     else:
-        found = landscapes(read_table(table), max_new_tokens)
+        found = landscapes(read_table(table), max_new_tokens, chosen)
     if not any(land.optimum() is not None for land in found):
-        raise InputError(f"{table}: nothing to search: no trial at max_new_tokens {max_new_tokens} ran ok")
+        raise InputError(
+            f"{table}: nothing to search: no trial at max_new_tokens {max_new_tokens} measured its {chosen.label}"
+        )
     return found
 
 
@@ -30,7 +35,7 @@ def cmd_replay(args: argparse.Namespace) -> int:
 
     start = time.monotonic()
     rows = rp.replay(
-        _landscapes(args.table, args.max_new_tokens),
+        _landscapes(args.table, args.max_new_tokens, args.objective),
         engines=args.engine,
         models=args.model,
         repetitions=args.repetitions,
@@ -42,6 +47,7 @@ def cmd_replay(args: argparse.Namespace) -> int:
     summary = rp.summarize(rows)
     settings = {
         "table": str(args.table),
+        "objective": args.objective,
         "space": args.space,
         "failures": args.failures,
         "evaluations": args.evaluations,
@@ -77,16 +83,19 @@ def cmd_benchmark(args: argparse.Namespace) -> int:
     from infpop_analysis.hpo.benchmark_output import format_table, write
     from infpop_analysis.hpo.crossval import cross_validate
     from infpop_analysis.hpo.methods import METHODS
+    from infpop_analysis.hpo.objective import OBJECTIVES
     from infpop_analysis.hpo.oom import evaluate, outcomes
     from infpop_analysis.hpo.runs import Context, run_all
 
     start = time.monotonic()
-    lands = _landscapes(args.table, args.max_new_tokens)
+    lands = _landscapes(args.table, args.max_new_tokens, args.objective)
     archs, workload = _physics_inputs(args.catalog, args.prompts, args.max_new_tokens)
     methods = [m for m in args.methods if workload is not None or not METHODS[m].needs_physics]
     context = Context(archs, workload)
     runs = run_all(lands, methods, range(args.seeds), context=context)
     summary = summarize(runs, lands, context)
+    objective = OBJECTIVES[args.objective]
+    summary.objective = f"{objective.label} ({objective.unit})"
     if workload is not None:
         summary.oom_predictor = evaluate(outcomes(lands, archs, workload))
         summary.twin_top_k = twin_top_k(lands, context)
@@ -105,6 +114,7 @@ def cmd_search(args: argparse.Namespace) -> int:
     from infpop.manifest import load_manifest
     from infpop.profile import load_profile
 
+    from infpop_analysis.hpo.objective import for_manifest
     from infpop_analysis.hpo.search import search
 
     share = None
@@ -113,10 +123,11 @@ def cmd_search(args: argparse.Namespace) -> int:
     elif args.min_identical is not None:
         raise InputError("search: --min-identical is a condition of --require-equivalent, which is not given")
     loaded = load_manifest(args.manifest)
+    objective = for_manifest(loaded.manifest, args.objective)
     partition = args.partition or loaded.manifest.partitions[0]
     profile = load_profile(args.profile)
     method = args.method or ("ours+history" if args.prior else "ours+physics")
-    prior_lands = _landscapes(args.prior, loaded.manifest.max_new_tokens[0]) if args.prior else []
+    prior_lands = _landscapes(args.prior, loaded.manifest.max_new_tokens[0], objective.name) if args.prior else []
     picks = search(
         loaded,
         partition,
@@ -128,6 +139,7 @@ def cmd_search(args: argparse.Namespace) -> int:
         prior_lands=prior_lands,
         prior_source=f"every landscape of the target's engine in {args.prior}" if args.prior else "",
         require_equivalent=share,
+        objective=objective,
     )
     return 0 if all(picks.values()) else 1
 
@@ -135,6 +147,7 @@ def cmd_search(args: argparse.Namespace) -> int:
 def register(sub: argparse._SubParsersAction) -> None:
     from infpop_analysis.hpo.landscape import FAILURE_POLICIES
     from infpop_analysis.hpo.methods import METHODS
+    from infpop_analysis.hpo.objective import OBJECTIVES
     from infpop_analysis.hpo.replay import EVALUATIONS, REPETITIONS, SPACES
 
     hpo = sub.add_parser("hpo", help="hyperparameter optimisation: replay the study, benchmark optimizers, live search")
@@ -144,6 +157,13 @@ def register(sub: argparse._SubParsersAction) -> None:
         p.add_argument("table", type=Path, help="tidy table (.parquet/.csv) or the published allData.csv")
         p.add_argument("-o", "--out", type=Path, required=True, help="output folder")
         p.add_argument("--max-new-tokens", type=int, default=5, help="landscape slice (default 5, as the study)")
+        p.add_argument(
+            "--objective",
+            choices=OBJECTIVES,
+            default="throughput",
+            help="the landscapes' values: throughput (tok/s), or capacity (capacity_rps_per_gpu: requests/s per GPU "
+            "at the SLO, 0 where none met it; a table of capacity searches)",
+        )
 
     p = cmds.add_parser("replay", help="the study's RQ5: TPE after a GPU upgrade/downgrade vs the carried-over best")
     table_args(p)
@@ -221,5 +241,12 @@ def register(sub: argparse._SubParsersAction) -> None:
         default=None,
         metavar="SHARE",
         help="with --require-equivalent: the share of prompts whose outputs must be identical (default 1: every one)",
+    )
+    p.add_argument(
+        "--objective",
+        choices=OBJECTIVES,
+        default=None,
+        help="what to maximise: throughput (tok/s), or capacity (requests/s per GPU at the scenario's slo); "
+        "default: capacity where the manifest's scenario has an slo, else throughput",
     )
     p.set_defaults(func=cmd_search)

@@ -127,7 +127,7 @@ class RequireEquivalent:
             reference=str(self.reference),
             definition=self.definition,
             unconstrained=unconstrained,
-            throughput_ratio=picked.throughput / unconstrained.throughput if picked and unconstrained else None,
-            basis="the pick's throughput over the best this search measured whatever its outputs (repetition 0 "
+            value_ratio=picked.value / unconstrained.value if picked and unconstrained else None,
+            basis="the pick's value over the best this search measured whatever its outputs (repetition 0 "
             "of each); a configuration it did not try may be faster still",
         )

@@ -1,8 +1,9 @@
-"""A landscape: the measured throughput of one (engine, model, hardware) over (GPU count, batch size).
+"""A landscape: the measured objective of one (engine, model, hardware) over (GPU count, batch size).
 
 The replay and the benchmark treat a landscape as the objective an optimizer queries: asking for
 a configuration returns what the study measured there. Only points that were measured are in the
-search space; a failure is a point too (an optimizer that proposes it pays for it).
+search space; a failure is a point too (an optimizer that proposes it pays for it). The objective
+is throughput, or capacity per GPU under a latency SLO (:mod:`.objective`).
 """
 
 from __future__ import annotations
@@ -13,6 +14,8 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Literal, NamedTuple
 
 from infpop.errors import InputError
+
+from infpop_analysis.hpo.objective import THROUGHPUT, Objective
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -41,8 +44,11 @@ class Config(NamedTuple):
 
 class Point(NamedTuple):
     status: str
-    #: Tokens per second; for an OOM the partial-run value the study recorded, or NaN.
+    #: The objective: tokens per second (for an OOM the partial-run value the study recorded), or
+    #: capacity per GPU; NaN for a failure.
     throughput: float
+    #: Measured seconds of the trial, where its cost is billed by them (capacity landscapes).
+    wall_s: float = math.nan
 
 
 @dataclass(frozen=True)
@@ -54,6 +60,7 @@ class Landscape:
     #: Prompts and generated tokens per prompt of every trial: what a trial's GPU-seconds scale with.
     n_prompts: int = 1033
     max_new_tokens: int = 5
+    objective: Objective = THROUGHPUT
 
     @property
     def key(self) -> tuple[str, str, str]:
@@ -73,8 +80,10 @@ class Landscape:
         return point.throughput
 
     def optimum(self, failures: FailurePolicy = "strict") -> float | None:
+        """The best value; None where none is positive: nothing to find (no success, or a capacity
+        landscape whose every configuration met the SLO at no rate), so no search is scored on it."""
         values = [v for c in self.points if (v := self.score(c, failures)) is not None]
-        return max(values) if values else None
+        return max(values) if values and max(values) > 0 else None
 
     def gpu_seconds(self, config: Config) -> float:
         """GPU-seconds a trial at ``config`` occupies, model loading excluded (as in throughput).
@@ -84,9 +93,12 @@ class Landscape:
         rate (an upper bound: prompts run shortest first, so an OOM strikes late, near the longest
         prompts); without one, a single batch at the best successful rate of that GPU count (the
         study's runs died at their first batch), or at the landscape's best rate when the GPU
-        count has no success at all.
+        count has no success at all. A capacity landscape's value is no rate of tokens: a trial
+        there is billed its measured seconds (:func:`landscapes`).
         """
         point = self.points[config]
+        if not math.isnan(point.wall_s):
+            return config.n_gpus * point.wall_s
         tokens = self.n_prompts * self.max_new_tokens
         if not math.isnan(point.throughput) and point.throughput > 0:
             return config.n_gpus * tokens / point.throughput
@@ -96,13 +108,18 @@ class Landscape:
         return config.n_gpus * first_batch / rate
 
 
-def landscapes(table: pd.DataFrame, max_new_tokens: int = 5) -> list[Landscape]:
-    """One landscape per (engine, model, hardware) of a tidy table, at ``max_new_tokens``.
+def landscapes(table: pd.DataFrame, max_new_tokens: int = 5, objective: Objective = THROUGHPUT) -> list[Landscape]:
+    """One landscape of ``objective`` per (engine, model, hardware) of a tidy table, at ``max_new_tokens``.
 
     Repetitions of a point are averaged (a sweep may hold several; the published data holds one).
     Invalid runs are left out, and the count is logged. A table whose trials differ in another
     configuration axis (workload, request rate, GPU memory share, ...) is refused, naming the
     column: a landscape's points must differ only in GPU count and batch size.
+
+    Capacity landscapes bill a trial its measured ``wall_s`` (a failure without one: the
+    landscape's median). A capacity row's ``wall_s`` is its capacity probe's, so the benchmark
+    counts one probe per trial: a bisection runs alike many probes everywhere (log2 of the
+    range over the tolerance), so the shares of a sweep hold, not the absolute GPU-hours.
     """
     from infpop_analysis.table import split_axes, valid_rows
 
@@ -119,14 +136,25 @@ def landscapes(table: pd.DataFrame, max_new_tokens: int = 5) -> list[Landscape]:
             f"table: column {mixed[0]!r} has {len(values)} values ({', '.join(values)}), but the points of a "
             f"landscape may differ only in GPU count and batch size; keep the rows of one {mixed[0]} value"
         )
+    df = df.assign(**dict(zip(("status", "value"), objective.table_values(df))))
+    billed = not objective.tokens_per_s
     out = []
     for (engine, model, hardware), grid in df.groupby(["engine", "model", "hardware"], sort=True):
         points = {}
+        typical_s = float(grid["wall_s"].astype(float).median()) if billed and "wall_s" in grid else math.nan
+        if billed and math.isnan(typical_s):
+            raise InputError(
+                f"table: column 'wall_s': no trial of {engine}/{model}/{hardware} has one, and a {objective.label} "
+                "landscape bills its trials by it"
+            )
         for (g, b), reps in grid.groupby(["n_gpus", "batch_size"]):
             ok = reps[reps["status"] == "ok"]
             chosen = ok if len(ok) else reps
             status = "ok" if len(ok) else str(reps["status"].iloc[0])
-            points[Config(int(g), int(b))] = Point(status, float(chosen["throughput"].astype(float).mean()))
+            wall_s = float(chosen["wall_s"].astype(float).mean()) if billed else math.nan
+            points[Config(int(g), int(b))] = Point(
+                status, float(chosen["value"].mean()), typical_s if math.isnan(wall_s) else wall_s
+            )
         n_prompts = grid["n_prompts"].dropna()
         out.append(
             Landscape(
@@ -136,6 +164,7 @@ def landscapes(table: pd.DataFrame, max_new_tokens: int = 5) -> list[Landscape]:
                 points,
                 n_prompts=int(n_prompts.iloc[0]) if len(n_prompts) else 1033,
                 max_new_tokens=max_new_tokens,
+                objective=objective,
             )
         )
     return out

@@ -66,7 +66,9 @@ def _estimate(
 def physics_for(
     land: Landscape, arch: Architecture | None, workload: Workload, cal: Calibration = DEFAULT_CALIBRATION
 ) -> Physics | None:
-    """The physical prior of ``land``; None when its model or GPU is not in the catalog."""
+    """The physical prior of ``land``; None when its model or GPU is not in the catalog. For an
+    objective per GPU the estimate is per GPU; for one that is no rate of tokens there is no
+    bound (:mod:`.objective`)."""
     device = gpu(land.hardware)
     if arch is None or device is None:
         return None
@@ -84,7 +86,9 @@ def physics_for(
         vllm_efficiency=cal.vllm_efficiency,
     )
     expected = {c: _estimate(arch, land.engine, land.hardware, c, workload, key) for c in land.points}
-    return Physics(oom=oom, bound=ceiling, estimate=expected)
+    if land.objective.per_gpu:
+        expected = {c: v / c.n_gpus for c, v in expected.items()}
+    return Physics(oom=oom, bound=ceiling if land.objective.tokens_per_s else {}, estimate=expected)
 
 
 @dataclass(frozen=True)

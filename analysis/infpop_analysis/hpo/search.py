@@ -28,6 +28,11 @@ hardware: after a hardware change, the same models' old landscapes are what shou
 search), restricted to the target's engine; ``ours+physics`` (the default where the manifest
 gives the model's ``architecture`` and the GPU is in the catalog) uses the memory and roofline
 model of :mod:`infpop.physics`.
+
+The search maximises the offline throughput, or, where the manifest's scenario has an ``slo``
+(each trial a capacity search), the capacity per GPU under it (:mod:`.objective`): each trial's
+value is read by the target's objective, and the optimizers, the stopping rule and the pick see
+only values.
 """
 
 from __future__ import annotations
@@ -52,6 +57,7 @@ from infpop.sweep import executor_for, plan_jobs, record
 from infpop_analysis.hpo.equivalent import Judged, RequireEquivalent, required_share
 from infpop_analysis.hpo.landscape import Config, Landscape
 from infpop_analysis.hpo.methods import METHODS, Stopping
+from infpop_analysis.hpo.objective import THROUGHPUT, Objective
 from infpop_analysis.hpo.optimizers import Observation, Optimizer
 from infpop_analysis.hpo.prior import Prior
 from infpop_analysis.hpo.stopping import TOLERANCE, Physics, tied
@@ -61,10 +67,12 @@ from infpop_analysis.summaries import mean_ci
 
 @dataclass(frozen=True)
 class Target:
-    """One searched landscape: the trials of one (model, engine) on the partition's hardware."""
+    """One searched landscape: the trials of one (model, engine) on the partition's hardware, and
+    what the search maximises over them."""
 
     groups: dict[int, GroupSpec]
     trials: dict[Config, TrialSpec]
+    objective: Objective
 
     @property
     def first(self) -> TrialSpec:
@@ -81,26 +89,26 @@ class Target:
         return self.groups[n_gpus].model_copy(update={"trials": trials, "prune_oom": False})
 
 
-def targets(groups: Sequence[GroupSpec], max_new_tokens: int) -> list[Target]:
+def targets(groups: Sequence[GroupSpec], max_new_tokens: int, objective: Objective = THROUGHPUT) -> list[Target]:
     """One target per (model, engine) of a plan: its repetition-0 trials at ``max_new_tokens``."""
     found: dict[tuple[str, str], Target] = {}
     for g in groups:
         for t in g.trials:
             if t.repetition == 0 and t.max_new_tokens == max_new_tokens:
-                target = found.setdefault((t.model.name, t.engine), Target({}, {}))
+                target = found.setdefault((t.model.name, t.engine), Target({}, {}, objective))
                 target.groups.setdefault(t.n_gpus, g)
                 target.trials[Config(t.n_gpus, t.batch_size)] = t
     return list(found.values())
 
 
 def observe(store: ResultStore, target: Target) -> list[tuple[Observation, TrialResult]]:
-    """Finished trials of ``target`` on disk, in the order they finished; a failure has no value."""
+    """Finished trials of ``target`` on disk, in the order they finished, valued by its
+    objective; a failure has no value."""
     found = []
     for config, trial in target.trials.items():
         result = store.read(trial)
         if result is not None:
-            value = result.throughput if result.status == "ok" else None
-            found.append((Observation(config, value), result))
+            found.append((Observation(config, target.objective.value(result)), result))
     found.sort(key=lambda pair: (pair[1].provenance.finished_at, pair[0].config))
     return found
 
@@ -197,15 +205,17 @@ def submit_session(
     return executor.submit([group], [Session(target, config.n_gpus, optimizer, stopping, constraint)])[0]
 
 
-def _interval(store: ResultStore, trial: TrialSpec, repetitions: int) -> tuple[float, float] | None:
-    """The 95% interval of the mean throughput over the repetitions on disk of
+def _interval(
+    store: ResultStore, trial: TrialSpec, repetitions: int, objective: Objective
+) -> tuple[float, float] | None:
+    """The 95% interval of the mean objective over the repetitions on disk of
     ``trial``'s configuration, as ``configs.csv`` gives it (:mod:`infpop_analysis.summaries`);
     None below two repetitions."""
     values = []
     for r in range(repetitions):
         result = store.done(trial.model_copy(update={"repetition": r}))
-        if result is not None and result.status == "ok" and result.throughput:
-            values.append(result.throughput)
+        if result is not None and (value := objective.value(result)) is not None:
+            values.append(value)
     if len(values) < MIN_REPETITIONS:
         return None
     low, high = mean_ci(np.array([values]))
@@ -220,7 +230,7 @@ def pick(
     if not ok:
         return None
     best = max(ok, key=lambda o: o.value)
-    spread = {o.config: _interval(store, target.trials[o.config], repetitions) for o in ok}
+    spread = {o.config: _interval(store, target.trials[o.config], repetitions, target.objective) for o in ok}
     ties = [
         str(o.config)
         for o in ok
@@ -229,7 +239,7 @@ def pick(
     ]
     return Pick(
         config=str(best.config),
-        throughput=best.value,
+        value=best.value,
         interval=spread[best.config],
         interval_note=f"{CI_LEVEL:.0%} bootstrap interval of the mean over the repetitions on disk"
         if spread[best.config]
@@ -251,7 +261,7 @@ def write_state(
         SearchTrial(
             config=str(o.config),
             status=r.status,
-            throughput=r.throughput,
+            value=o.value,
             load_s=r.load_s,
             trial_id=r.trial.trial_id,
             **({} if j is None else {"identical": j.identical, "equivalent": j.observation.eligible}),
@@ -294,7 +304,7 @@ def physics_of(target: Target) -> Physics | None:
     group = next(iter(target.groups.values()))
     prompts = load_prompts(t.workload, Path(group.workload_path) if group.workload_path else None, t.workload.url)
     workload = physics.chars_workload([len(p.text) for p in prompts], t.max_new_tokens)
-    land = Landscape(t.engine, t.model.name, t.hardware, dict.fromkeys(target.trials))
+    land = Landscape(t.engine, t.model.name, t.hardware, dict.fromkeys(target.trials), objective=target.objective)
     return physics_for(land, arch, workload)
 
 
@@ -310,6 +320,7 @@ def search(
     prior_lands: Sequence[Landscape] = (),
     prior_source: str = "",
     require_equivalent: float | None = None,
+    objective: Objective = THROUGHPUT,
     log: Callable[[str], None] = print,
 ) -> dict[str, Pick | None]:
     """Search every (model, engine) of the manifest until the stopping rule (or ``budget``) ends it.
@@ -318,7 +329,8 @@ def search(
     profile's runtime (images, binds, model cache) and, where the profile says so, group-writable
     in a setgid study folder. ``require_equivalent``: the share of prompts whose outputs must be
     identical to the reference's for a configuration to be picked (:mod:`.equivalent`; None: no
-    constraint). Returns, per target, its pick (configuration, throughput, interval, ties) or None.
+    constraint). Returns, per target, its pick (configuration, value of ``objective``, interval,
+    ties) or None.
     """
     if budget is not None and budget < 1:
         raise InputError(f"search: budget: must be at least 1, got {budget}")
@@ -332,7 +344,7 @@ def search(
         share_study_with_group(Path(groups[0].output_root) / groups[0].first.study)
     m = loaded.manifest
     picks: dict[str, Pick | None] = {}
-    for target in targets(groups, m.max_new_tokens[0]):
+    for target in targets(groups, m.max_new_tokens[0], objective):
         first = target.first
         prior = Prior.learn(prior_lands, first.engine, first.hardware, provenance=prior_source) if prior_lands else None
         physics = physics_of(target)
@@ -356,6 +368,8 @@ def search(
         state = SearchState(
             target=target.name,
             method=method_used,
+            objective=objective.label,
+            unit=objective.unit,
             seed=seed,
             budget=budget,
             prior=prior.provenance if prior else None,
@@ -383,7 +397,7 @@ def search(
             for i, (o, r) in enumerate(after[len(history) :], start=len(history)):
                 log(
                     f"{target.name}: trial {i + 1} {o.config}: {r.status}"
-                    + (f" {o.value:.1f} tok/s" if o.value is not None else "")
+                    + (f" {objective.format(o.value)}" if o.value is not None else "")
                     + (_judgement(judged[i], constraint) if constraint else "")
                 )
             if len(after) == len(history):
@@ -393,7 +407,7 @@ def search(
                 write_state(summary, state, after, constraint)
                 break
         picks[target.name] = state.pick
-        log(f"{target.name}: {_outcome(state)}")
+        log(f"{target.name}: {_outcome(state, objective)}")
     return picks
 
 
@@ -405,10 +419,10 @@ def _judgement(judged: Judged, constraint: RequireEquivalent) -> str:
     return f"; {verdict} to the reference {constraint.reference} ({judged.identical:.0%} of prompts identical)"
 
 
-def _outcome(state: SearchState) -> str:
+def _outcome(state: SearchState, objective: Objective) -> str:
     """The log's last line for a target: its pick and why it stopped; under the constraint, what it cost."""
     p, eq = state.pick, state.equivalence
-    chosen = f"pick {p.config} {p.throughput:.1f} tok/s" if p else "no successful trial"
+    chosen = f"pick {p.config} {objective.format(p.value)}" if p else "no successful trial"
     if eq is not None:
-        chosen = f"{chosen}, {eq.outcome(p)}" if p else eq.outcome(p)
+        chosen = f"{chosen}, {eq.outcome(p, objective.unit)}" if p else eq.outcome(p, objective.unit)
     return f"{chosen}; stopped: {state.stop_reason}"

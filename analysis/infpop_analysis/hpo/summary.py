@@ -169,6 +169,8 @@ class BenchmarkSummary:
     noise: str
     methods: dict[str, MethodSummary]
     landscapes: dict[str, dict[str, LandscapeSummary]]
+    #: What the landscapes hold, and its unit (:mod:`.objective`).
+    objective: str = "throughput (tok/s)"
     #: How each prior method's prior is made.
     prior: dict[str, str] | None = None
     sweep: SweepSummary | None = None
