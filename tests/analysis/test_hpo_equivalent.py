@@ -17,6 +17,7 @@ from infpop.search_state import SearchState
 from infpop_analysis.hpo.equivalent import RequireEquivalent
 from infpop_analysis.hpo.landscape import Config
 from infpop_analysis.hpo.methods import METHODS
+from infpop_analysis.hpo.objective import THROUGHPUT
 from infpop_analysis.hpo.search import Target, conclude, next_step, observe
 from infpop_analysis.hpo.stopping import plausible
 
@@ -52,7 +53,7 @@ def search(
     the state it concludes with and the configurations in the order they ran."""
     failed = failed or {}
     store = ResultStore(root)
-    target = Target({}, {c: _spec(c) for c in LANDSCAPE})
+    target = Target({}, {c: _spec(c) for c in LANDSCAPE}, THROUGHPUT)
     space = sorted(target.trials)
     constraint = None if share is None else RequireEquivalent.of(space, share)
     method = METHODS["ours"]
@@ -95,12 +96,12 @@ def test_the_pick_is_the_best_equivalent_configuration_and_the_cost_is_reported(
     assert eq.reference == "g1_b1" and eq.unconstrained.config == "g2_b8"
     assert eq.value_ratio == pytest.approx(23.0 / 80.0)
     assert "every prompt" in eq.definition and "repetition 0" in eq.basis
-    assert "29% of the best measured, g2_b8 80.0 tok/s, whose outputs differ" in eq.outcome(state.pick)
+    assert "29% of the best measured, g2_b8 80 tok/s, whose outputs differ" in eq.outcome(state.pick, "tok/s")
 
     # Where the fastest is equivalent, the constraint costs nothing.
     same, _ = search(tmp_path / "same", {Config(1, 8)})
     assert same.pick.config == "g2_b8" and same.equivalence.value_ratio == 1.0
-    assert "the constraint cost nothing" in same.equivalence.outcome(same.pick)
+    assert "the constraint cost nothing" in same.equivalence.outcome(same.pick, "tok/s")
 
 
 def test_a_share_below_one_admits_a_configuration_with_few_differing_prompts(tmp_path: Path) -> None:
@@ -117,7 +118,7 @@ def test_a_failed_reference_stops_the_search_without_a_pick(tmp_path: Path) -> N
     state, ran = search(tmp_path, set(), failed={Config(1, 1): "oom"})
     assert ran == ["g1_b1"] and state.pick is None
     assert state.stop_reason.startswith("the reference g1_b1 ended oom: no configuration can be judged equivalent")
-    assert "nothing picked" in state.equivalence.outcome(None)
+    assert "nothing picked" in state.equivalence.outcome(None, "tok/s")
 
 
 def test_a_falling_trend_of_non_equivalent_trials_leaves_open_what_could_beat_the_equivalent_incumbent() -> None:
