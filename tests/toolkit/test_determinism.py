@@ -86,6 +86,23 @@ def test_an_engine_that_did_not_switch_the_mode_on_records_an_error(write_manife
     assert result.error == "deterministic is true, yet the engine reads its mode back as false"
 
 
+def test_vllm_runs_with_the_axis_not_the_environment(write_manifest, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A job's environment that switches batch invariance on does not leak into a trial with the
+    axis off: vLLM reads the axis's value (recorded), and the environment is put back after."""
+    monkeypatch.setenv("VLLM_BATCH_INVARIANT", "1")
+    path = write_manifest(
+        engines=["vllm"],
+        engine_options={"vllm": {"max_model_len": 512, "enforce_eager": True}},
+        kv_cache_bytes=[64 * MIB],
+        batch_sizes=[2],
+    )
+    (group,) = plan(load_manifest(path), "local", LOCAL)
+    (result,) = run_group(group)
+    assert result.status == "ok", result.error
+    assert result.trial.deterministic is False and result.deterministic is False
+    assert os.environ["VLLM_BATCH_INVARIANT"] == "1"
+
+
 def test_on_and_off_land_in_different_vllm_jobs(tmp_path: Path) -> None:
     path = _manifest(tmp_path, engines=["hf", "vllm"], deterministic=[False, True], batch_sizes=[1, 8])
     groups = plan(load_manifest(path), "a100", A100)

@@ -139,6 +139,14 @@ def _resolved(vllm_config: Any) -> dict[str, Any]:
     }
 
 
+def _batch_invariant() -> bool | None:
+    """``VLLM_BATCH_INVARIANT`` as vLLM's ``envs`` reads it (0.32); ``None`` in 0.10.2, which has no
+    such mode."""
+    import vllm.envs
+
+    return getattr(vllm.envs, BATCH_INVARIANT, None)
+
+
 def _counter(name: str) -> float | None:
     """A counter of vLLM's public Prometheus metrics (``LLM.get_metrics()`` reads the same
     registry), summed over its labels; ``None`` where it is not registered (stats off) or the
@@ -441,10 +449,7 @@ class VLLMEngine(Engine):
         return None if engine is None else _resolved(engine.vllm_config)
 
     def deterministic_on(self) -> bool | None:
-        """``VLLM_BATCH_INVARIANT`` as vLLM's ``envs`` reads it; ``None`` in a release without it (0.10.2)."""
-        import vllm.envs
-
-        return getattr(vllm.envs, BATCH_INVARIANT, None)
+        return _batch_invariant()
 
     def kv_cache_blocks(self) -> int | None:
         settings = self.resolved()
