@@ -100,10 +100,9 @@ class HFPipelineEngine(Engine):
         if self.deterministic:  # read when cuBLAS makes its first workspace: before CUDA starts
             self._put_back_env = set_env(*self.CUBLAS)
         import torch
-
-        torch.use_deterministic_algorithms(self.deterministic)
         from transformers import AutoTokenizer, pipeline
 
+        torch.use_deterministic_algorithms(self.deterministic)
         if self.options.get("cpu_threads"):
             torch.set_num_threads(int(self.options["cpu_threads"]))
         common = {"revision": self.model.revision, "trust_remote_code": self.model.trust_remote_code}
