@@ -3,7 +3,9 @@
 Each trial's ``outputs`` column holds one fingerprint per workload prompt
 (:mod:`infpop.fingerprints`: a digest of all generated token ids and the first ``HEAD`` ids).
 Configurations are compared within a *family*: the same hardware, model, dtype, workload,
-max_new_tokens and output_length, so the same prompts asked for the same tokens. Within a
+max_new_tokens and output_length, so the same prompts asked for the same tokens, and the same
+deterministic mode (which changes the arithmetic itself: a mode's batch invariance is measured
+against its own reference, not against a reference without it). Within a
 family, each engine's reference is its configuration with the fewest GPUs, then the smallest
 batch (then the other axes in order: offline before online); every configuration of the engine
 is compared with the first repetition of that reference, the reference's own later repetitions
@@ -23,8 +25,8 @@ from infpop.fingerprints import HEAD, PATTERN
 from infpop_analysis.table import config_axes
 
 #: What the outputs of two configurations can only be compared under: the same prompts, asked for
-#: the same tokens of the same weights.
-FAMILY = ["hardware", "model", "dtype", "workload", "max_new_tokens", "output_length"]
+#: the same tokens of the same weights, under the same deterministic mode.
+FAMILY = ["hardware", "model", "dtype", "workload", "max_new_tokens", "output_length", "deterministic"]
 #: The reference of a family's engine: the first configuration in this order.
 REFERENCE_ORDER = ["n_gpus", "batch_size"]
 

@@ -85,6 +85,9 @@ COLUMNS: dict[str, str] = {
     # vLLM's prefix cache: the axis, and the prompt tokens it served during the timed run.
     "prefix_caching": "boolean",
     "cached_prompt_tokens": "Int64",
+    # The engines' deterministic mode: the axis, and what the engine read back after load.
+    "deterministic": "boolean",
+    "deterministic_on": "boolean",
     # The settings vLLM resolved at load (a result's ``resolved``), prefixed ``resolved_``.
     **{f"resolved_{name}": dtype for name, dtype in RESOLVED.items()},
     "valid": "boolean",
@@ -135,7 +138,7 @@ SCENARIO_KEY = ["scenario", "output_length", "request_rate", "gpu_memory_utiliza
 CONFIG_AXES = [
     "hardware", "engine", "model", "n_gpus", "batch_size", "max_new_tokens", "dtype", "workload",
     "scenario", "output_length", "request_rate", "gpu_memory_utilization",
-    "kv_cache_bytes", "max_num_seqs", "batching", "prefix_caching",
+    "kv_cache_bytes", "max_num_seqs", "batching", "prefix_caching", "deterministic",
 ]  # fmt: skip
 
 
@@ -251,6 +254,8 @@ def _scenario_columns(result: TrialResult) -> dict:
         "num_preemptions": result.num_preemptions,
         "prefix_caching": t.prefix_caching,
         "cached_prompt_tokens": result.cached_prompt_tokens,
+        "deterministic": t.deterministic,
+        "deterministic_on": result.deterministic,
         **{f"resolved_{name}": (result.resolved or {}).get(name) for name in RESOLVED},
         "valid": result.valid,
         "outputs": None if result.outputs is None else " ".join(f or "-" for f in result.outputs),

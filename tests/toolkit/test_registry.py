@@ -129,6 +129,13 @@ def test_an_engine_without_online_is_refused_for_an_online_scenario(installed: N
     assert load_manifest(_manifest(tmp_path, engines=["hf", "batchonly"])).manifest.engines == ["hf", "batchonly"]
 
 
+def test_an_engine_without_a_deterministic_mode_is_refused_one(installed: None, tmp_path: Path) -> None:
+    with pytest.raises(InputError, match=r"deterministic: true: engine 'batchonly' has no deterministic mode"):
+        load_manifest(_manifest(tmp_path, engines=["hf", "batchonly"], deterministic=[False, True]))
+    groups = plan(load_manifest(_manifest(tmp_path, engines=["hf", "batchonly"])), "a100", A100)
+    assert {(g.first.engine, g.first.deterministic) for g in groups} == {("hf", False), ("batchonly", None)}
+
+
 def test_a_declaration_of_the_wrong_kind_or_none_is_named(installed: None, tmp_path: Path) -> None:
     with pytest.raises(InputError, match=r"engines: entry point broken = .* not an infpop.plugins.Plugin"):
         load_manifest(_manifest(tmp_path, engines=["broken"]))

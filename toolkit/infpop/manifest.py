@@ -12,7 +12,16 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictBool,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from infpop.errors import InputError
 from infpop.physics import Architecture
@@ -351,6 +360,10 @@ class Manifest(_Strict):
     #: protocol resends the same prompts (warm-up, repetitions, batch sizes, online request i
     #: sends prompt i mod n), which a cache would serve.
     prefix_caching: list[bool] = Field(default=[False], min_length=1, validate_default=True)
+    #: The engines' deterministic modes (vLLM's batch invariance, HF's deterministic algorithms),
+    #: swept like batch size; off by default, as the study ran. Where a mode cannot run is refused
+    #: at plan time (:mod:`infpop.determinism`).
+    deterministic: list[StrictBool] = Field(default=[False], min_length=1)
 
     @field_validator("gpu_counts", "batch_sizes", "max_new_tokens")
     @classmethod
@@ -472,6 +485,16 @@ class Manifest(_Strict):
         for engine in ENGINES.having("prefix_cache", info.data.get("engine_options", {})):
             if "enable_prefix_caching" in info.data["engine_options"][engine]:
                 raise ValueError(f"engine_options.{engine} sets enable_prefix_caching too; keep one")
+        return sorted(values)
+
+    @field_validator("deterministic")
+    @classmethod
+    def _determinism_axis(cls, values: list[bool], info: ValidationInfo) -> list[bool]:
+        if len(set(values)) != len(values):
+            raise ValueError(f"has duplicates: {values}")
+        lacking = [e for e in info.data.get("engines", []) if not ENGINES.entry(e).capabilities.determinism]
+        if True in values and lacking:
+            raise ValueError(f"true: engine {lacking[0]!r} has no deterministic mode (its plugin declares none)")
         return sorted(values)
 
     @property

@@ -17,6 +17,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from infpop.binds import group_needs, image_path
+from infpop.determinism import check_determinism
 from infpop.engines.options import check_engine_options
 from infpop.errors import InputError
 from infpop.launch import LaunchOptions
@@ -74,9 +75,13 @@ class TrialSpec(BaseModel):
     #: in ``engine_options``); ``None`` for engines without a prefix cache, and in records from
     #: before the axis (whose vLLM ran with vLLM's default, caching on).
     prefix_caching: bool | None = None
+    #: The value of the manifest's ``deterministic`` axis (the engine's deterministic mode, switched
+    #: at load for the whole process: it splits groups); ``None`` for engines without one, and in
+    #: records from before the axis (which ran with it off).
+    deterministic: bool | None = None
 
     @property
-    def group_key(self) -> tuple[str, str, str, int, str, float, int, int, bool]:
+    def group_key(self) -> tuple[str, str, str, int, str, float, int, int, bool, bool]:
         return (
             self.hardware,
             self.engine,
@@ -87,14 +92,16 @@ class TrialSpec(BaseModel):
             self.kv_cache_bytes or 0,
             self.max_num_seqs or 0,
             bool(self.prefix_caching),
+            bool(self.deterministic),
         )
 
     @property
     def group_suffix(self) -> str:
         """The job-splitting axes a study of the paper never had, named only where they are set:
         ``_w-<workload>`` (not the study's workload), ``_mem<gpu_memory_utilization>``,
-        ``_kv<size>`` (``kv_cache_bytes``, in MiB where whole), ``_seqs<max_num_seqs>`` and ``_pc``
-        (prefix caching on; off is the study's setting and keeps its ids)."""
+        ``_kv<size>`` (``kv_cache_bytes``, in MiB where whole), ``_seqs<max_num_seqs>``, ``_pc``
+        (prefix caching on) and ``_det`` (deterministic mode on); off is the study's setting and
+        keeps its ids."""
         workload = f"_w-{self.workload.id}" if self.workload.id != DEFAULT_WORKLOAD else ""
         memory = f"_mem{self.gpu_memory_utilization:g}" if self.gpu_memory_utilization is not None else ""
         kv = ""
@@ -103,7 +110,8 @@ class TrialSpec(BaseModel):
             kv = f"_kv{mib}MiB" if not rest else f"_kv{self.kv_cache_bytes}B"
         seqs = f"_seqs{self.max_num_seqs}" if self.max_num_seqs is not None else ""
         cached = "_pc" if self.prefix_caching else ""
-        return workload + memory + kv + seqs + cached
+        deterministic = "_det" if self.deterministic else ""
+        return workload + memory + kv + seqs + cached + deterministic
 
     @property
     def trial_id(self) -> str:
@@ -247,6 +255,9 @@ def expand_trials(loaded: LoadedManifest, partition: str, part: PartitionProfile
     def caching_axis(engine: str) -> list[bool | None]:
         return list(m.prefix_caching) if ENGINES.entry(engine).capabilities.prefix_cache else [None]
 
+    def determinism_axis(engine: str) -> list[bool | None]:
+        return list(m.deterministic) if ENGINES.entry(engine).capabilities.determinism else [None]
+
     offline_cap = _offline_cap(loaded)
 
     def options(engine: str, memory: tuple[float | None, int | None], b: int, cached: bool | None) -> dict[str, Any]:
@@ -281,11 +292,13 @@ def expand_trials(loaded: LoadedManifest, partition: str, part: PartitionProfile
             warmup_batches=m.warmup.trial_batches,
             max_num_seqs=seqs(engine, b),
             prefix_caching=cached,
+            deterministic=deterministic,
         )
         for model in m.models
         for engine in m.engines
         for memory in memory_axis(engine)
         for cached in caching_axis(engine)
+        for deterministic in determinism_axis(engine)
         for workload in m.all_workloads
         for n in m.gpu_counts
         for r in range(m.max_repetitions)
@@ -338,6 +351,7 @@ def plan(
     check_runnable(loaded, partition, part, launch)
     check_engine_options(loaded, partition, part, launch)
     hardware = part.resolved_hardware()
+    check_determinism(loaded, partition, part, launch, hardware)
     root = str((output_root or loaded.output_root).resolve())
     check_visible(loaded, partition, part, launch, root)
     workload_paths = {w.id: str(loaded.resolve(w.path)) if w.path else None for w in m.all_workloads}

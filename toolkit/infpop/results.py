@@ -151,6 +151,10 @@ class TrialResult(BaseModel):
     #: max_num_seqs, max_num_batched_tokens, chunked prefill, prefix caching, eager / CUDA-graph
     #: mode, block size, KV-cache dtype and blocks, max_model_len); ``None`` where it reports none.
     resolved: dict[str, Any] | None = None
+    #: Whether the engine's deterministic mode was on, read back from the library after load (HF:
+    #: ``torch.are_deterministic_algorithms_enabled()``; vLLM: ``VLLM_BATCH_INVARIANT`` as vLLM's
+    #: ``envs`` reads it); ``None`` for engines without one and in records from before it was kept.
+    deterministic: bool | None = None
     #: Why a counter the engine could report is ``None`` in this run, by field name.
     unmeasured: dict[str, str] = Field(default_factory=dict)
     #: Per workload prompt, in the workload's order, the fingerprint of the token ids generated for

