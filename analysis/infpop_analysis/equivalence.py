@@ -117,7 +117,10 @@ def equivalence(table: pd.DataFrame) -> pd.DataFrame:
     trials = trials.sort_values([*axes, "repetition"], na_position="first", kind="stable")
     configs = trials.groupby(axes, dropna=False, sort=False).head(1)
     family = [a for a in FAMILY if a in axes]  # hardware and model at least: every table has them
-    all_configs = table.groupby(axes, dropna=False, sort=False).size().reset_index()[axes]
+    # A repetition skipped as not needed records no engine settings (its batching is missing):
+    # it is a repetition of a configuration that ran, not a configuration of its own.
+    ran = table[table["status"] != "skipped_enough"] if "status" in table else table
+    all_configs = ran.groupby(axes, dropna=False, sort=False).size().reset_index()[axes]
     for _, members in configs.groupby(family, dropna=False, sort=True):
         references: dict[str, pd.Series] = {}
         for engine, own in members.groupby("engine", sort=True):
@@ -137,7 +140,16 @@ def equivalence(table: pd.DataFrame) -> pd.DataFrame:
 
 
 def _same(a: pd.Series, b: pd.Series, axes: list[str]) -> bool:
-    return all((pd.isna(a[x]) and pd.isna(b[x])) or (not pd.isna(a[x]) and a[x] == b[x]) for x in axes)
+    """Equal on every axis, a missing value (HF's prefix caching, a nullable boolean's NA) equal
+    only to a missing one: ``False == pd.NA`` is NA, which no ``if`` may see."""
+    for x in axes:
+        missing_a, missing_b = pd.isna(a[x]), pd.isna(b[x])
+        if missing_a or missing_b:
+            if not (missing_a and missing_b):
+                return False
+        elif a[x] != b[x]:
+            return False
+    return True
 
 
 def _trials_of(trials: pd.DataFrame, config: pd.Series, axes: list[str]) -> pd.DataFrame:

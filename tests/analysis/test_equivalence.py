@@ -88,6 +88,18 @@ def test_the_reference_is_the_fewest_gpus_at_batch_1_and_divergences_are_located
     assert across["first_divergence_mean"].iloc[0] == 1
 
 
+def test_a_repetition_skipped_as_not_needed_is_no_configuration_of_its_own() -> None:
+    """Adaptive repetitions record a repetition they did not need as ``skipped_enough``, without
+    the engine's settings (its ``batching`` is missing, as in the demo's table): the
+    configuration is compared once, and a missing value is never compared with a present one."""
+    skipped = _trial("hf", 1, 4, None, rep=1) | {"status": "skipped_enough", "throughput": None}
+    rows = [_trial("hf", 1, 1, REF), _trial("hf", 1, 4, _diverge(0, 2)), skipped]
+    rows = [r | {"batching": "static"} for r in rows[:2]] + [skipped]
+    eq = equivalence(conform(pd.DataFrame(rows)))
+    assert eq["batch_size"].tolist() == [1, 4] and (eq["batching"] == "static").all()
+    assert eq.loc[eq["batch_size"] == 4, "identical"].tolist() == [0.75]
+
+
 def test_a_trial_that_served_no_prompt_is_never_the_reference() -> None:
     failed = _trial("hf", 1, 1, None) | {"outputs": "- - - -", "status": "timeout"}
     eq = equivalence(conform(pd.DataFrame([failed, _trial("hf", 1, 2, REF), _trial("hf", 1, 4, _diverge(0, 2))])))
