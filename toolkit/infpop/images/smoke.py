@@ -4,10 +4,12 @@
 modules and checks, without a GPU: every pinned package is installed at the lock's version; on a
 GPU image, torch is the lock's CUDA build and holds code for the lock's architecture, and so do
 the CUDA shared objects of the imported packages (vLLM's ``_C``, ``_moe_C``, flash-attention's,
-read by :mod:`infpop.images.fatbin`); the image holds no CUDA driver library (the host's is bound
-in at run time, ``--nv`` or ``ch-fromhost --nvidia``; one in the image would shadow it) and no
-Hugging Face token. A failed check exits 1 and fails the build, so a wrong image never reaches a
-queue. Its report (versions, CUDA, architectures) is what docs/containers.md records per image.
+read by :mod:`infpop.images.fatbin`); on a vLLM GPU image, Triton builds kernels for that
+architecture (:mod:`infpop.images.triton_probe`); the image holds no CUDA driver library (the
+host's is bound in at run time, ``--nv`` or ``ch-fromhost --nvidia``; one in the image would
+shadow it) and no Hugging Face token. A failed check exits 1 and fails the build, so a wrong image
+never reaches a queue. Its report (versions, CUDA, architectures) is what docs/containers.md
+records per image.
 """
 
 from __future__ import annotations
@@ -110,6 +112,14 @@ def check(lock: ImageLock, root: Path = Path("/")) -> tuple[list[str], list[str]
         kernels, kernel_failures = kernel_check(folders, lock.compute_capability)
         report += kernels
         failures += kernel_failures
+        if lock.engine == "vllm":
+            # vLLM compiles kernels with Triton at run time (the HF engine does not); Triton is
+            # imported here only, as the CPU images lack it.
+            from infpop.images.triton_probe import triton_check
+
+            built, build_failures = triton_check(lock.compute_capability)
+            report += built
+            failures += build_failures
     drivers = driver_libraries(root)
     if drivers:
         failures.append(f"the image holds CUDA driver libraries, which would shadow the host's: {', '.join(drivers)}")
