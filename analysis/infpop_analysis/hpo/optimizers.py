@@ -249,9 +249,11 @@ class Structured:
         if not _untried(space, history):
             return "every configuration was tried"
         todo = self.candidates(space, history)
-        evidence = "trend along batch size and GPU count, OOMs seen" + (
-            ", OOMs predicted and the roofline bound" if self.physics is not None else ""
-        )
+        physics = self.physics
+        evidence = "trend along batch size and GPU count, OOMs seen"
+        if physics is not None:
+            # a capacity search's physics has no bound (tokens/s do not bound requests/s)
+            evidence += ", OOMs predicted" + (" and the roofline bound" if physics.bound else "")
         if not todo:
             return f"no untried configuration can beat the incumbent by more than {TOLERANCE:.0%} ({evidence})"
         return None
