@@ -94,8 +94,6 @@ class Method:
     patience: int | None = None
     #: The stopping rule's slack (structured search) where the physics is known; without it, :data:`SLACK`.
     slack: float = SLACK
-    #: Its prior leads the first trials only (:attr:`~infpop_analysis.hpo.optimizers.Structured.opening`).
-    opening: bool = False
 
     def stopping(
         self, budget: int | None = None, patience: int | None = None, tolerance: float = TOLERANCE
@@ -136,7 +134,7 @@ class Method:
             slack = self.slack if physics is not None else SLACK
         match self.optimizer:
             case "structured":
-                return Structured(prior=prior, name=self.name, physics=physics, slack=slack, opening=self.opening)
+                return Structured(prior=prior, name=self.name, physics=physics, slack=slack)
             case "tpe":
                 return TPE(tuple(batch_sizes), tuple(gpu_counts), seed=seed)
             case "random":
@@ -174,7 +172,6 @@ METHODS: dict[str, Method] = {
             needs_physics=True,
             prior=HISTORY,
             without_prior="ours+physics",
-            opening=True,
         ),
         Method(
             "ours+prior",
