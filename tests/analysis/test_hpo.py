@@ -563,3 +563,22 @@ def test_a_baselines_runs_at_each_patience_are_prefixes_of_one_search(land: Land
 
 def test_the_pruned_sweep_skips_batches_above_a_failure_and_costs_less(land: Landscape) -> None:
     assert cost.sweep_seconds(land, None, prune_oom=True) < cost.sweep_seconds(land, None)
+
+
+def test_history_opens_with_three_guesses_so_an_order_of_gpu_counts_that_does_not_carry_over_costs_little() -> None:
+    """vLLM Phi-1 peaks at one GPU on A100 and at four on V100: the other GPU's order of GPU
+    counts does not always carry over. Here the A100 peaks at one GPU (four next), the V100 at
+    four, and physics expects one GPU at batch 64. A search led by history opens with the A100's
+    best and physics' best estimate, both on one GPU, then runs the incumbent's batch on the GPU
+    count the A100 ranks next: after three trials it holds the optimum, where a search that
+    follows the other GPU's shape every step (``ours+prior``'s way) still climbs one GPU."""
+    old = synthetic({1: (32, 100.0), 2: (32, 80.0), 4: (32, 90.0), 8: (32, 70.0)}, {})
+    new = synthetic({1: (32, 60.0), 2: (32, 70.0), 4: (32, 100.0), 8: (32, 90.0)}, {}, hardware="v100")
+    prior = Prior.learn([old], "hf", "v100")
+    estimate = {c: 10.0 / (c.n_gpus + abs(math.log2(c.batch_size / 64))) for c in new.space}
+    physics = Physics(estimate=estimate)
+    led = drive(Structured(prior=prior, physics=physics, opening=True), new)
+    assert led[:3] == [Config(1, 32), Config(1, 64), Config(4, 32)]
+    assert new.score(led[2]) == new.optimum()
+    followed = drive(Structured(prior=prior, physics=physics), new, budget=3)
+    assert {c.n_gpus for c in followed} == {1}

@@ -96,6 +96,8 @@ class Method:
     patience: int | None = None
     #: The stopping rule's slack (structured search) where the physics is known; without it, :data:`SLACK`.
     slack: float = SLACK
+    #: Opens with different guesses before its prior leads (:attr:`~infpop_analysis.hpo.optimizers.Structured.opening`).
+    opening: bool = False
 
     def stopping(
         self, budget: int | None = None, patience: int | None = None, tolerance: float = TOLERANCE
@@ -136,7 +138,7 @@ class Method:
             slack = self.slack if physics is not None else SLACK
         match self.optimizer:
             case "structured":
-                return Structured(prior=prior, name=self.name, physics=physics, slack=slack)
+                return Structured(prior=prior, name=self.name, physics=physics, slack=slack, opening=self.opening)
             case "tpe":
                 return TPE(tuple(batch_sizes), tuple(gpu_counts), seed=seed)
             case "random":
@@ -174,6 +176,7 @@ METHODS: dict[str, Method] = {
             needs_physics=True,
             prior=HISTORY,
             without_prior="ours+physics",
+            opening=True,
         ),
         Method(
             "ours+prior",

@@ -21,7 +21,9 @@ distinct configurations they evaluate: each one is a GPU job.
   baseline the structured search must beat; ``+physics`` starts at the best estimate.
 - ``ours+history`` / ``ours+prior``: physics, and led by a :class:`~infpop_analysis.hpo.prior.Prior`
   (the same model on another GPU / other models' landscapes): each step runs the plausible
-  configuration most likely to be the optimum; the same evidence stops it.
+  configuration most likely to be the optimum; the same evidence stops it. ``ours+history``
+  opens with three different guesses: the configuration rated best on the other GPU, physics'
+  best estimate, and a second GPU count.
 """
 
 from __future__ import annotations
@@ -35,6 +37,9 @@ from infpop_analysis.hpo.landscape import Config
 from infpop_analysis.hpo.prior import Prior
 from infpop_analysis.hpo.stopping import SLACK, TOLERANCE, Physics, plausible
 
+#: How many trials a search led by history opens with (:meth:`Structured._opening`): one per
+#: guess (the prior's, physics', another GPU count).
+OPENING = 3
 #: Hyperopt's loss for a failure: the study's script scored a failure 99999999 ("worst").
 FAILURE_LOSS = 99999999.0
 
@@ -207,8 +212,9 @@ class Structured:
     none is left it stops (:meth:`stop_reason`). With a ``prior``, each step first asks it which
     plausible configuration is likeliest to be the optimum given the trials so far, and runs that
     one (fewer GPUs first among equals: cheaper); the steps below take over when the prior gives
-    none a chance. With ``physics`` and nothing measured yet, the first trial is the best
-    estimate among configurations predicted to fit. Otherwise:
+    none a chance; with ``opening``, the first trials are three different guesses
+    (:meth:`_opening`). With ``physics`` and nothing measured yet, the first trial is the best estimate among
+    configurations predicted to fit. Otherwise:
 
     1. Start at the centre of the grid (the upper-middle GPU count, the middle batch size): a
        model that needs several GPUs fails or crawls (CPU offload) on one, the most GPUs cost
@@ -229,6 +235,9 @@ class Structured:
     slack: float = SLACK
     #: Parts of the stopping rule left out (:data:`~infpop_analysis.hpo.stopping.PARTS`): ablations.
     without: frozenset[str] = frozenset()
+    #: Open with :data:`OPENING` different guesses (:meth:`_opening`) before the prior leads
+    #: (``ours+history``).
+    opening: bool = False
 
     def candidates(self, space: Sequence[Config], history: Sequence[Observation]) -> list[Config]:
         """The untried configurations that could still beat the incumbent (empty: stop)."""
@@ -263,17 +272,6 @@ class Structured:
             return None
         todo = self.candidates(space, history)
         seen = {o.config: o.value for o in history}
-        if self.prior is not None and self.prior.surfaces:
-            chance = self.prior.hit_probability(todo, seen)
-            likeliest = max(todo, key=lambda c: (chance[c], -c.n_gpus, -c.batch_size))
-            if chance[likeliest] > 0:
-                return likeliest
-        start = self.physics is not None and "estimate_start" not in self.without
-        if start and self.physics.estimate and not any(v is not None for v in seen.values()):
-            expected = self.physics.estimate
-            fits = [c for c in todo if c in expected]
-            if fits:
-                return max(fits, key=lambda c: (expected[c], -c.n_gpus, -c.batch_size))
         levels = {g: sorted(c.batch_size for c in space if c.n_gpus == g) for g in {c.n_gpus for c in space}}
         gpus = sorted(levels)
         todo_set = set(todo)
@@ -283,6 +281,18 @@ class Structured:
 
         def open_(c: Config) -> bool:
             return c in todo_set and not pruned(c)
+
+        if self.prior is not None and self.prior.surfaces:
+            if self.opening and len(seen) < OPENING and (step := self._opening(todo, seen, levels, open_)):
+                return step
+            chance = self.prior.hit_probability(todo, seen)
+            likeliest = max(todo, key=lambda c: (chance[c], -c.n_gpus, -c.batch_size))
+            if chance[likeliest] > 0:
+                return likeliest
+        start = self.physics is not None and "estimate_start" not in self.without
+        if start and self.physics.estimate and not any(v is not None for v in seen.values()):
+            if (best := self._best_estimate(todo)) is not None:
+                return best
 
         def at(g: int, level: int) -> Config | None:
             sizes = levels[g]
@@ -310,6 +320,45 @@ class Structured:
             if cand is not None and open_(cand):
                 return cand
         return self._fallback(todo, seen, pruned, levels)
+
+    def _best_estimate(self, todo: Sequence[Config]) -> Config | None:
+        """The untried configuration predicted to fit with the best estimate (fewer GPUs, then
+        smaller batches, among equals), or None without one."""
+        expected = self.physics.estimate if self.physics is not None else {}
+        fits = [c for c in todo if c in expected]
+        return max(fits, key=lambda c: (expected[c], -c.n_gpus, -c.batch_size)) if fits else None
+
+    def _opening(
+        self,
+        todo: list[Config],
+        seen: dict[Config, float | None],
+        levels: dict[int, list[int]],
+        open_: Callable[[Config], bool],
+    ) -> Config | None:
+        """The first trials of a search led by history, each a different guess: the
+        configuration the references rate best; physics' best estimate; where those measured
+        one GPU count only, the incumbent's batch on another, those the prior ranks best first.
+        The other GPU's landscape names the optimum's neighbourhood more often than physics
+        does, but its order of GPU counts often does not carry over (vLLM Phi-1 peaks at one GPU
+        on A100, four on V100), and a search that stays next to one guess pays for a wrong one
+        for many trials. None where the step has no candidate (the prior leads from there)."""
+        ok = {c: v for c, v in seen.items() if v is not None}
+        if not seen:
+            rated = max(todo, key=lambda c: (self.prior.rating(c), -c.n_gpus, -c.batch_size))
+            return rated if self.prior.rating(rated) > 0 else None
+        if len(seen) == 1:
+            return self._best_estimate(todo)
+        if not ok:
+            return None
+        best = max(ok, key=lambda c: (ok[c], -c.n_gpus, -c.batch_size))
+        if len({c.n_gpus for c in ok}) >= 2:
+            return None  # two GPU counts measured already: the prior leads from here
+        measured = {c.n_gpus for c in seen}
+        ranked = [g for g in self.prior.gpu_counts() if g in levels] + sorted(levels)
+        for g in dict.fromkeys(g for g in ranked if g not in measured):
+            if (cand := self._nearest(g, best.batch_size, levels, open_)) is not None:
+                return cand
+        return None
 
     @staticmethod
     def _nearest(g: int, batch: int, levels: dict[int, list[int]], open_: Callable[[Config], bool]) -> Config | None:

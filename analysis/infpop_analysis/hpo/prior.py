@@ -88,6 +88,21 @@ class Prior:
     def models(self) -> frozenset[str]:
         return frozenset(s.model for s in self.surfaces)
 
+    def rating(self, config: Config) -> float:
+        """How well the references run ``config``: the mean of its throughput over each one's
+        optimum (0 where one failed or did not measure it)."""
+        return sum(s.shape.get(config, 0.0) for s in self.surfaces) / len(self.surfaces) if self.surfaces else 0.0
+
+    def gpu_counts(self) -> list[int]:
+        """The references' GPU counts, best first: by the mean over references of the best
+        throughput each reaches at that GPU count (over its own optimum; 0 where it has none)."""
+        counts = sorted({c.n_gpus for s in self.surfaces for c in s.shape})
+
+        def reach(g: int) -> float:
+            return sum(max((v for c, v in s.shape.items() if c.n_gpus == g), default=0.0) for s in self.surfaces)
+
+        return sorted(counts, key=lambda g: (-reach(g), g))
+
     @cached_property
     def _hypotheses(self) -> list[tuple[Mapping[Config, float], float]]:
         """Every reference at every shift, with its log weight before any trial is seen."""
