@@ -341,7 +341,7 @@ def test_only_failed_trials(tmp_path: Path, capsys) -> None:
         assert rc == 0, err
     for command in (["hpo", "benchmark"], ["hpo", "replay"]):
         rc, _, err = cli(capsys, *command, tmp_path / "table.parquet", "-o", tmp_path / "hpo")
-        assert rc == 2 and "no trial at max_new_tokens 5 ran ok" in err, err
+        assert rc == 2 and "nothing to search: no trial at max_new_tokens 5 measured its throughput" in err, err
 
 
 # --- 8. a figure that cannot be drawn ----------------------------------------------------------
