@@ -582,3 +582,21 @@ def test_history_opens_with_three_guesses_so_an_order_of_gpu_counts_that_does_no
     assert new.score(led[2]) == new.optimum()
     followed = drive(Structured(prior=prior, physics=physics), new, budget=3)
     assert {c.n_gpus for c in followed} == {1}
+
+
+def test_history_without_the_other_gpu_opens_with_physics_estimate_then_a_second_gpu_count() -> None:
+    """Without the same model measured on the other GPU, a search led by history keeps the rest of
+    its opening: physics' best estimate, then the incumbent's batch on another GPU count. HF's
+    estimate barely moves with GPU count, and the published HF Phi-1 runs on one A100 at half its
+    two-GPU speed: the second trial finds that where physics' steps would first climb one GPU.
+    The method is still ``ours+history`` (its prior is recorded as none), and needs no prior."""
+    new = synthetic({1: (16, 50.0), 2: (16, 100.0), 4: (16, 95.0), 8: (16, 85.0)}, {})
+    estimate = {c: 10.0 / (c.n_gpus / 100 + abs(math.log2(c.batch_size / 16))) for c in new.space}
+    physics = Physics(estimate=estimate)
+    method = METHODS["ours+history"].resolve(None, physics)
+    assert method.name == "ours+history"
+    opened = drive(method.build(0, [], [], prior=None, physics=physics), new)
+    assert opened[:2] == [Config(1, 16), Config(2, 16)]
+    assert new.score(opened[1]) == new.optimum()
+    climbed = drive(METHODS["ours+physics"].build(0, [], [], physics=physics), new, budget=2)
+    assert {c.n_gpus for c in climbed} == {1}

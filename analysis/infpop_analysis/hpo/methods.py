@@ -86,7 +86,7 @@ class Method:
     needs_physics: bool = False
     #: Searches led by a prior (None: none); where the benchmark takes it from.
     prior: PriorSource | None = None
-    #: The method searched where the prior holds nothing.
+    #: The method searched where the prior holds nothing (None: this one, without the prior).
     without_prior: str | None = None
     #: The method searched (and named) where the physics is unknown.
     without_physics: str | None = None
@@ -107,10 +107,11 @@ class Method:
 
     def resolve(self, prior: Prior | None, physics: Physics | None) -> Method:
         """The method that runs given what is at hand: without its prior or its physics, the
-        method that needs neither."""
+        method that needs neither (``ours+history`` without the prior runs itself: its opening
+        without the prior's guess, then physics' steps; without both, ``ours``)."""
         if self.prior is not None and prior is None and self.without_prior:
             return METHODS[self.without_prior].resolve(None, physics)
-        if self.physics and physics is None and self.without_physics:
+        if self.physics and physics is None and self.without_physics and (self.prior is None or prior is None):
             return METHODS[self.without_physics]
         return self
 
@@ -125,14 +126,16 @@ class Method:
     ) -> Optimizer:
         """The optimizer of this method; ``batch_sizes``/``gpu_counts`` are TPE's lists.
 
-        ``prior`` is required by the prior methods and refused by every other method, so a
-        report never names a method that did not use the prior it was given (or used one it was
-        not); ``physics`` is used by the physics methods only. ``slack`` defaults to the method's
+        ``prior`` is required by the prior methods that fall back to another method without it
+        (optional for the others that take one) and refused by every other method, so a report
+        never names a method that did not use the prior it was given (or used one it was not);
+        ``physics`` is used by the physics methods only. ``slack`` defaults to the method's
         (:data:`SLACK` where the physics is unknown).
         """
-        if (self.prior is not None) != (prior is not None):
-            need = "requires a prior" if prior is None else "takes no prior"
-            raise InputError(f"optimizer: method {self.name!r} {need}")
+        if self.prior is None and prior is not None:
+            raise InputError(f"optimizer: method {self.name!r} takes no prior")
+        if self.prior is not None and prior is None and self.without_prior:
+            raise InputError(f"optimizer: method {self.name!r} requires a prior")
         physics = physics if self.physics else None
         if slack is None:
             slack = self.slack if physics is not None else SLACK
@@ -150,7 +153,8 @@ class Method:
 
 
 HISTORY = PriorSource(
-    "ours+history: physics, plus a prior from the same (engine, model) on the other GPU (none: physics only)",
+    "ours+history: physics, plus a prior from the same (engine, model) on the other GPU (none: physics, "
+    "opened as with one)",
     twin_prior,
     training_fold_only=False,
 )
@@ -175,7 +179,7 @@ METHODS: dict[str, Method] = {
             physics=True,
             needs_physics=True,
             prior=HISTORY,
-            without_prior="ours+physics",
+            without_physics="ours",
             opening=True,
         ),
         Method(

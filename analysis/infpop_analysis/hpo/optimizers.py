@@ -23,7 +23,7 @@ distinct configurations they evaluate: each one is a GPU job.
   (the same model on another GPU / other models' landscapes): each step runs the plausible
   configuration most likely to be the optimum; the same evidence stops it. ``ours+history``
   opens with three different guesses: the configuration rated best on the other GPU, physics'
-  best estimate, and a second GPU count.
+  best estimate, and a second GPU count (without the other GPU's landscape, the last two).
 """
 
 from __future__ import annotations
@@ -37,9 +37,9 @@ from infpop_analysis.hpo.landscape import Config
 from infpop_analysis.hpo.prior import Prior
 from infpop_analysis.hpo.stopping import SLACK, TOLERANCE, Physics, plausible
 
-#: How many trials a search led by history opens with (:meth:`Structured._opening`): one per
-#: guess (the prior's, physics', another GPU count).
-OPENING = 3
+#: The guesses a search led by history opens with (:meth:`Structured._opening`), in order; a
+#: search without the prior skips the first.
+OPENING: tuple[str, ...] = ("the prior's best", "physics' best estimate", "another GPU count")
 #: Hyperopt's loss for a failure: the study's script scored a failure 99999999 ("worst").
 FAILURE_LOSS = 99999999.0
 
@@ -212,8 +212,8 @@ class Structured:
     none is left it stops (:meth:`stop_reason`). With a ``prior``, each step first asks it which
     plausible configuration is likeliest to be the optimum given the trials so far, and runs that
     one (fewer GPUs first among equals: cheaper); the steps below take over when the prior gives
-    none a chance; with ``opening``, the first trials are three different guesses
-    (:meth:`_opening`). With ``physics`` and nothing measured yet, the first trial is the best estimate among
+    none a chance; with ``opening``, the first trials are different guesses (:meth:`_opening`),
+    with or without a prior. With ``physics`` and nothing measured yet, the first trial is the best estimate among
     configurations predicted to fit. Otherwise:
 
     1. Start at the centre of the grid (the upper-middle GPU count, the middle batch size): a
@@ -235,8 +235,8 @@ class Structured:
     slack: float = SLACK
     #: Parts of the stopping rule left out (:data:`~infpop_analysis.hpo.stopping.PARTS`): ablations.
     without: frozenset[str] = frozenset()
-    #: Open with :data:`OPENING` different guesses (:meth:`_opening`) before the prior leads
-    #: (``ours+history``).
+    #: Open with the different guesses of :data:`OPENING` (:meth:`_opening`) before the prior,
+    #: or without one the steps below, lead (``ours+history``).
     opening: bool = False
 
     def candidates(self, space: Sequence[Config], history: Sequence[Observation]) -> list[Config]:
@@ -282,9 +282,9 @@ class Structured:
         def open_(c: Config) -> bool:
             return c in todo_set and not pruned(c)
 
+        if self.opening and (step := self._opening(todo, seen, levels, open_)) is not None:
+            return step
         if self.prior is not None and self.prior.surfaces:
-            if self.opening and len(seen) < OPENING and (step := self._opening(todo, seen, levels, open_)):
-                return step
             chance = self.prior.hit_probability(todo, seen)
             likeliest = max(todo, key=lambda c: (chance[c], -c.n_gpus, -c.batch_size))
             if chance[likeliest] > 0:
@@ -335,26 +335,32 @@ class Structured:
         levels: dict[int, list[int]],
         open_: Callable[[Config], bool],
     ) -> Config | None:
-        """The first trials of a search led by history, each a different guess: the
-        configuration the references rate best; physics' best estimate; where those measured
-        one GPU count only, the incumbent's batch on another, those the prior ranks best first.
-        The other GPU's landscape names the optimum's neighbourhood more often than physics
-        does, but its order of GPU counts often does not carry over (vLLM Phi-1 peaks at one GPU
-        on A100, four on V100), and a search that stays next to one guess pays for a wrong one
-        for many trials. None where the step has no candidate (the prior leads from there)."""
+        """The first trials of a search led by history, each a different guess (:data:`OPENING`):
+        the configuration the references rate best (skipped without a prior); physics' best
+        estimate; where those measured one GPU count only, the incumbent's batch on another,
+        those the prior ranks best first (else fewer GPUs first). The other GPU's landscape
+        names the optimum's neighbourhood more often than physics does, but its order of GPU
+        counts often does not carry over (vLLM Phi-1 peaks at one GPU on A100, four on V100),
+        and neither does physics' (HF's estimate barely moves with GPU count; Phi-1 on one A100
+        runs at half its two-GPU speed): a search that stays next to one guess pays for a wrong
+        one for many trials. None where the step has no candidate, or the opening is over."""
+        led = self.prior is not None and bool(self.prior.surfaces)
+        step = len(seen) + (0 if led else 1)
+        if step >= len(OPENING):
+            return None
         ok = {c: v for c, v in seen.items() if v is not None}
-        if not seen:
+        if step == 0:
             rated = max(todo, key=lambda c: (self.prior.rating(c), -c.n_gpus, -c.batch_size))
             return rated if self.prior.rating(rated) > 0 else None
-        if len(seen) == 1:
+        if step == 1:
             return self._best_estimate(todo)
         if not ok:
             return None
         best = max(ok, key=lambda c: (ok[c], -c.n_gpus, -c.batch_size))
         if len({c.n_gpus for c in ok}) >= 2:
-            return None  # two GPU counts measured already: the prior leads from here
+            return None  # two GPU counts measured already: the prior (or the climb) leads from here
         measured = {c.n_gpus for c in seen}
-        ranked = [g for g in self.prior.gpu_counts() if g in levels] + sorted(levels)
+        ranked = ([g for g in self.prior.gpu_counts() if g in levels] if led else []) + sorted(levels)
         for g in dict.fromkeys(g for g in ranked if g not in measured):
             if (cand := self._nearest(g, best.batch_size, levels, open_)) is not None:
                 return cand
