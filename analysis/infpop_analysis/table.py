@@ -274,12 +274,11 @@ def _scenario_columns(result: TrialResult) -> dict:
 
 def _capacity_columns(found: Capacity, n_gpus: int) -> dict:
     """The search's outcome, per GPU too: what tells which configuration serves most per GPU."""
-    rps, tokens = found.capacity_rps, found.capacity_tokens_s
     return {
-        "capacity_rps": rps,
-        "capacity_tokens_s": tokens,
-        "capacity_rps_per_gpu": None if rps is None else rps / n_gpus,
-        "capacity_tokens_s_per_gpu": None if tokens is None else tokens / n_gpus,
+        "capacity_rps": found.capacity_rps,
+        "capacity_tokens_s": found.capacity_tokens_s,
+        "capacity_rps_per_gpu": found.rps_per_gpu(n_gpus),
+        "capacity_tokens_s_per_gpu": found.tokens_s_per_gpu(n_gpus),
         "capacity_violated_rps": found.violated_rps,
         "capacity_stopped": found.stopped,
     }

@@ -72,6 +72,16 @@ class Capacity(_Record):
     stopped: Stop
     why: str
 
+    def rps_per_gpu(self, n_gpus: int) -> float | None:
+        """``capacity_rps`` per GPU of a configuration of ``n_gpus``: what compares configurations of
+        different GPU counts (the table's column, the report's ranking, the capacity search's
+        objective). The one place that divides, so the live search and the table cannot disagree."""
+        return None if self.capacity_rps is None else self.capacity_rps / n_gpus
+
+    def tokens_s_per_gpu(self, n_gpus: int) -> float | None:
+        """``capacity_tokens_s`` per GPU of a configuration of ``n_gpus``."""
+        return None if self.capacity_tokens_s is None else self.capacity_tokens_s / n_gpus
+
 
 def violations(slo: Slo, online: OnlineMetrics | None) -> list[str]:
     """The SLO's terms that ``online``'s p99s miss; a term whose measure is missing is missed too

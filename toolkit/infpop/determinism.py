@@ -11,8 +11,9 @@ reports what it read back, which each result records.
 
 from __future__ import annotations
 
-import re
 from typing import TYPE_CHECKING
+
+from packaging.version import InvalidVersion
 
 from infpop.engines.options import release
 from infpop.errors import InputError
@@ -24,12 +25,6 @@ if TYPE_CHECKING:
     from infpop.launch import LaunchOptions
     from infpop.manifest import LoadedManifest
     from infpop.profile import PartitionProfile
-
-
-def _release_tuple(version: str) -> tuple[int, ...]:
-    """``"0.11.1"`` -> ``(0, 11, 1)``, ignoring what follows the numbers (``+cpu``, ``rc1``)."""
-    numbers = re.match(r"\d+(\.\d+)*", version)
-    return tuple(int(n) for n in numbers.group().split(".")) if numbers else ()
 
 
 def check_determinism(
@@ -60,8 +55,14 @@ def check_determinism(
         if mode.since is not None:
             dists, first = mode.since
             version = release(image, dists)
-            if version is not None and _release_tuple(version) < _release_tuple(first):
-                source = f"pinned by containers/{lock.name}.lock.toml" if lock is not None else "installed here"
+            source = f"pinned by containers/{lock.name}.lock.toml" if lock is not None else "installed here"
+            try:
+                older = version is not None and version_tuple(version) < version_tuple(first)
+            except InvalidVersion:
+                raise InputError(
+                    f"{where}: {dists[0]} {version!r} ({source}) is no version (PEP 440) to compare with {first}"
+                ) from None
+            if older:
                 raise InputError(
                     f"{where}: {dists[0]} {version} ({source}) has no {mode.switch}: it came in {first}; "
                     "drop true for this partition"

@@ -24,7 +24,8 @@ the published throughput landscapes either; docs/search.md).
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Literal
 
 from infpop.errors import InputError
@@ -39,7 +40,9 @@ ObjectiveName = Literal["throughput", "capacity"]
 
 @dataclass(frozen=True)
 class Objective:
-    """One quantity a search maximises."""
+    """One quantity a search maximises: what sets one objective apart from another is data here
+    (how to read it, how to print it, how it relates to the physical model), so adding an
+    objective adds a record and touches no branch."""
 
     name: ObjectiveName
     #: How the state, ``infpop status`` and the log name it.
@@ -47,46 +50,29 @@ class Objective:
     unit: str
     #: The tidy table's column that holds it.
     column: str
-    #: Whether the physical model's estimate is compared per GPU (the start's order).
-    per_gpu: bool
-    #: Whether it is a rate of tokens: then the roofline bound (tokens/s) bounds it and may rule
-    #: configurations out, and a trial's cost follows from it (else from its measured seconds).
+    #: The format spec of a value in messages and the log (before its unit).
+    format_spec: str
+    #: Whether the value is a configuration's generated tokens per second, the physical model's
+    #: own quantity: then the model's bound (tokens/s) may rule configurations out, and a trial's
+    #: cost follows from its value (else from its measured seconds).
     tokens_per_s: bool
+    #: The objective measured by one trial; None for a failure (the live search).
+    value: Callable[[TrialResult], float | None] = field(repr=False)
+    #: Per row of a tidy table: its status for the search (``ok`` where the objective was measured)
+    #: and its value (NaN for a failure, or an OOM's partial throughput) (the replay, the benchmark).
+    table_values: Callable[[pd.DataFrame], tuple[pd.Series, pd.Series]] = field(repr=False)
 
-    def value(self, result: TrialResult) -> float | None:
-        """The objective measured by one trial; None for a failure."""
-        if self.name == "throughput":
-            return result.throughput if result.status == "ok" else None
-        found = result.capacity
-        if found is None:
-            return None
-        per_gpu = None if found.capacity_rps is None else found.capacity_rps / result.trial.n_gpus
-        return capacity_value(per_gpu, found.stopped)
-
-    def table_values(self, rows: pd.DataFrame) -> tuple[pd.Series, pd.Series]:
-        """Per row of a tidy table: its status for the search (``ok`` where the objective was
-        measured) and its value (NaN for a failure, or an OOM's partial throughput)."""
-        if self.name == "throughput":
-            return rows["status"].astype(str), rows["throughput"].astype(float)
-        stopped = rows["capacity_stopped"] if "capacity_stopped" in rows else None
-        if stopped is None or stopped.isna().any():
-            n = len(rows) if stopped is None else int(stopped.isna().sum())
-            raise InputError(
-                f"table: column 'capacity_stopped': {n} row(s) without a capacity search; the capacity objective "
-                "needs every trial to come from a scenario with an slo (keep only those rows)"
-            )
-        values = [
-            capacity_value(None if math.isnan(v) else float(v), str(s))
-            for v, s in zip(rows["capacity_rps_per_gpu"].astype(float), stopped)
-        ]
-        import pandas as pd
-
-        value = pd.Series([math.nan if v is None else v for v in values], index=rows.index, dtype=float)
-        status = rows["status"].astype(str).where(value.isna(), "ok")
-        return status, value
+    @property
+    def per_gpu(self) -> bool:
+        """Whether the value is per GPU, so the model's estimate (a configuration's tokens/s) is
+        divided by the GPU count to order the start. Derived, not a second field: an objective is
+        either the model's own quantity, a configuration's tokens/s, or a per-GPU quantity in
+        another unit that the estimate only orders (capacity). A rate of tokens per GPU would need
+        the bound and a trial's cost scaled per GPU too, which nothing does, so no flag may claim it."""
+        return not self.tokens_per_s
 
     def format(self, value: float) -> str:
-        return f"{value:.1f} {self.unit}" if self.name == "throughput" else f"{value:.4g} {self.unit}"
+        return f"{value:{self.format_spec}} {self.unit}"
 
 
 def capacity_value(per_gpu: float | None, stopped: str) -> float | None:
@@ -96,14 +82,59 @@ def capacity_value(per_gpu: float | None, stopped: str) -> float | None:
     return 0.0 if stopped == "violated_at_min_rate" else None
 
 
-THROUGHPUT = Objective("throughput", "throughput", "tok/s", "throughput", per_gpu=False, tokens_per_s=True)
+def _throughput(result: TrialResult) -> float | None:
+    return result.throughput if result.status == "ok" else None
+
+
+def _throughput_rows(rows: pd.DataFrame) -> tuple[pd.Series, pd.Series]:
+    return rows["status"].astype(str), rows["throughput"].astype(float)
+
+
+def _capacity(result: TrialResult) -> float | None:
+    found = result.capacity
+    if found is None:
+        return None
+    return capacity_value(found.rps_per_gpu(result.trial.n_gpus), found.stopped)
+
+
+def _capacity_rows(rows: pd.DataFrame) -> tuple[pd.Series, pd.Series]:
+    stopped = rows["capacity_stopped"] if "capacity_stopped" in rows else None
+    if stopped is None or stopped.isna().any():
+        n = len(rows) if stopped is None else int(stopped.isna().sum())
+        raise InputError(
+            f"table: column 'capacity_stopped': {n} row(s) without a capacity search; the capacity objective "
+            "needs every trial to come from a scenario with an slo (keep only those rows)"
+        )
+    values = [
+        capacity_value(None if math.isnan(v) else float(v), str(s))
+        for v, s in zip(rows["capacity_rps_per_gpu"].astype(float), stopped)
+    ]
+    import pandas as pd
+
+    value = pd.Series([math.nan if v is None else v for v in values], index=rows.index, dtype=float)
+    status = rows["status"].astype(str).where(value.isna(), "ok")
+    return status, value
+
+
+THROUGHPUT = Objective(
+    "throughput",
+    "throughput",
+    "tok/s",
+    "throughput",
+    format_spec=".1f",
+    tokens_per_s=True,
+    value=_throughput,
+    table_values=_throughput_rows,
+)
 CAPACITY = Objective(
     "capacity",
     "capacity per GPU",
     "requests/s per GPU at the SLO",
     "capacity_rps_per_gpu",
-    per_gpu=True,
+    format_spec=".4g",
     tokens_per_s=False,
+    value=_capacity,
+    table_values=_capacity_rows,
 )
 #: Every objective by name.
 OBJECTIVES: dict[str, Objective] = {o.name: o for o in (THROUGHPUT, CAPACITY)}

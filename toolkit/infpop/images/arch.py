@@ -7,6 +7,8 @@ image that would fail with "no kernel image is available" only once a job has it
 
 from __future__ import annotations
 
+from packaging.version import Version
+
 #: Compute capabilities a CUDA toolkit supports, from the version on: (min, max).
 #: CUDA 12.8 added Blackwell (10.0, 12.0); CUDA 13.0 removed Maxwell, Pascal and Volta (< 7.5).
 #: Source: NVIDIA CUDA Toolkit release notes, "Deprecated and dropped architectures".
@@ -31,10 +33,15 @@ TORCH_BUILD_ARCHS: dict[tuple[str, str], tuple[str, ...]] = {
 }
 
 
-def version_tuple(value: str) -> tuple[int, int]:
-    """``"8.6"`` -> ``(8, 6)``: compute capabilities and CUDA versions compare as numbers."""
-    major, _, minor = value.partition(".")
-    return int(major), int(minor or 0)
+def version_tuple(value: str) -> tuple[int, ...]:
+    """A version's release numbers, at least (major, minor), to compare as numbers: a compute
+    capability or CUDA version (``"8.6"`` -> ``(8, 6)``, ``"12"`` -> ``(12, 0)``) or a package's
+    release (``"0.11.1"`` -> ``(0, 11, 1)``). What follows the numbers is ignored: a local label
+    (``"2.13.0+cpu"``) or a pre-release (``"0.10.2rc1"`` -> ``(0, 10, 2)``: a release candidate
+    counts as its release). Parsed by ``packaging`` (PEP 440), what pip orders releases by; an
+    unparseable value raises its ``InvalidVersion`` (a ``ValueError``)."""
+    release = Version(value).release
+    return release + (0,) * (2 - len(release))
 
 
 def cuda_supports(cuda: str, cc: str) -> bool:
@@ -53,5 +60,5 @@ def torch_build_supports(torch_version: str, torch_cuda: str, cc: str) -> bool |
     archs = TORCH_BUILD_ARCHS.get((minor, torch_cuda))
     if archs is None:
         return None
-    major, _ = version_tuple(cc)
+    major = version_tuple(cc)[0]
     return any(version_tuple(a)[0] == major and version_tuple(a) <= version_tuple(cc) for a in archs)
