@@ -454,7 +454,9 @@ def test_engine_efficiencies_chosen_on_one_gpu_type_start_nearer_the_optimum_on_
 
 def test_the_searches_stop_with_good_picks_on_published_landscapes(published: list[Landscape]) -> None:
     """Guards the benchmark's claims on half the landscapes, with seeds not used while tuning
-    (TPE and random ran seeds 0-9 there; deterministic methods do not depend on the seed)."""
+    (TPE and random ran seeds 0-9 there; deterministic methods do not depend on the seed).
+    History does not shorten the search (docs/search.md); what it buys is an incumbent nearer
+    the optimum early, at a hit rate no lower."""
     if not PROMPTS.exists():
         pytest.skip(f"prompts not found at {PROMPTS}")
     archs, work = _catalog()
@@ -467,7 +469,8 @@ def test_the_searches_stop_with_good_picks_on_published_landscapes(published: li
         assert m[ours].final_hit_rate >= 0.9
         assert m[ours].median_gpu_hours <= summary.sweep.median_gpu_hours / 2
     assert m["ours+physics"].median_trials_to_stop <= m["ours"].median_trials_to_stop
-    assert m["ours+history"].median_trials_to_stop <= m["ours+physics"].median_trials_to_stop
+    assert m["ours+history"].anytime_shortfall["3"] < m["ours+physics"].anytime_shortfall["3"]
+    assert m["ours+history"].final_hit_rate >= m["ours+physics"].final_hit_rate
 
 
 def test_the_other_gpus_top_configurations_bound_what_history_can_hit() -> None:
