@@ -117,10 +117,7 @@ def equivalence(table: pd.DataFrame) -> pd.DataFrame:
     trials = trials.sort_values([*axes, "repetition"], na_position="first", kind="stable")
     configs = trials.groupby(axes, dropna=False, sort=False).head(1)
     family = [a for a in FAMILY if a in axes]  # hardware and model at least: every table has them
-    # A repetition skipped as not needed records no engine settings (its batching is missing):
-    # it is a repetition of a configuration that ran, not a configuration of its own.
-    ran = table[table["status"] != "skipped_enough"] if "status" in table else table
-    all_configs = ran.groupby(axes, dropna=False, sort=False).size().reset_index()[axes]
+    all_configs = table.groupby(axes, dropna=False, sort=False).size().reset_index()[axes]
     for _, members in configs.groupby(family, dropna=False, sort=True):
         references: dict[str, pd.Series] = {}
         for engine, own in members.groupby("engine", sort=True):

@@ -104,21 +104,6 @@ def describe(groups: pd.core.groupby.SeriesGroupBy, prefix: str = "") -> pd.Data
     return out.add_prefix(prefix)
 
 
-def _skipped_served_as_run(d: pd.DataFrame, axes: list[str]) -> pd.DataFrame:
-    """``d`` with each repetition recorded without running given the ``batching`` its
-    configuration's runs were served with: a skipped record cannot know it, and would otherwise
-    form a configuration of its own."""
-    if "batching" not in axes:
-        return d
-    skipped = d["status"].isin(SKIPPED).fillna(False) & d["batching"].isna()
-    if not skipped.any():
-        return d
-    others = [a for a in axes if a != "batching"]
-    served = d[~skipped].dropna(subset=["batching"]).drop_duplicates(others)[[*others, "batching"]]
-    filled = d[skipped].drop(columns="batching").merge(served, on=others, how="left")
-    return pd.concat([d[~skipped], filled.set_axis(d.index[skipped])])
-
-
 def stops(d: pd.DataFrame, axes: list[str]) -> pd.DataFrame:
     """``repetitions`` and ``stop_reason`` of each configuration, in ``groupby(axes)`` order."""
     status = d["status"].astype("string")
@@ -148,7 +133,6 @@ def config_summaries(df: pd.DataFrame, cv_threshold: float = CV_THRESHOLD) -> pd
     d = valid_rows(df)[0]
     if not axes or d.empty:
         return pd.DataFrame(columns=[*axes, *STATS, "ci_level", "ci_method", "noisy", "repetitions", "stop_reason"])
-    d = _skipped_served_as_run(d, axes)
     by = d.groupby(axes, dropna=False, observed=True, sort=True)
     keys = by.size().reset_index()[axes]
     parts = [

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from dataclasses import replace
 from pathlib import Path
 
@@ -19,7 +20,8 @@ from infpop.trial import run_group
 from infpop_analysis.equivalence import equivalence, parse
 from infpop_analysis.report import equivalence as equivalence_section
 from infpop_analysis.report.sources import Sources
-from infpop_analysis.table import conform
+from infpop_analysis.summaries import config_summaries
+from infpop_analysis.table import aggregate, config_axes, conform
 
 
 def test_same_ids_same_fingerprint_and_any_changed_id_another() -> None:
@@ -88,16 +90,14 @@ def test_the_reference_is_the_fewest_gpus_at_batch_1_and_divergences_are_located
     assert across["first_divergence_mean"].iloc[0] == 1
 
 
-def test_a_repetition_skipped_as_not_needed_is_no_configuration_of_its_own() -> None:
-    """Adaptive repetitions record a repetition they did not need as ``skipped_enough``, without
-    the engine's settings (its ``batching`` is missing, as in the demo's table): the
-    configuration is compared once, and a missing value is never compared with a present one."""
-    skipped = _trial("hf", 1, 4, None, rep=1) | {"status": "skipped_enough", "throughput": None}
-    rows = [_trial("hf", 1, 1, REF), _trial("hf", 1, 4, _diverge(0, 2)), skipped]
-    rows = [r | {"batching": "static"} for r in rows[:2]] + [skipped]
+def test_a_missing_axis_value_is_never_compared_with_a_present_one() -> None:
+    """A record from before ``batching`` was kept is a configuration of its own beside the same
+    trial shape with it, and comparing the two never asks ``"static" == NA`` (which no ``if`` may see)."""
+    old = _trial("hf", 1, 4, _diverge(0, 2), rep=1)
+    rows = [_trial("hf", 1, 1, REF) | {"batching": "static"}, _trial("hf", 1, 4, REF) | {"batching": "static"}, old]
     eq = equivalence(conform(pd.DataFrame(rows)))
-    assert eq["batch_size"].tolist() == [1, 4] and (eq["batching"] == "static").all()
-    assert eq.loc[eq["batch_size"] == 4, "identical"].tolist() == [0.75]
+    assert eq["batch_size"].tolist() == [1, 4, 4] and eq["batching"].isna().tolist() == [False, False, True]
+    assert eq["identical"].tolist()[1:] == [1.0, 0.75], "each compared with the reference on its own"
 
 
 def test_a_trial_that_served_no_prompt_is_never_the_reference() -> None:
@@ -132,6 +132,50 @@ def test_an_engine_without_token_ids_records_outputs_as_not_measured(write_manif
     (result,) = run_group(group, lambda g: NoIds(t.model, model_path=g.model_path, n_gpus=1, dtype=t.dtype, options={}))
     assert result.status == "ok" and result.outputs is None
     assert "token ids" in result.unmeasured["outputs"]
+
+
+class Paced(HFPipelineEngine):
+    """The real HF engine, each batch taking at least 0.25 s: a steady pace, as a GPU's usually
+    is, so that a configuration reaches the target at ``min`` whatever the load of this shared
+    machine does to the tiny model's compute time (a tenth of a second to a second and more)."""
+
+    def generate(self, prompts, batch_size, max_new_tokens):
+        t0 = time.perf_counter()
+        out = super().generate(prompts, batch_size, max_new_tokens)
+        time.sleep(max(0.0, 0.25 - (time.perf_counter() - t0)))
+        return out
+
+
+def test_a_repetition_skipped_as_not_needed_is_a_repetition_of_its_configuration(
+    write_manifest, humaneval_path: Path
+) -> None:
+    """Adaptive repetitions on the real HF engine: each configuration stops at ``min`` (five
+    paced values reach a target of 99% of the mean unless their CV exceeds 0.8) and its
+    repetition not needed is recorded ``skipped_enough`` with the job's engine settings, so the
+    table gives it the configuration columns of its runs, and configs.csv and equivalence.csv
+    see one configuration per batch size, with no reader filling in what the record lacked."""
+    manifest = write_manifest(
+        batch_sizes=[1, 2], max_new_tokens=[2], workload={"path": str(humaneval_path), "limit": 2},
+        repetitions={"min": 5, "max": 6, "target_rel_halfwidth": 0.99},
+    )  # fmt: skip
+    group = _group(manifest)
+    t = group.first
+    run_group(group, lambda g: Paced(t.model, model_path=g.model_path, n_gpus=1, dtype=t.dtype, options={}))
+    table, corrupt = aggregate(group.output_root)
+    assert not corrupt
+    assert table["status"].tolist() == (["ok"] * 5 + ["skipped_enough"]) * 2, table[["batch_size", "wall_s"]]
+    columns = [*config_axes(table), "deterministic_on"]
+    assert "batching" in columns
+    skipped, ran = table[table["status"] == "skipped_enough"], table[table["status"] == "ok"]
+    expected = ran.drop_duplicates("batch_size")[columns].astype(object).to_dict("records")
+    assert skipped[columns].astype(object).to_dict("records") == expected
+    assert skipped["batching"].tolist() == ["static", "static"]
+
+    configs = config_summaries(table)
+    assert configs["batch_size"].tolist() == [1, 2] and configs["n"].tolist() == [5, 5]
+    assert configs["repetitions"].tolist() == [5, 5] and configs["stop_reason"].tolist() == ["target"] * 2
+    eq = equivalence(table)
+    assert eq["batch_size"].tolist() == [1, 2] and eq["trials"].tolist() == [4, 5], eq
 
 
 def test_old_results_stay_readable_and_a_malformed_fingerprint_is_named(write_manifest, tmp_path: Path) -> None:

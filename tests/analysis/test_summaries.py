@@ -137,13 +137,13 @@ def test_a_table_measured_once_gets_no_repetition_test_and_says_so(tmp_path: Pat
 def test_a_configuration_that_never_ran_ok_says_failed_before_any_adaptive_reason() -> None:
     """The precedence of ``stop_reason``: a configuration whose every repetition ended in OOM
     (or was pruned) has no measurement to stop on, whatever its last repetition recorded. A
-    repetition skipped as not needed was served by no batching and still belongs to its
-    configuration."""
+    repetition skipped as not needed belongs to its configuration (it records the batching its
+    runs had) without counting as one of its repetitions."""
     table = _table({("hf", "m", 1, 1): np.array([100.0, 101.0, 99.0, 100.0])}, batching="static")
-    table.loc[3, ["status", "throughput", "stop_reason", "batching"]] = ["skipped_enough", np.nan, "target", pd.NA]
+    table.loc[3, ["status", "throughput", "stop_reason"]] = ["skipped_enough", np.nan, "target"]
     oom = _table({("hf", "m", 1, 8): np.array([5.0, 5.0, 5.0])}, batching="static")
     oom = oom.assign(status="oom", stop_reason=[pd.NA, pd.NA, "max"])
-    pruned = _table({("hf", "m", 1, 16): np.array([np.nan])}).assign(status="skipped_oom")
+    pruned = _table({("hf", "m", 1, 16): np.array([np.nan])}, batching="static").assign(status="skipped_oom")
     configs = config_summaries(conform(pd.concat([table, oom, pruned]))).set_index("batch_size")
     assert configs["stop_reason"].to_dict() == {1: "target", 8: "failed", 16: "failed"}, configs
     assert configs.loc[1, "n"] == 3 and configs.loc[1, "batching"] == "static"

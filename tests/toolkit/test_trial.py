@@ -12,6 +12,7 @@ from infpop.plan import GroupSpec, plan
 from infpop.profile import EMBEDDED_DEFAULT
 from infpop.results import ResultStore
 from infpop.trial import default_engine, run_group
+from infpop_analysis.table import aggregate
 
 
 def _group(manifest: Path, **kw) -> GroupSpec:
@@ -69,6 +70,33 @@ def test_oom_is_recorded_and_larger_batches_are_skipped(write_manifest) -> None:
         assert "out of memory" in oom.error and oom.error.startswith("in warm-up"), "its warm-up batch fails first"
         assert oom.generated_tokens == 0 and oom.throughput is None
         assert results[(tokens, 8)].error == "OOM at batch 4 in this series"
+
+
+class PagedOOMAbove(OOMAbove):
+    """:class:`OOMAbove` reporting after load what an engine with a paged KV cache reports (vLLM:
+    its blocks and resolved settings), which the HF engine has none of."""
+
+    def kv_cache_blocks(self) -> int:
+        return 64
+
+    def resolved(self) -> dict[str, int]:
+        return {"max_num_seqs": 8, "block_size": 16}
+
+
+def test_trials_recorded_without_running_have_the_engine_settings_of_those_that_ran(write_manifest) -> None:
+    """A pruned trial (``skipped_oom``) and one out of memory in its warm-up are recorded with the
+    job's engine settings, as its ok trials are: in the table, every row of the job says how its
+    engine batched and what it resolved, and a pruned configuration's row is comparable with the
+    ones that ran."""
+    group = _group(write_manifest(batch_sizes=[1, 4, 8]))
+    t = group.first
+    run_group(group, lambda g: PagedOOMAbove(t.model, model_path=g.model_path, n_gpus=1, dtype=t.dtype, options={}))
+    table, corrupt = aggregate(group.output_root)
+    assert not corrupt and table["status"].tolist() == ["ok", "oom", "skipped_oom"]
+    settings = ["batching", "deterministic_on", "kv_cache_blocks", "resolved_max_num_seqs", "resolved_block_size"]
+    reported = {"kv_cache_blocks": 64, "resolved_max_num_seqs": 8, "resolved_block_size": 16}
+    expected = {"batching": "static", "deterministic_on": False} | reported
+    assert table[settings].astype(object).to_dict("records") == [expected] * 3
 
 
 def test_pruning_off_runs_every_batch_as_the_study_did(write_manifest) -> None:

@@ -138,7 +138,10 @@ class TrialResult(BaseModel):
     #: A capacity search's probes and outcome (:mod:`infpop.capacity`); the record's other fields
     #: are its probe at the capacity (else the last probe that decided the search).
     capacity: Capacity | None = None
-    #: The batching discipline that served the trial; ``None`` in records from before it was kept.
+    #: The batching discipline that served the trial, or would have served one recorded without
+    #: running (``skipped_*``, a failed warm-up or load): like the engine's settings below, it is
+    #: the group's, so such a record has its configuration's. ``None`` in records from before it
+    #: was kept, and in skipped ones from before they carried it.
     batching: Batching | None = None
     #: KV-cache blocks the engine allocated at load (vLLM), and requests it preempted during the
     #: trial for want of them; ``None`` for engines without a paged KV cache.

@@ -11,7 +11,9 @@ trial's untimed warm-up batches (:mod:`infpop.warmup`); a library warning repeat
 batch is logged once per trial (:mod:`infpop.trialwarnings`). With adaptive repetitions, a
 repetition whose configuration is already measured precisely enough is recorded
 ``skipped_enough`` instead (:mod:`infpop.adaptive`), and the results where that was decided say
-why the configuration stopped (``stop_reason``).
+why the configuration stopped (``stop_reason``). A trial recorded without running carries the
+engine's settings as the trials that ran do (:class:`~infpop.scenarios.base.Recorder`),
+so an analysis sees it as a repetition of its configuration.
 
 Only light imports here: the engine module brings torch when the group actually runs.
 """
@@ -29,7 +31,7 @@ from infpop.engines.base import Engine
 from infpop.filemodes import share_with_group
 from infpop.plan import GroupSpec, TrialSpec
 from infpop.results import ResultStore, TrialResult, utcnow
-from infpop.scenarios.base import Recorder, error_text, runner
+from infpop.scenarios.base import Recorder, batching, error_text, runner
 from infpop.trialwarnings import once_per_trial
 from infpop.warmup import warm_up, warm_up_group
 from infpop.workloads import Prompt, load_prompts, with_reference_tokens
@@ -137,7 +139,7 @@ def run_group(
             prompts = with_reference_tokens(prompts, engine.count_tokens)
     except Exception as exc:
         # The model could not start: every pending trial gets the reason (OOM at load included).
-        rec = Recorder(group, ["unknown"], None)
+        rec = Recorder(group, ["unknown"], None, batching=batching(engine))
         status = "oom" if engine.is_oom(exc) else "error"
         for t in pending:
             record(rec.result(t, started_at, status=status, error=error_text(exc)))
@@ -151,6 +153,7 @@ def run_group(
         engine.kv_cache_blocks(),
         engine.resolved(),
         engine.unmeasured(),
+        batching=batching(engine),
         deterministic=engine.deterministic_on(),
         arch=architecture(group.first.model, group.model_path),
         prompt_tokens=_prompt_tokens(engine, prompts),

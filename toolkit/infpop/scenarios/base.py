@@ -18,7 +18,7 @@ from infpop.engines.base import Engine
 from infpop.physics import Architecture
 from infpop.plan import GroupSpec, TrialSpec
 from infpop.plugins import SCENARIOS
-from infpop.results import Provenance, TrialResult, TrialTelemetry, utcnow
+from infpop.results import Batching, Provenance, TrialResult, TrialTelemetry, utcnow
 from infpop.scenarios.metrics import validity
 from infpop.telemetry import Sampler
 from infpop.workloads import Prompt
@@ -39,11 +39,24 @@ def preempted_since(engine: Engine, before: int | None) -> int | None:
     return None if before is None or after is None else after - before
 
 
+def batching(engine: Engine) -> Batching:
+    """How the engine's group has its requests grouped into engine work: offline in static
+    batches; online continuously where the engine serves requests as they come
+    (``continuous_batching``), else in the dynamic batches the online scenario forms. Known
+    before any trial runs, so a trial recorded without running (pruned, or a repetition not
+    needed) records it as its configuration's runs do."""
+    if engine.scenario == "offline":
+        return "static"
+    return "continuous" if engine.capabilities.continuous_batching else "dynamic"
+
+
 class Recorder:
-    """Builds the result records of one group run: provenance and what the loaded engine
-    reports (load time, KV-cache blocks) are shared by all its trials, and so are the model's
-    shape and the prompts' lengths in tokens that each trial's physical bound needs
-    (:mod:`infpop.bounds`; a string says why there is none). With ``telemetry`` on, each timed
+    """Builds the result records of one group run. Provenance and the engine's settings (how it
+    batches, and what it reports after load: load time, KV-cache blocks, resolved settings,
+    deterministic mode) go on every record, those of trials recorded without running too, so a
+    pruned trial or a repetition not needed has the settings its configuration's runs have.
+    The model's shape and the prompts' lengths in tokens that each trial's physical bound needs
+    are shared too (:mod:`infpop.bounds`; a string says why there is none). With ``telemetry`` on, each timed
     loop (:meth:`timed_loop`) is sampled for energy and power (:mod:`infpop.telemetry`)."""
 
     def __init__(
@@ -55,6 +68,7 @@ class Recorder:
         resolved: dict[str, Any] | None = None,
         unmeasured: dict[str, str] | None = None,
         *,
+        batching: Batching | None = None,
         deterministic: bool | None = None,
         arch: Architecture | str = "not known",
         prompt_tokens: list[int] | str = "not known",
@@ -66,6 +80,8 @@ class Recorder:
         self.kv_cache_blocks = kv_cache_blocks
         self.resolved = resolved
         self.unmeasured = unmeasured or {}
+        #: How the engine batches the group's requests (:func:`batching`).
+        self.batching = batching
         #: Whether the loaded engine's deterministic mode is on, as it read it back.
         self.deterministic = deterministic
         self.arch, self.prompt_tokens, self.telemetry = arch, prompt_tokens, telemetry
@@ -88,7 +104,15 @@ class Recorder:
             finished_at=utcnow(),
         )
         return TrialResult(
-            trial=trial, provenance=prov, load_s=self.load_s, group_warmup_s=self.group_warmup_s, **fields
+            trial=trial,
+            provenance=prov,
+            load_s=self.load_s,
+            group_warmup_s=self.group_warmup_s,
+            batching=self.batching,
+            kv_cache_blocks=self.kv_cache_blocks,
+            resolved=self.resolved,
+            deterministic=self.deterministic,
+            **fields,
         )
 
     @contextmanager
@@ -158,9 +182,6 @@ class Recorder:
             throughput=generated_tokens / wall_s if generated_tokens else None,
             valid=valid,
             invalid_reason=why,
-            kv_cache_blocks=self.kv_cache_blocks,
-            resolved=self.resolved,
-            deterministic=self.deterministic,
             outputs=outputs,
             telemetry=sampled,
             **bound,

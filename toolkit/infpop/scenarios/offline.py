@@ -62,7 +62,6 @@ def run_offline(
         generated_tokens=generated,
         wall_s=wall,
         batch_latencies_s=latencies,
-        batching="static",
         num_preemptions=preempted_since(engine, preempted),
         cached_prompt_tokens=cached,
         outputs=None if served is None else by_prompt(len(texts), served),

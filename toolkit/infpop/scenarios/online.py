@@ -34,7 +34,7 @@ from infpop.engines.base import Engine
 from infpop.fingerprints import by_prompt
 from infpop.plan import TrialSpec
 from infpop.results import TrialResult, utcnow
-from infpop.scenarios.base import Recorder, error_text, preempted_since
+from infpop.scenarios.base import Recorder, batching, error_text, preempted_since
 from infpop.scenarios.metrics import RequestTiming, summarise
 from infpop.workloads import Prompt, new_tokens
 
@@ -93,8 +93,7 @@ def _run_rate(
     started_at = utcnow()
     arrivals = poisson_arrivals(trial.request_rate, trial.scenario.duration_s, trial.scenario.seed)
     preempted = engine.preemptions()
-    continuous = engine.capabilities.continuous_batching
-    serve = _serve_continuous if continuous else _serve_dynamic
+    serve = _serve_continuous if batching(engine) == "continuous" else _serve_dynamic
     with rec.timed_loop():
         served = serve(engine, trial, prompts, arrivals, timeout_s)
     # The server was up for the whole arrival window, even when the last request came early in it.
@@ -110,7 +109,6 @@ def _run_rate(
         wall_s=wall,
         batch_latencies_s=served.batch_latencies,
         online=summarise(served.timings, len(arrivals), wall, trial.scenario.goodput, served.itl, served.lateness),
-        batching="continuous" if continuous else "dynamic",
         num_preemptions=preempted_since(engine, preempted),
         cached_prompt_tokens=served.cached_tokens,
         outputs=served.fingerprints(len(prompts)),
