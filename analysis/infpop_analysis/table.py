@@ -292,8 +292,23 @@ def aggregate(root: str | Path) -> tuple[pd.DataFrame, list[str]]:
             corrupt.append(str(item))
         else:
             rows.append(row(item))
-    df = conform(pd.DataFrame(rows, columns=list(COLUMNS)))
+    df = _batching_of_old_skipped(conform(pd.DataFrame(rows, columns=list(COLUMNS))))
     return df.sort_values(KEY + SCENARIO_KEY, ignore_index=True), corrupt
+
+
+def _batching_of_old_skipped(df: pd.DataFrame) -> pd.DataFrame:
+    """``df`` with each skipped record written before skipped records carried their job's engine
+    settings given the ``batching`` its configuration ran with: without it such a record (a
+    repetition not needed, a batch above an OOM) would form a configuration of its own. Records
+    written since hold it; a configuration with no ran record keeps it missing."""
+    old = df["status"].isin(("skipped_enough", "skipped_oom")).fillna(False) & df["batching"].isna()
+    if not old.any():
+        return df
+    others = [a for a in CONFIG_AXES if a != "batching" and a in df]
+    ran = df[~old].dropna(subset=["batching"]).drop_duplicates(others)[[*others, "batching"]]
+    filled = df[old].drop(columns="batching").merge(ran, on=others, how="left")
+    out = pd.concat([df[~old], filled.set_axis(df.index[old])[df.columns]]).sort_index()
+    return out.astype(COLUMNS | {c: out[c].dtype for c in out.columns if c not in COLUMNS})
 
 
 def write_table(df: pd.DataFrame, out: str | Path) -> list[Path]:

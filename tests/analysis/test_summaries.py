@@ -148,3 +148,42 @@ def test_a_configuration_that_never_ran_ok_says_failed_before_any_adaptive_reaso
     assert configs["stop_reason"].to_dict() == {1: "target", 8: "failed", 16: "failed"}, configs
     assert configs.loc[1, "n"] == 3 and configs.loc[1, "batching"] == "static"
     assert configs["repetitions"].to_dict() == {1: 3, 8: 3, 16: 0}
+
+
+def test_a_skipped_record_from_before_it_carried_its_jobs_settings_joins_its_configuration(tmp_path: Path) -> None:
+    """Result trees written before skipped records carried their job's engine settings hold
+    ``skipped_enough`` and ``skipped_oom`` records without ``batching``. Aggregated, each takes the
+    batching its configuration ran with, so it does not form a configuration of its own; a
+    pruned batch whose configuration never ran keeps it missing."""
+    from infpop.manifest import ModelSpec, WorkloadSpec
+    from infpop.plan import TrialSpec
+    from infpop.results import Provenance, ResultStore, TrialResult, utcnow
+    from infpop_analysis.table import aggregate
+
+    def result(batch: int, rep: int, status: str, batching: str | None) -> TrialResult:
+        trial = TrialSpec(
+            study="s", hardware="cpu", partition="local", engine="hf", model=ModelSpec(name="m", source="org/m"),
+            n_gpus=1, batch_size=batch, max_new_tokens=5, repetition=rep, dtype="float32",
+            workload=WorkloadSpec(path="p.jsonl"),
+        )  # fmt: skip
+        prov = Provenance(
+            host="h", gpus=["cpu"], versions={}, manifest_sha256="0" * 64, started_at=utcnow(), finished_at=utcnow()
+        )
+        ok = status == "ok"
+        return TrialResult(
+            trial=trial, status=status, n_prompts=10 if ok else 0, generated_tokens=50 if ok else 0,
+            wall_s=1.0 if ok else 0.0, throughput=50.0 + rep if ok else None, provenance=prov, batching=batching,
+        )  # fmt: skip
+
+    store = ResultStore(tmp_path)
+    for rep in range(3):
+        store.write(result(1, rep, "ok", "static"))
+    store.write(result(1, 3, "skipped_enough", None))
+    store.write(result(64, 0, "skipped_oom", None))
+    table, corrupt = aggregate(tmp_path)
+    assert not corrupt
+    batching = table.set_index(["batch_size", "repetition"])["batching"]
+    assert batching.loc[1].tolist() == ["static"] * 4 and batching.loc[64].isna().all()
+    assert table.dtypes.equals(conform(table).dtypes)
+    configs = config_summaries(table).set_index("batch_size")
+    assert list(configs.index) == [1, 64] and configs.loc[1, "n"] == 3
