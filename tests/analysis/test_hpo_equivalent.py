@@ -18,7 +18,8 @@ from infpop_analysis.hpo.equivalent import RequireEquivalent
 from infpop_analysis.hpo.landscape import Config
 from infpop_analysis.hpo.methods import METHODS
 from infpop_analysis.hpo.objective import THROUGHPUT
-from infpop_analysis.hpo.search import Target, conclude, next_step, observe
+from infpop_analysis.hpo.optimizers import Observation
+from infpop_analysis.hpo.search import Target, conclude, judge, next_step, observe
 from infpop_analysis.hpo.stopping import plausible
 
 BATCHES = (1, 2, 4, 8, 16)
@@ -59,7 +60,12 @@ def search(
     method = METHODS["ours"]
     optimizer, stopping = method.build(0, BATCHES, GPUS), method.stopping()
     ran: list[str] = []
-    while isinstance(step := next_step(stopping, optimizer, space, observe(store, target), constraint), Config):
+    while True:
+        history = observe(store, target)
+        judged = judge(history, constraint)  # once per reading, as the driver does
+        step = next_step(stopping, optimizer, space, history, constraint, judged)
+        if not isinstance(step, Config):
+            break
         at = f"2026-01-01T00:{len(ran):02d}:00"
         prov = Provenance(host="h", gpus=["cpu"], versions={}, manifest_sha256="0" * 64, started_at=at, finished_at=at)
         status = failed.get(step, "ok")
@@ -75,7 +81,7 @@ def search(
         )
         ran.append(str(step))
     state = SearchState(target="t", method="ours", seed=0, budget=None, prior=None, physics=False, stop_reason=step)
-    conclude(state, observe(store, target), store, target, 1, constraint)
+    conclude(state, history, judged, store, target, 1, constraint)
     return state, ran
 
 
@@ -138,3 +144,33 @@ def test_a_gpu_count_below_the_equivalent_incumbent_stays_open_where_its_own_gpu
     space = [Config(g, b) for g in (1, 2) for b in (1, 2, 4)]
     seen = {Config(2, 1): 20.0, Config(2, 2): 100.0, Config(1, 1): 15.0}
     assert Config(1, 2) in plausible(space, seen, eligible={Config(2, 1), Config(1, 1)})
+
+
+def test_the_climb_centres_on_the_best_equivalent_configuration_not_a_faster_one_ruled_out(tmp_path: Path) -> None:
+    """Two GPUs split the reductions, so none of their outputs match the single-GPU reference,
+    yet they are the fastest. Once g2_b16 (70) outruns the equivalent incumbent g1_b16 (55), the
+    search keeps climbing around g1_b16 and reaches g1_b8, the best equivalent configuration, at
+    its fifth trial, with no trial spent refining g2's peak (g2_b4, g2_b8) before it."""
+    state, ran = search(tmp_path, {c for c in LANDSCAPE if c.n_gpus == 2})
+    assert state.pick.config == "g1_b8" and state.pick.value == 60.0
+    assert ran[:5] == ["g1_b1", "g1_b4", "g1_b16", "g2_b16", "g1_b8"]
+    assert len(ran) <= 7, "no more trials than a climb around g2_b16 takes"
+
+
+def test_with_every_success_ruled_out_the_search_walks_down_towards_the_reference() -> None:
+    """No measured configuration may be picked (e.g. the reference ran but the objective gave it
+    no value): from the fastest, g2_b8, the search steps one batch level down at a time, then to
+    fewer GPUs at that batch, where outputs are likeliest to match the reference, instead of
+    climbing around a configuration it cannot pick."""
+    optimizer = METHODS["ours"].build(0, BATCHES, GPUS)
+    space = sorted(LANDSCAPE)
+    history = [Observation(c, LANDSCAPE[c], eligible=False) for c in (Config(2, 8), Config(2, 16))]
+    walked = []
+    for _ in range(4):
+        step = optimizer.propose(space, history)
+        walked.append(str(step))
+        history.append(Observation(step, LANDSCAPE[step], eligible=False))
+    assert walked == ["g2_b4", "g2_b2", "g2_b1", "g1_b8"]
+    # Once one is equivalent, it is the incumbent and the climb leads from it again.
+    history[-1] = history[-1]._replace(eligible=True)
+    assert optimizer.propose(space, history) == Config(1, 2)

@@ -113,9 +113,12 @@ class RequireEquivalent:
         optimizer: Optimizer,
         space: Sequence[Config],
         history: Sequence[tuple[Observation, TrialResult]],
+        judged: Sequence[Judged],
     ) -> Config | str:
-        """The next configuration (the reference first), or why the search stops."""
-        observations = [j.observation for j in self.judge(history)]
+        """The next configuration (the reference first), or why the search stops; ``judged``:
+        ``history`` judged (:meth:`judge`), by the caller, who reuses it for the state and the log
+        (judging compares every trial's fingerprints with the reference's)."""
+        observations = [j.observation for j in judged]
         if all(o.config != self.reference for o in observations):
             return stopping.reason(observations) or self.reference
         return self.impossible(history) or stopping.next(optimizer, space, observations)

@@ -219,13 +219,21 @@ class Structured:
     1. Start at the centre of the grid (the upper-middle GPU count, the middle batch size): a
        model that needs several GPUs fails or crawls (CPU offload) on one, the most GPUs cost
        the most, and a middle batch runs quickly and rarely fails.
-    2. Climb batch size on the GPU count of the best result so far, two log2 levels at a time
-       (up, then down; one level with ``physics``, whose start is near the peak already). A
-       failure at batch b prunes larger batches at that GPU count.
+    2. Climb batch size on the GPU count of the incumbent (the best result so far that may be
+       picked: :attr:`Observation.eligible`), two log2 levels at a time (up, then down; one level
+       with ``physics``, whose start is near the peak already). A failure at batch b prunes
+       larger batches at that GPU count.
     3. Compare the adjacent GPU counts (fewer first, as they cost less) at that batch size; when
        one wins, steps 2-3 continue from it, so GPU count is climbed like batch size.
-    4. Refine: one level up and down around the best.
+    4. Refine: one level up and down around the incumbent.
     5. Fall back to the remaining plausible points, those next to the best results first.
+
+    Under a constraint (``--require-equivalent``) the climb centres on the incumbent, never on a
+    faster result the constraint rules out: the steps around a configuration that cannot be
+    picked refine a peak that is no answer, while the stopping rule waits for something to beat
+    the incumbent. Every result still counts where throughput alone speaks: the stopping rule's
+    trends and step 5's neighbours. Where every success so far is ruled out, the search walks
+    down towards the reference instead (:meth:`_towards_reference`).
     """
 
     prior: Prior | None = None
@@ -282,7 +290,11 @@ class Structured:
         def open_(c: Config) -> bool:
             return c in todo_set and not pruned(c)
 
-        if self.opening and (step := self._opening(todo, seen, levels, open_)) is not None:
+        ok = {c: v for c, v in seen.items() if v is not None}
+        eligible = {o.config for o in history if o.eligible}
+        mine = [c for c in ok if c in eligible]
+        best = max(mine, key=lambda c: (ok[c], -c.n_gpus, -c.batch_size)) if mine else None
+        if self.opening and (step := self._opening(todo, seen, levels, open_, best)) is not None:
             return step
         if self.prior is not None and self.prior.surfaces:
             chance = self.prior.hit_probability(todo, seen)
@@ -298,10 +310,10 @@ class Structured:
             sizes = levels[g]
             return Config(g, sizes[level]) if 0 <= level < len(sizes) else None
 
-        ok = {c: v for c, v in seen.items() if v is not None}
         if not ok:
             return self._first_success(gpus, levels, seen, open_) or self._fallback(todo, seen, pruned, levels)
-        best = max(ok, key=lambda c: (ok[c], -c.n_gpus, -c.batch_size))
+        if best is None:
+            return self._towards_reference(ok, levels, open_) or self._fallback(todo, seen, pruned, levels)
         level = levels[best.n_gpus].index(best.batch_size)
         # Physics starts near the optimum (the best estimate that fits): one level at a time
         # there; without it, the centre of the grid is far from it: two levels at a time.
@@ -334,10 +346,12 @@ class Structured:
         seen: dict[Config, float | None],
         levels: dict[int, list[int]],
         open_: Callable[[Config], bool],
+        incumbent: Config | None,
     ) -> Config | None:
         """The first trials of a search led by history, each a different guess (:data:`OPENING`):
         the configuration the references rate best (skipped without a prior); physics' best
-        estimate; where those measured one GPU count only, the incumbent's batch on another,
+        estimate; where those measured one GPU count only, the ``incumbent``'s batch on another
+        (none without an incumbent: the steps after the opening lead),
         those the prior ranks best first (else fewer GPUs first). The other GPU's landscape
         names the optimum's neighbourhood more often than physics does, but its order of GPU
         counts often does not carry over (vLLM Phi-1 peaks at one GPU on A100, four on V100),
@@ -348,22 +362,43 @@ class Structured:
         step = len(seen) + (0 if led else 1)
         if step >= len(OPENING):
             return None
-        ok = {c: v for c, v in seen.items() if v is not None}
         if step == 0:
             rated = max(todo, key=lambda c: (self.prior.rating(c), -c.n_gpus, -c.batch_size))
             return rated if self.prior.rating(rated) > 0 else None
         if step == 1:
             return self._best_estimate(todo)
-        if not ok:
+        if incumbent is None:
             return None
-        best = max(ok, key=lambda c: (ok[c], -c.n_gpus, -c.batch_size))
-        if len({c.n_gpus for c in ok}) >= 2:
+        if len({c.n_gpus for c, v in seen.items() if v is not None}) >= 2:
             return None  # two GPU counts measured already: the prior (or the climb) leads from here
         measured = {c.n_gpus for c in seen}
         ranked = ([g for g in self.prior.gpu_counts() if g in levels] if led else []) + sorted(levels)
         for g in dict.fromkeys(g for g in ranked if g not in measured):
-            if (cand := self._nearest(g, best.batch_size, levels, open_)) is not None:
+            if (cand := self._nearest(g, incumbent.batch_size, levels, open_)) is not None:
                 return cand
+        return None
+
+    @staticmethod
+    def _towards_reference(
+        ok: dict[Config, float], levels: dict[int, list[int]], open_: Callable[[Config], bool]
+    ) -> Config | None:
+        """Where successes exist but a constraint rules every one out as the pick: from the
+        fastest, the nearest open batch below it at its GPU count, then at each smaller GPU
+        count (the largest batch not above it first); None where none is open.
+
+        The reference (``--require-equivalent``: the fewest GPUs, the smallest batch) matches
+        itself, and a configuration's arithmetic departs from it as batch size and GPU count
+        grow (other kernels, reductions split another way), so the likeliest equivalent
+        configurations lie between the fastest success and the reference. Walking down one level
+        at a time from the fastest finds the largest batch that still matches, the fastest
+        below a peak; once one does, it is the incumbent and the climb leads again. Climbing up
+        from the fastest instead would measure configurations further from the reference still."""
+        top = max(ok, key=lambda c: (ok[c], -c.n_gpus, -c.batch_size))
+        for g in sorted((g for g in levels if g <= top.n_gpus), reverse=True):
+            below = [b for b in levels[g] if b < top.batch_size or (g < top.n_gpus and b == top.batch_size)]
+            for b in reversed(below):
+                if open_(Config(g, b)):
+                    return Config(g, b)
         return None
 
     @staticmethod

@@ -148,7 +148,8 @@ class Session:
 
     def next_config(self, store: ResultStore) -> Config | None:
         history = observe(store, self.target)
-        step = next_step(self.stopping, self.optimizer, sorted(self.target.trials), history, self.constraint)
+        judged = judge(history, self.constraint)
+        step = next_step(self.stopping, self.optimizer, sorted(self.target.trials), history, self.constraint, judged)
         return step if isinstance(step, Config) and step.n_gpus == self.n_gpus else None
 
     def __call__(self) -> list[str]:
@@ -173,18 +174,27 @@ class Session:
         return ran
 
 
+def judge(history: Sequence[tuple[Observation, TrialResult]], constraint: RequireEquivalent | None) -> list[Judged]:
+    """``history`` judged against the reference under ``constraint`` (empty without one): once per
+    reading of the results, then handed to :func:`next_step`, :func:`conclude`, :func:`write_state`
+    and the log, since judging compares every trial's fingerprints with the reference's."""
+    return constraint.judge(history) if constraint else []
+
+
 def next_step(
     stopping: Stopping,
     optimizer: Optimizer,
     space: Sequence[Config],
     history: Sequence[tuple[Observation, TrialResult]],
     constraint: RequireEquivalent | None,
+    judged: Sequence[Judged],
 ) -> Config | str:
-    """The next configuration to run, or why the search stops: the driver and its jobs ask this
-    one function, so a job at one GPU count goes on exactly as long as the driver would."""
+    """The next configuration to run, or why the search stops (``judged``: :func:`judge`'s): the
+    driver and its jobs ask this one function, so a job at one GPU count goes on exactly as long
+    as the driver would."""
     if constraint is None:
         return stopping.next(optimizer, space, [o for o, _ in history])
-    return constraint.next(stopping, optimizer, space, history)
+    return constraint.next(stopping, optimizer, space, history, judged)
 
 
 def submit_session(
@@ -252,11 +262,10 @@ def write_state(
     path: Path,
     state: SearchState,
     history: Sequence[tuple[Observation, TrialResult]],
-    constraint: RequireEquivalent | None = None,
+    judged: Sequence[Judged] = (),
 ) -> None:
     """Rewrite the target's state file with the trials of ``history`` (``infpop status`` reads
-    it), each judged against the reference under ``constraint``."""
-    judged = constraint.judge(history) if constraint else [None] * len(history)
+    it), with their judgements against the reference where a constraint gave them (:func:`judge`)."""
     trials = [
         SearchTrial(
             config=str(o.config),
@@ -266,7 +275,7 @@ def write_state(
             trial_id=r.trial.trial_id,
             **({} if j is None else {"identical": j.identical, "equivalent": j.observation.eligible}),
         )
-        for (o, r), j in zip(history, judged)
+        for (o, r), j in zip(history, judged or [None] * len(history))
     ]
     state.model_copy(update={"trials": trials}).write(path)
 
@@ -274,18 +283,20 @@ def write_state(
 def conclude(
     state: SearchState,
     history: Sequence[tuple[Observation, TrialResult]],
+    judged: Sequence[Judged],
     store: ResultStore,
     target: Target,
     repetitions: int,
     constraint: RequireEquivalent | None,
 ) -> None:
     """Set a stopped search's pick: the best measured, or under ``constraint`` the best
-    equivalent one, beside the best measured whatever its outputs and the ratio of the two."""
+    equivalent one (``judged``: :func:`judge`'s), beside the best measured whatever its outputs
+    and the ratio of the two."""
     best = pick(history, store, target, repetitions)
     if constraint is None:
         state.pick = best
         return
-    eligible = [(j.observation, r) for j, (_, r) in zip(constraint.judge(history), history) if j.observation.eligible]
+    eligible = [(j.observation, r) for j, (_, r) in zip(judged, history) if j.observation.eligible]
     state.pick = pick(eligible, store, target, repetitions)
     state.equivalence = constraint.record(state.pick, best)
 
@@ -378,34 +389,38 @@ def search(
         )
         if constraint is not None:
             log(f"{target.name}: --require-equivalent: {constraint.definition}")
+        # Each reading of the results is judged once (:func:`judge`); the reading after a job is
+        # the next step's.
+        history = observe(store, target)
+        judged = judge(history, constraint)
         while True:
-            history = observe(store, target)
-            config = next_step(stopping, optimizer, space, history, constraint)
+            config = next_step(stopping, optimizer, space, history, constraint, judged)
             if not isinstance(config, Config):
                 state.stop_reason = config
-                conclude(state, history, store, target, m.max_repetitions, constraint)
-                write_state(summary, state, history, constraint)
+                conclude(state, history, judged, store, target, m.max_repetitions, constraint)
+                write_state(summary, state, history, judged)
                 break
             job = submit_session(target, config, optimizer, stopping, executor, constraint)
             state.stop_reason = None
             state.job = SearchJob(**record(job, executor).model_dump(), n_gpus=config.n_gpus)
-            write_state(summary, state, history, constraint)
+            write_state(summary, state, history, judged)
             failure = executor.wait(job)
             state.job = None
             after = observe(store, target)
-            judged = constraint.judge(after) if constraint else []
+            judged_after = judge(after, constraint)
             for i, (o, r) in enumerate(after[len(history) :], start=len(history)):
                 log(
                     f"{target.name}: trial {i + 1} {o.config}: {r.status}"
                     + (f" {objective.format(o.value)}" if o.value is not None else "")
-                    + (_judgement(judged[i], constraint) if constraint else "")
+                    + (_judgement(judged_after[i], constraint) if constraint else "")
                 )
             if len(after) == len(history):
                 log(f"{target.name}: {config}: no result appeared ({failure or 'no trial ran'}); stopping this target")
                 state.stop_reason = f"no result for {config}: {failure or 'no trial ran'}"
-                conclude(state, after, store, target, m.max_repetitions, constraint)
-                write_state(summary, state, after, constraint)
+                conclude(state, after, judged_after, store, target, m.max_repetitions, constraint)
+                write_state(summary, state, after, judged_after)
                 break
+            history, judged = after, judged_after
         picks[target.name] = state.pick
         log(f"{target.name}: {_outcome(state, objective)}")
     return picks
